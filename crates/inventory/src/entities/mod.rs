@@ -1,0 +1,5 @@
+//! SeaORM entities of schema `inventory`, private to this crate.
+
+pub(crate) mod products;
+pub(crate) mod reservations;
+pub(crate) mod stock_levels;

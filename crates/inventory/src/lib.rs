@@ -1,0 +1,18 @@
+//! The inventory boundary: the product catalog, stock levels and reservations.
+//!
+//! Every function takes the connection first (`&impl ConnectionTrait`), so the caller
+//! decides the transaction; nothing here commits. Tables live in schema [`SCHEMA`].
+
+mod entities;
+mod error;
+mod products;
+mod reservations;
+mod types;
+
+pub use error::{Error, Result};
+pub use products::{NewProduct, Product, add_product, find_products, get, restock};
+pub use reservations::{Reservation, ReservationStatus, release, reservations_for, reserve};
+pub use types::{Currency, Invalid, Money, ProductName, Quantity, Sku};
+
+/// The boundary's name, which is also its schema.
+pub const SCHEMA: &str = "inventory";

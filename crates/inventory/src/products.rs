@@ -1,0 +1,152 @@
+//! The catalog and stock levels: add a product, restock it, look it up.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, SqlErr};
+use serde::Serialize;
+
+use crate::entities::{products, stock_levels};
+use crate::error::{Error, Result};
+use crate::types::{Currency, Money, ProductName, Quantity, Sku};
+
+/// A product to add to the catalog.
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    /// Its SKU, unique in the catalog.
+    pub sku: Sku,
+    /// Its display name.
+    pub name: ProductName,
+    /// Its unit price.
+    pub price: Money,
+    /// Units in stock to start with (may be zero).
+    pub initial_stock: u32,
+}
+
+/// A product with its stock level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Product {
+    /// Its SKU.
+    pub sku: Sku,
+    /// Its display name.
+    pub name: String,
+    /// Its unit price.
+    pub price: Money,
+    /// Units that can be reserved.
+    pub available: i64,
+    /// Units held by reservations.
+    pub reserved: i64,
+}
+
+/// Adds a product and its stock level.
+///
+/// # Errors
+/// [`Error::DuplicateSku`] if the SKU exists; [`Error::Database`] otherwise.
+pub async fn add_product(
+    db: &impl ConnectionTrait,
+    product: &NewProduct,
+    now: DateTime<Utc>,
+) -> Result<Product> {
+    let inserted = products::Entity::insert(products::ActiveModel {
+        sku: Set(product.sku.as_str().to_owned()),
+        name: Set(product.name.as_str().to_owned()),
+        price_minor: Set(product.price.minor),
+        currency: Set(product.price.currency.as_str().to_owned()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await;
+    if let Err(err) = inserted {
+        return Err(match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Error::DuplicateSku {
+                sku: product.sku.clone(),
+            },
+            _ => Error::Database(err),
+        });
+    }
+    stock_levels::Entity::insert(stock_levels::ActiveModel {
+        sku: Set(product.sku.as_str().to_owned()),
+        available: Set(i64::from(product.initial_stock)),
+        reserved: Set(0),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(Product {
+        sku: product.sku.clone(),
+        name: product.name.as_str().to_owned(),
+        price: product.price,
+        available: i64::from(product.initial_stock),
+        reserved: 0,
+    })
+}
+
+/// Adds `quantity` units to a product's available stock.
+///
+/// # Errors
+/// [`Error::UnknownProduct`], [`Error::StockOverflow`], or [`Error::Database`].
+pub async fn restock(
+    db: &impl ConnectionTrait,
+    sku: &Sku,
+    quantity: Quantity,
+    now: DateTime<Utc>,
+) -> Result<Product> {
+    let quantity = i64::from(quantity.get());
+    let updated = stock_levels::Entity::update_many()
+        .col_expr(
+            stock_levels::Column::Available,
+            Expr::col(stock_levels::Column::Available).add(quantity),
+        )
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now).into())
+        .filter(stock_levels::Column::Sku.eq(sku.as_str()))
+        .filter(stock_levels::Column::Available.lte(i64::MAX - quantity))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(match get(db, sku).await? {
+            Some(_) => Error::StockOverflow { sku: sku.clone() },
+            None => Error::UnknownProduct { sku: sku.clone() },
+        });
+    }
+    get(db, sku)
+        .await?
+        .ok_or_else(|| Error::UnknownProduct { sku: sku.clone() })
+}
+
+/// The product with `sku`, if any.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn get(db: &impl ConnectionTrait, sku: &Sku) -> Result<Option<Product>> {
+    Ok(find_products(db, std::slice::from_ref(sku)).await?.pop())
+}
+
+/// The products among `skus` that exist, in SKU order.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn find_products(db: &impl ConnectionTrait, skus: &[Sku]) -> Result<Vec<Product>> {
+    let rows = products::Entity::find()
+        .find_also_related(stock_levels::Entity)
+        .filter(products::Column::Sku.is_in(skus.iter().map(Sku::as_str)))
+        .all(db)
+        .await?;
+    let mut found = rows
+        .into_iter()
+        .map(|(product, stock)| to_product(product, stock))
+        .collect::<Result<Vec<_>>>()?;
+    found.sort_by(|a, b| a.sku.cmp(&b.sku));
+    Ok(found)
+}
+
+fn to_product(row: products::Model, stock: Option<stock_levels::Model>) -> Result<Product> {
+    let corrupt = |what: &str| Error::Corrupt(format!("product {}: {what}", row.sku));
+    let stock = stock.ok_or_else(|| corrupt("no stock level"))?;
+    let currency = Currency::parse(&row.currency).map_err(|_| corrupt("bad currency"))?;
+    Ok(Product {
+        sku: Sku::parse(&row.sku).map_err(|_| corrupt("bad SKU"))?,
+        price: Money::new(row.price_minor, currency).map_err(|_| corrupt("bad price"))?,
+        name: row.name,
+        available: stock.available,
+        reserved: stock.reserved,
+    })
+}

@@ -1,0 +1,199 @@
+//! Reservations: stock held for a caller's reference, never more than is available.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::entities::{reservations, stock_levels};
+use crate::error::{Error, Result};
+use crate::types::{Quantity, Sku};
+
+/// Whether a reservation still holds its stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    /// The stock is held.
+    Held,
+    /// The stock went back to available.
+    Released,
+}
+
+impl ReservationStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Released => "released",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "held" => Some(Self::Held),
+            "released" => Some(Self::Released),
+            _ => None,
+        }
+    }
+}
+
+/// Stock held for a reference (for example an order id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    /// Its id.
+    pub id: Uuid,
+    /// The product.
+    pub sku: Sku,
+    /// Units held.
+    pub quantity: u32,
+    /// Whether it still holds them.
+    pub status: ReservationStatus,
+    /// The caller's reference.
+    pub reference: String,
+    /// When the hold lapses.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Holds `quantity` units of `sku` for `reference` until `expires_at`.
+///
+/// Never oversells: the stock level is decremented only where enough is available, in
+/// one conditional `UPDATE`, so concurrent reservations cannot both take the last units.
+///
+/// # Errors
+/// [`Error::OutOfStock`], [`Error::UnknownProduct`], or [`Error::Database`].
+pub async fn reserve(
+    db: &impl ConnectionTrait,
+    sku: &Sku,
+    quantity: Quantity,
+    reference: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Reservation> {
+    let units = i64::from(quantity.get());
+    let updated = stock_levels::Entity::update_many()
+        .col_expr(
+            stock_levels::Column::Available,
+            Expr::col(stock_levels::Column::Available).sub(units),
+        )
+        .col_expr(
+            stock_levels::Column::Reserved,
+            Expr::col(stock_levels::Column::Reserved).add(units),
+        )
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now).into())
+        .filter(stock_levels::Column::Sku.eq(sku.as_str()))
+        .filter(stock_levels::Column::Available.gte(units))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        let stock = stock_levels::Entity::find_by_id(sku.as_str())
+            .one(db)
+            .await?;
+        return Err(match stock {
+            Some(stock) => Error::OutOfStock {
+                sku: sku.clone(),
+                requested: quantity.get(),
+                available: stock.available,
+            },
+            None => Error::UnknownProduct { sku: sku.clone() },
+        });
+    }
+    let reservation = Reservation {
+        id: Uuid::now_v7(),
+        sku: sku.clone(),
+        quantity: quantity.get(),
+        status: ReservationStatus::Held,
+        reference: reference.to_owned(),
+        expires_at,
+    };
+    reservations::Entity::insert(reservations::ActiveModel {
+        id: Set(reservation.id),
+        sku: Set(sku.as_str().to_owned()),
+        quantity: Set(units),
+        status: Set(ReservationStatus::Held.as_str().to_owned()),
+        reference: Set(reservation.reference.clone()),
+        expires_at: Set(expires_at),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(reservation)
+}
+
+/// Returns a held reservation's units to available stock.
+///
+/// # Errors
+/// [`Error::UnknownReservation`], [`Error::ReservationNotHeld`] (already released),
+/// or [`Error::Database`].
+pub async fn release(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Reservation> {
+    let row = reservations::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(Error::UnknownReservation { id })?;
+    // Guarded by status, so two concurrent releases return the units only once.
+    let released = reservations::Entity::update_many()
+        .col_expr(
+            reservations::Column::Status,
+            Expr::val(ReservationStatus::Released.as_str()).into(),
+        )
+        .col_expr(reservations::Column::UpdatedAt, Expr::val(now).into())
+        .filter(reservations::Column::Id.eq(id))
+        .filter(reservations::Column::Status.eq(ReservationStatus::Held.as_str()))
+        .exec(db)
+        .await?;
+    if released.rows_affected == 0 {
+        return Err(Error::ReservationNotHeld { id });
+    }
+    stock_levels::Entity::update_many()
+        .col_expr(
+            stock_levels::Column::Available,
+            Expr::col(stock_levels::Column::Available).add(row.quantity),
+        )
+        .col_expr(
+            stock_levels::Column::Reserved,
+            Expr::col(stock_levels::Column::Reserved).sub(row.quantity),
+        )
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now).into())
+        .filter(stock_levels::Column::Sku.eq(row.sku.as_str()))
+        .exec(db)
+        .await?;
+    let mut reservation = to_reservation(row)?;
+    reservation.status = ReservationStatus::Released;
+    Ok(reservation)
+}
+
+/// Every reservation made for `reference`, oldest first.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn reservations_for(
+    db: &impl ConnectionTrait,
+    reference: &str,
+) -> Result<Vec<Reservation>> {
+    reservations::Entity::find()
+        .filter(reservations::Column::Reference.eq(reference))
+        .order_by_asc(reservations::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_reservation)
+        .collect()
+}
+
+fn to_reservation(row: reservations::Model) -> Result<Reservation> {
+    let corrupt = |what: &str| Error::Corrupt(format!("reservation {}: {what}", row.id));
+    Ok(Reservation {
+        id: row.id,
+        sku: Sku::parse(&row.sku).map_err(|_| corrupt("bad SKU"))?,
+        quantity: u32::try_from(row.quantity).map_err(|_| corrupt("bad quantity"))?,
+        status: ReservationStatus::parse(&row.status).ok_or_else(|| corrupt("unknown status"))?,
+        reference: row.reference,
+        expires_at: row.expires_at,
+    })
+}

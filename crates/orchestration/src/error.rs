@@ -1,0 +1,102 @@
+//! Errors of connecting, migrating and running units of work.
+
+use sea_orm::DbErr;
+
+use crate::database::DatabaseId;
+use crate::topology::Placement;
+
+/// Connecting to databases and migrating boundaries failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FabricError {
+    /// A database URL could not be understood.
+    #[error("invalid database URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL, with any password redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A boundary name cannot serve as a schema name.
+    #[error(
+        "boundary name `{0}` is invalid: use at most 48 lowercase letters, digits and `_`, starting with a letter"
+    )]
+    InvalidBoundaryName(&'static str),
+    /// Two boundaries share a name.
+    #[error("boundary `{0}` is registered twice")]
+    DuplicateBoundary(&'static str),
+    /// A name refers to no registered boundary.
+    #[error("no boundary named `{name}` is registered (registered: {registered})")]
+    UnknownBoundary {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        registered: String,
+    },
+    /// A database could not be reached or prepared.
+    #[error("cannot use database {database}: {reason}")]
+    Database {
+        /// The database.
+        database: DatabaseId,
+        /// What went wrong, and where it helps, what to do.
+        reason: String,
+    },
+    /// A boundary's migrations failed.
+    #[error("migrating boundary `{boundary}` on {database} failed: {source}")]
+    Migration {
+        /// The boundary.
+        boundary: &'static str,
+        /// Its database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
+}
+
+/// A unit of work could not run or commit.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitOfWorkError {
+    /// A step named a boundary the fabric does not know.
+    #[error("step `{step}` of `{pipeline}` names boundary `{boundary}`, which is not registered")]
+    UnknownBoundary {
+        /// The pipeline.
+        pipeline: &'static str,
+        /// The step.
+        step: &'static str,
+        /// The unknown name.
+        boundary: String,
+    },
+    /// The touched boundaries live on more than one database, so one local transaction
+    /// cannot hold them.
+    #[error(
+        "boundaries on different databases cannot commit in one transaction: {}",
+        list(.placements)
+    )]
+    NotAtomic {
+        /// Every touched boundary with its database.
+        placements: Vec<Placement>,
+    },
+    /// The transaction could not begin.
+    #[error("cannot begin a transaction on {database}: {source}")]
+    Begin {
+        /// The database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
+    /// The commit failed; nothing of the unit of work is persisted.
+    #[error("commit on {database} failed: {source}")]
+    Commit {
+        /// The database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
+}
+
+fn list(placements: &[Placement]) -> String {
+    placements
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

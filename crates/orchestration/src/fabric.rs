@@ -1,0 +1,286 @@
+//! The fabric: every registered boundary, the databases that hold them, and the entry
+//! points for migrating and for running units of work.
+
+use std::sync::Arc;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::boundary::Boundary;
+use crate::database::{Database, DatabaseId};
+use crate::error::{FabricError, UnitOfWorkError};
+use crate::migrate::BoundaryMigrations;
+use crate::topology::{Placement, Topology};
+use crate::unit_of_work::{CommitPlan, Pipeline};
+
+/// The connected boundaries of one application. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fabric {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    databases: Vec<Database>,
+    /// Every boundary in registration order, with the index of its database.
+    boundaries: Vec<(Boundary, usize)>,
+}
+
+/// Whether one database answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseHealth {
+    /// The database.
+    pub database: DatabaseId,
+    /// The boundaries it holds.
+    pub boundaries: Vec<&'static str>,
+    /// `None` if it answered, else why not.
+    pub error: Option<String>,
+}
+
+impl Fabric {
+    /// Connects one pool per distinct database of `topology` and lays out `boundaries`
+    /// on them (schemas, databases or files are created when missing). Boundaries keep
+    /// the order given: it is the order migrations run in.
+    ///
+    /// # Errors
+    /// A boundary name that is invalid or registered twice, an override naming no
+    /// registered boundary, or a database that cannot be reached or prepared.
+    pub async fn connect(
+        topology: &Topology,
+        boundaries: impl IntoIterator<Item = Boundary>,
+    ) -> Result<Self, FabricError> {
+        let boundaries: Vec<Boundary> = boundaries.into_iter().collect();
+        for (i, boundary) in boundaries.iter().enumerate() {
+            if !boundary.has_valid_name() {
+                return Err(FabricError::InvalidBoundaryName(boundary.name()));
+            }
+            if boundaries[..i].iter().any(|b| b.name() == boundary.name()) {
+                return Err(FabricError::DuplicateBoundary(boundary.name()));
+            }
+        }
+        for (name, _) in topology.overrides() {
+            if !boundaries.iter().any(|b| b.name() == name) {
+                return Err(FabricError::UnknownBoundary {
+                    name: name.to_owned(),
+                    registered: names(&boundaries),
+                });
+            }
+        }
+
+        // Group boundaries by the database that holds them, in first-seen order.
+        let mut groups: Vec<(crate::DatabaseUrl, Vec<Boundary>)> = Vec::new();
+        let mut placed = Vec::with_capacity(boundaries.len());
+        for boundary in boundaries {
+            let url = topology.url_of(boundary.name());
+            let index = match groups.iter().position(|(u, _)| u == url) {
+                Some(index) => index,
+                None => {
+                    groups.push((url.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[index].1.push(boundary);
+            placed.push((boundary, index));
+        }
+        let mut databases = Vec::with_capacity(groups.len());
+        for (url, members) in groups {
+            let database = Database::connect(url, members).await?;
+            tracing::info!(
+                database = %database.id,
+                backend = %database.url.backend(),
+                boundaries = %names(&database.boundaries),
+                "connected"
+            );
+            databases.push(database);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                databases,
+                boundaries: placed,
+            }),
+        })
+    }
+
+    /// Where every boundary lives, in registration order.
+    #[must_use]
+    pub fn placements(&self) -> Vec<Placement> {
+        self.inner
+            .boundaries
+            .iter()
+            .map(|(b, db)| Placement {
+                boundary: b.name(),
+                database: self.inner.databases[*db].id.clone(),
+            })
+            .collect()
+    }
+
+    /// The connection pool of the database that holds `boundary`, for reads and for
+    /// writes that need no unit of work.
+    ///
+    /// # Errors
+    /// `boundary` is not registered.
+    pub fn connection(&self, boundary: &str) -> Result<&DatabaseConnection, FabricError> {
+        let index = self
+            .database_index(boundary)
+            .ok_or_else(|| FabricError::UnknownBoundary {
+                name: boundary.to_owned(),
+                registered: self.registered_names(),
+            })?;
+        Ok(&self.inner.databases[index].connection)
+    }
+
+    /// Starts describing a unit of work named `pipeline` (the name used in spans,
+    /// summaries and metrics).
+    #[must_use]
+    pub fn unit_of_work(&self, pipeline: &'static str) -> Pipeline<'_> {
+        Pipeline::new(self, pipeline)
+    }
+
+    /// The commit plan for a unit of work that touches `boundaries`, decided before
+    /// anything runs.
+    ///
+    /// # Errors
+    /// A boundary is not registered, or the boundaries are on more than one database.
+    pub fn plan(&self, boundaries: &[&str]) -> Result<CommitPlan, UnitOfWorkError> {
+        let mut touched: Vec<(&'static str, usize)> = Vec::new();
+        for name in boundaries {
+            let (boundary, index) =
+                self.boundary(name)
+                    .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
+                        pipeline: "plan",
+                        step: "plan",
+                        boundary: (*name).to_owned(),
+                    })?;
+            if !touched.iter().any(|(b, _)| *b == boundary.name()) {
+                touched.push((boundary.name(), index));
+            }
+        }
+        self.plan_for(&touched)
+    }
+
+    /// Migrates every boundary, in registration order, and returns the state after.
+    ///
+    /// # Errors
+    /// A migration failed; the boundaries before it stay migrated.
+    pub async fn migrate(&self) -> Result<Vec<BoundaryMigrations>, FabricError> {
+        for (boundary, index) in &self.inner.boundaries {
+            let database = &self.inner.databases[*index];
+            let connection = database.boundary_connection(boundary).await?;
+            let result = boundary.migrate_up(&connection).await;
+            connection.close().await.ok();
+            result.map_err(|source| FabricError::Migration {
+                boundary: boundary.name(),
+                database: database.id.clone(),
+                source,
+            })?;
+        }
+        self.migration_status().await
+    }
+
+    /// Applied and pending migrations of every boundary, in registration order.
+    ///
+    /// # Errors
+    /// A database could not be read.
+    pub async fn migration_status(&self) -> Result<Vec<BoundaryMigrations>, FabricError> {
+        let mut states = Vec::with_capacity(self.inner.boundaries.len());
+        for (boundary, index) in &self.inner.boundaries {
+            let database = &self.inner.databases[*index];
+            let connection = database.boundary_connection(boundary).await?;
+            let result = boundary.migration_status(&connection).await;
+            connection.close().await.ok();
+            let migrations = result.map_err(|source| FabricError::Migration {
+                boundary: boundary.name(),
+                database: database.id.clone(),
+                source,
+            })?;
+            let (applied, pending): (Vec<_>, Vec<_>) =
+                migrations.into_iter().partition(|(_, applied)| *applied);
+            states.push(BoundaryMigrations {
+                boundary: boundary.name(),
+                database: database.id.clone(),
+                applied: applied.into_iter().map(|(name, _)| name).collect(),
+                pending: pending.into_iter().map(|(name, _)| name).collect(),
+            });
+        }
+        Ok(states)
+    }
+
+    /// Pings every database.
+    pub async fn health(&self) -> Vec<DatabaseHealth> {
+        let mut health = Vec::with_capacity(self.inner.databases.len());
+        for database in &self.inner.databases {
+            let error = database
+                .connection
+                .execute_unprepared("SELECT 1")
+                .await
+                .err();
+            health.push(DatabaseHealth {
+                database: database.id.clone(),
+                boundaries: database.boundaries.iter().map(Boundary::name).collect(),
+                error: error.map(|e| e.to_string()),
+            });
+        }
+        health
+    }
+
+    /// Closes every pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        for database in &self.inner.databases {
+            database.connection.clone().close().await.ok();
+        }
+    }
+
+    pub(crate) fn boundary(&self, name: &str) -> Option<(Boundary, usize)> {
+        self.inner
+            .boundaries
+            .iter()
+            .find(|(b, _)| b.name() == name)
+            .copied()
+    }
+
+    fn database_index(&self, boundary: &str) -> Option<usize> {
+        self.boundary(boundary).map(|(_, index)| index)
+    }
+
+    pub(crate) fn database(&self, index: usize) -> (&DatabaseId, &DatabaseConnection) {
+        let database = &self.inner.databases[index];
+        (&database.id, &database.connection)
+    }
+
+    /// The plan for the touched `(boundary, database index)` pairs.
+    pub(crate) fn plan_for(
+        &self,
+        touched: &[(&'static str, usize)],
+    ) -> Result<CommitPlan, UnitOfWorkError> {
+        let Some((_, first)) = touched.first() else {
+            return Ok(CommitPlan::Nothing);
+        };
+        if touched.iter().all(|(_, index)| index == first) {
+            return Ok(CommitPlan::Local {
+                database: self.inner.databases[*first].id.clone(),
+                boundaries: touched.iter().map(|(b, _)| *b).collect(),
+            });
+        }
+        Err(UnitOfWorkError::NotAtomic {
+            placements: touched
+                .iter()
+                .map(|(boundary, index)| Placement {
+                    boundary,
+                    database: self.inner.databases[*index].id.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    fn registered_names(&self) -> String {
+        let boundaries: Vec<Boundary> = self.inner.boundaries.iter().map(|(b, _)| *b).collect();
+        names(&boundaries)
+    }
+}
+
+fn names(boundaries: &[Boundary]) -> String {
+    boundaries
+        .iter()
+        .map(Boundary::name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

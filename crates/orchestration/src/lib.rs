@@ -1,0 +1,30 @@
+//! Switchyard's infrastructure: persistence boundaries, their placement on databases,
+//! per-boundary migrations, and units of work that span boundaries.
+//!
+//! This crate knows no domain. Domain crates reach it only as data: a boundary's name
+//! and migrator, and closures that run inside a unit of work.
+
+mod boundary;
+mod database;
+mod error;
+mod fabric;
+mod migrate;
+mod topology;
+mod unit_of_work;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use boundary::Boundary;
+pub use database::{Backend, DatabaseId};
+pub use error::{FabricError, UnitOfWorkError};
+pub use fabric::{DatabaseHealth, Fabric};
+pub use migrate::BoundaryMigrations;
+pub use topology::{DatabaseUrl, Placement, Topology};
+pub use unit_of_work::{
+    CommitPlan, Completed, Outcome, Pipeline, RunSummary, StepSummary, UnitOfWork,
+};
+
+/// Re-exported so migrators can be declared without a direct `sea-orm-migration`
+/// dependency mismatch.
+pub use sea_orm_migration::MigratorTrait;

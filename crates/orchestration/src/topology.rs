@@ -1,0 +1,248 @@
+//! Where boundaries live: one database URL for all of them, with per-boundary overrides.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use url::Url;
+
+use crate::database::{Backend, DatabaseId};
+use crate::error::FabricError;
+
+/// A parsed database URL.
+///
+/// `sqlite://DIR` names a directory holding one file per boundary (`DIR/inventory.db`);
+/// `postgres://…` and `mysql://…` (or `mariadb://…`) name a server and database.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A directory of SQLite files, one per boundary.
+    Sqlite {
+        /// The directory, as written in the URL.
+        dir: PathBuf,
+    },
+    /// A PostgreSQL database; each boundary is a schema in it.
+    Postgres(Url),
+    /// A MySQL or MariaDB server; each boundary is a database on it.
+    MySql(Url),
+}
+
+impl DatabaseUrl {
+    /// Which engine this URL names.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite { .. } => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+            Self::MySql(_) => Backend::MySql,
+        }
+    }
+
+    /// The identity of the database this URL names, safe to log (no password).
+    #[must_use]
+    pub fn id(&self) -> DatabaseId {
+        DatabaseId::new(self.to_string())
+    }
+
+    /// The URL with its password, for connecting. Never log this.
+    pub(crate) fn expose(&self) -> String {
+        match self {
+            Self::Sqlite { dir } => format!("sqlite://{}", dir.display()),
+            Self::Postgres(url) | Self::MySql(url) => url.to_string(),
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = FabricError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: &str| FabricError::InvalidUrl {
+            url: redact(s),
+            reason: reason.to_owned(),
+        };
+        if let Some(dir) = s.strip_prefix("sqlite://") {
+            if dir.is_empty() || dir.contains('?') || dir.contains(":memory:") {
+                return Err(invalid(
+                    "a SQLite URL names a directory for the boundary files, e.g. sqlite://./data",
+                ));
+            }
+            return Ok(Self::Sqlite {
+                dir: PathBuf::from(dir),
+            });
+        }
+        let url = Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("the URL names no host"));
+        }
+        match url.scheme() {
+            "postgres" | "postgresql" => {
+                if url.path().trim_start_matches('/').is_empty() {
+                    return Err(invalid(
+                        "a PostgreSQL URL must name a database, e.g. postgres://postgres@127.0.0.1:5432/switchyard",
+                    ));
+                }
+                Ok(Self::Postgres(url))
+            }
+            "mysql" | "mariadb" => {
+                let mut url = url;
+                url.set_scheme("mysql")
+                    .map_err(|()| invalid("bad scheme"))?;
+                Ok(Self::MySql(url))
+            }
+            other => Err(invalid(&format!(
+                "unsupported scheme `{other}`: use sqlite://DIR, postgres://… or mysql://…"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.expose()))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Replaces a URL's password with `***`, so it can be logged and shown in errors.
+fn redact(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(mut url) if url.password().is_some() => {
+            // Cannot fail: a URL with a password has a host.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => s.to_owned(),
+    }
+}
+
+/// The placement of every boundary: a default database and per-boundary overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    default: DatabaseUrl,
+    overrides: BTreeMap<String, DatabaseUrl>,
+}
+
+impl Topology {
+    /// All boundaries on `default`.
+    #[must_use]
+    pub fn new(default: DatabaseUrl) -> Self {
+        Self {
+            default,
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// Places `boundary` on `url` instead of the default database.
+    #[must_use]
+    pub fn with_override(mut self, boundary: impl Into<String>, url: DatabaseUrl) -> Self {
+        self.overrides.insert(boundary.into(), url);
+        self
+    }
+
+    /// The default database.
+    #[must_use]
+    pub fn default_url(&self) -> &DatabaseUrl {
+        &self.default
+    }
+
+    /// The per-boundary overrides, by boundary name.
+    pub fn overrides(&self) -> impl Iterator<Item = (&str, &DatabaseUrl)> {
+        self.overrides
+            .iter()
+            .map(|(name, url)| (name.as_str(), url))
+    }
+
+    /// The database that holds `boundary`.
+    #[must_use]
+    pub fn url_of(&self, boundary: &str) -> &DatabaseUrl {
+        self.overrides.get(boundary).unwrap_or(&self.default)
+    }
+}
+
+/// Where one boundary lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The boundary's name.
+    pub boundary: &'static str,
+    /// The database that holds it.
+    pub database: DatabaseId,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.boundary, self.database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_backend() {
+        let cases = [
+            ("sqlite://./data", Backend::Sqlite),
+            ("sqlite:///var/lib/switchyard", Backend::Sqlite),
+            (
+                "postgres://postgres@127.0.0.1:5432/switchyard",
+                Backend::Postgres,
+            ),
+            ("postgresql://u:p@db/app", Backend::Postgres),
+            ("mysql://root@127.0.0.1:3306", Backend::MySql),
+            ("mariadb://root@127.0.0.1:3306", Backend::MySql),
+        ];
+        for (url, backend) in cases {
+            assert_eq!(
+                url.parse::<DatabaseUrl>().unwrap().backend(),
+                backend,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_serve() {
+        for url in [
+            "",
+            "sqlite://",
+            "sqlite::memory:",
+            "postgres://127.0.0.1:5432",
+            "redis://127.0.0.1",
+            "not a url",
+        ] {
+            let err = url.parse::<DatabaseUrl>().unwrap_err();
+            assert!(
+                matches!(err, FabricError::InvalidUrl { .. }),
+                "{url}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_shows_a_password() {
+        let url: DatabaseUrl = "postgres://app:s3cret@db:5432/app".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/app");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let err = "postgres://app:s3cret@db:5432"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn overrides_place_one_boundary_elsewhere() {
+        let topology = Topology::new("sqlite://./data".parse().unwrap())
+            .with_override("orders", "sqlite://./orders-data".parse().unwrap());
+        assert_eq!(topology.url_of("inventory").to_string(), "sqlite://./data");
+        assert_eq!(
+            topology.url_of("orders").to_string(),
+            "sqlite://./orders-data"
+        );
+    }
+}

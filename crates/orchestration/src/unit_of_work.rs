@@ -1,0 +1,323 @@
+//! Units of work: a named pipeline of steps, each naming the boundary it touches, that
+//! commit together in one transaction, and the `RunSummary` that describes a run.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use sea_orm::{DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use tracing::{Instrument, field};
+use uuid::Uuid;
+
+use crate::database::DatabaseId;
+use crate::error::UnitOfWorkError;
+use crate::fabric::Fabric;
+
+/// A named unit of work, ready to run. Made by [`Fabric::unit_of_work`].
+#[derive(Debug)]
+pub struct Pipeline<'f> {
+    fabric: &'f Fabric,
+    name: &'static str,
+}
+
+/// How a unit of work commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitPlan {
+    /// No step touched a database; there is nothing to commit.
+    Nothing,
+    /// Every touched boundary is on one database: one local transaction.
+    Local {
+        /// The database.
+        database: DatabaseId,
+        /// The touched boundaries, in the order first touched.
+        boundaries: Vec<&'static str>,
+    },
+}
+
+impl fmt::Display for CommitPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Nothing => f.write_str("nothing to commit"),
+            Self::Local {
+                database,
+                boundaries,
+            } => write!(
+                f,
+                "local transaction on {database} [{}]",
+                boundaries.join(", ")
+            ),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step succeeded and the transaction committed.
+    Committed,
+    /// The work returned an error; nothing was persisted.
+    RolledBack {
+        /// The error, as text.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Committed => f.write_str("committed"),
+            Self::RolledBack { reason } => write!(f, "rolled back: {reason}"),
+        }
+    }
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSummary {
+    /// The step's name.
+    pub name: &'static str,
+    /// The boundary it touched.
+    pub boundary: &'static str,
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// Whether it returned `Ok`.
+    pub succeeded: bool,
+}
+
+/// What happened in one run of a unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The pipeline's name.
+    pub pipeline: &'static str,
+    /// This run's id (a UUIDv7, so ids sort by start time).
+    pub run_id: Uuid,
+    /// Steps in the order they ran.
+    pub steps: Vec<StepSummary>,
+    /// How the run committed (or would have).
+    pub plan: CommitPlan,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time from start to commit or rollback.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} in {:.1?} ({}):",
+            self.pipeline, self.outcome, self.elapsed, self.plan
+        )?;
+        for step in &self.steps {
+            let mark = if step.succeeded { "" } else { " FAILED" };
+            write!(
+                f,
+                " {}.{} {:.1?}{mark};",
+                step.boundary, step.name, step.elapsed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The value of a committed run and its summary.
+#[derive(Debug)]
+pub struct Completed<T> {
+    /// What the work returned.
+    pub value: T,
+    /// What happened.
+    pub summary: RunSummary,
+}
+
+/// A unit of work in progress: the handle the work's closure receives.
+///
+/// The first step begins a transaction on its boundary's database; every later step
+/// must touch a boundary on the same database. `E` is the work's error type; each
+/// step's own error converts into it.
+pub struct UnitOfWork<E> {
+    fabric: Fabric,
+    pipeline: &'static str,
+    open: Option<OpenTransaction>,
+    touched: Vec<(&'static str, usize)>,
+    steps: Vec<StepSummary>,
+    _error: PhantomData<fn() -> E>,
+}
+
+struct OpenTransaction {
+    database: usize,
+    transaction: DatabaseTransaction,
+}
+
+impl<E> fmt::Debug for UnitOfWork<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnitOfWork")
+            .field("pipeline", &self.pipeline)
+            .field("touched", &self.touched)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'f> Pipeline<'f> {
+    pub(crate) fn new(fabric: &'f Fabric, name: &'static str) -> Self {
+        Self { fabric, name }
+    }
+
+    /// Runs `work` as one unit of work: commits if it returns `Ok`, rolls back if it
+    /// returns `Err`.
+    ///
+    /// # Errors
+    /// The error `work` returned, or a [`UnitOfWorkError`] (converted into `E`) if the
+    /// transaction could not begin or commit, or if the steps touched boundaries on
+    /// different databases.
+    pub async fn run<T, E, F>(self, work: F) -> Result<Completed<T>, E>
+    where
+        F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
+        E: From<UnitOfWorkError> + fmt::Display,
+    {
+        let run_id = Uuid::now_v7();
+        let span = tracing::info_span!(
+            "unit_of_work",
+            pipeline = self.name,
+            run_id = %run_id,
+            plan = field::Empty,
+            outcome = field::Empty,
+            elapsed_ms = field::Empty,
+        );
+        let started = Instant::now();
+        // The unit of work owns a handle to the fabric rather than borrowing it: a
+        // borrowed lifetime in the closure's argument type defeats the compiler's proof
+        // that the run's future is `Send`.
+        let mut uow = UnitOfWork {
+            fabric: self.fabric.clone(),
+            pipeline: self.name,
+            open: None,
+            touched: Vec::new(),
+            steps: Vec::new(),
+            _error: PhantomData,
+        };
+        let result = async {
+            let value = work(&mut uow).await?;
+            if let Some(open) = uow.open.take() {
+                open.transaction
+                    .commit()
+                    .await
+                    .map_err(|source| UnitOfWorkError::Commit {
+                        database: uow.fabric.database(open.database).0.clone(),
+                        source,
+                    })?;
+            }
+            Ok::<T, E>(value)
+        }
+        .instrument(span.clone())
+        .await;
+        if let Some(open) = uow.open.take() {
+            // The work failed; roll back now rather than leave it to the pool.
+            if let Err(err) = open.transaction.rollback().await {
+                tracing::warn!(parent: &span, error = %err, "rollback failed");
+            }
+        }
+        let outcome = match &result {
+            Ok(_) => Outcome::Committed,
+            Err(err) => Outcome::RolledBack {
+                reason: err.to_string(),
+            },
+        };
+        let plan = self
+            .fabric
+            .plan_for(&uow.touched)
+            .unwrap_or(CommitPlan::Nothing);
+        let summary = RunSummary {
+            pipeline: self.name,
+            run_id,
+            steps: uow.steps,
+            plan,
+            outcome,
+            elapsed: started.elapsed(),
+        };
+        span.record("plan", field::display(&summary.plan));
+        span.record("outcome", field::display(&summary.outcome));
+        span.record("elapsed_ms", elapsed_ms(summary.elapsed));
+        tracing::debug!(parent: &span, %summary, "unit of work finished");
+        result.map(|value| Completed { value, summary })
+    }
+}
+
+impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
+    /// Runs one step against `boundary` inside the unit of work's transaction.
+    ///
+    /// # Errors
+    /// The step's own error, converted into `E`; or a [`UnitOfWorkError`] if `boundary`
+    /// is unknown, is on another database than the steps before it, or the
+    /// transaction could not begin.
+    pub async fn step<T, S, F>(&mut self, boundary: &str, step: &'static str, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&DatabaseTransaction) -> Result<T, S>,
+        E: From<S>,
+    {
+        let (boundary, database) =
+            self.fabric
+                .boundary(boundary)
+                .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
+                    pipeline: self.pipeline,
+                    step,
+                    boundary: boundary.to_owned(),
+                })?;
+        let boundary = boundary.name();
+        if !self.touched.iter().any(|(b, _)| *b == boundary) {
+            self.touched.push((boundary, database));
+            // Refuse before running anything that could not commit atomically.
+            self.fabric.plan_for(&self.touched)?;
+        }
+        let span = tracing::info_span!(
+            "step",
+            pipeline = self.pipeline,
+            step,
+            boundary,
+            database = %self.fabric.database(database).0,
+            elapsed_ms = field::Empty,
+        );
+        let transaction = self.transaction_on(database).await?;
+        let started = Instant::now();
+        let result = f(transaction).instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        span.record("elapsed_ms", elapsed_ms(elapsed));
+        self.steps.push(StepSummary {
+            name: step,
+            boundary,
+            elapsed,
+            succeeded: result.is_ok(),
+        });
+        result.map_err(E::from)
+    }
+
+    async fn transaction_on(&mut self, database: usize) -> Result<&DatabaseTransaction, E> {
+        if self.open.is_none() {
+            let (id, connection) = self.fabric.database(database);
+            // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction that reads
+            // and then writes never fails with `database is locked` halfway through.
+            let options = TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            };
+            let transaction = connection
+                .begin_with_options(options)
+                .await
+                .map_err(|source| UnitOfWorkError::Begin {
+                    database: id.clone(),
+                    source,
+                })?;
+            self.open = Some(OpenTransaction {
+                database,
+                transaction,
+            });
+        }
+        let open = self.open.as_ref().expect("opened above");
+        debug_assert_eq!(open.database, database, "plan_for admits one database");
+        Ok(&open.transaction)
+    }
+}
+
+fn elapsed_ms(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,4 @@
+//! SeaORM entities of schema `orders`, private to this crate.
+
+pub(crate) mod order_lines;
+pub(crate) mod orders;

@@ -1,0 +1,17 @@
+//! The orders boundary: orders, their lines, and the status lifecycle
+//! (pending → confirmed → cancelled).
+//!
+//! Every function takes the connection first (`&impl ConnectionTrait`), so the caller
+//! decides the transaction; nothing here commits. Tables live in schema [`SCHEMA`].
+
+mod entities;
+mod error;
+mod order;
+mod store;
+
+pub use error::{Error, Invalid, Result};
+pub use order::{CustomerId, LineRequest, NewOrder, Order, OrderLine, OrderStatus};
+pub use store::{cancel, confirm, create, get};
+
+/// The boundary's name, which is also its schema.
+pub const SCHEMA: &str = "orders";

@@ -1,0 +1,30 @@
+//! SeaORM migrations, one module per boundary. Each boundary's migrator runs on a
+//! connection scoped to its schema, so table names here are unqualified and each
+//! boundary's history table (`seaql_migrations`) lives inside its own schema.
+//!
+//! To add a boundary: add a module with a `Migrator`, a function returning its
+//! [`Boundary`], and list it in [`all`].
+
+mod columns;
+pub mod inventory;
+pub mod orders;
+
+use orchestration::Boundary;
+
+/// The inventory boundary (schema `inventory`).
+#[must_use]
+pub fn inventory() -> Boundary {
+    Boundary::new::<inventory::Migrator>("inventory")
+}
+
+/// The orders boundary (schema `orders`).
+#[must_use]
+pub fn orders() -> Boundary {
+    Boundary::new::<orders::Migrator>("orders")
+}
+
+/// Every boundary, in the order their migrations run.
+#[must_use]
+pub fn all() -> Vec<Boundary> {
+    vec![inventory(), orders()]
+}
