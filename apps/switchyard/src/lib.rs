@@ -1,1 +1,17 @@
-//! placeholder
+//! The Switchyard app: configuration, command line, HTTP adapters and the composition
+//! of boundaries and workflows into one service.
+
+mod application;
+pub mod cli;
+pub mod config;
+mod http;
+mod telemetry;
+
+pub use application::{Application, StartError};
+pub use config::Config;
+
+/// Every boundary the app composes, in the order their migrations run.
+#[must_use]
+pub fn boundaries() -> Vec<orchestration::Boundary> {
+    migrations::all()
+}

@@ -1,0 +1,102 @@
+//! The command line: `serve` (the default) and `migrate status|up`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use orchestration::{BoundaryMigrations, Fabric};
+
+use crate::application::{Application, ServeOptions, StartError};
+use crate::config::Config;
+use crate::telemetry;
+
+/// Switchyard: a modular monolith serving the inventory and orders API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file, read if it exists; `SWITCHYARD_*` variables override it.
+    #[arg(long, global = true, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve {
+        /// Do not migrate on start; readiness fails while migrations are pending.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Inspect or apply each boundary's migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Applied and pending migrations per boundary.
+    Status,
+    /// Apply every pending migration, boundary by boundary.
+    Up,
+}
+
+impl Cli {
+    /// Runs the command and returns the process's exit code.
+    #[must_use]
+    pub fn run(self) -> ExitCode {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+        };
+        match runtime.block_on(self.run_async()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(&err.to_string()),
+        }
+    }
+
+    async fn run_async(self) -> Result<(), StartError> {
+        let config = Config::load(&self.config)?;
+        telemetry::init(&config.log.filter);
+        match self.command.unwrap_or(Command::Serve { no_migrate: false }) {
+            Command::Serve { no_migrate } => {
+                let options = ServeOptions { migrate: !no_migrate };
+                let app = Application::build(&config, options).await?;
+                tracing::info!(addr = %app.local_addr(), "serving");
+                app.run_until_stopped().await
+            }
+            Command::Migrate { action } => {
+                let fabric = connect(&config).await?;
+                let states = match action {
+                    MigrateAction::Status => fabric.migration_status().await?,
+                    MigrateAction::Up => fabric.migrate().await?,
+                };
+                print_migrations(&states);
+                fabric.close().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn connect(config: &Config) -> Result<Fabric, StartError> {
+    let boundaries = crate::boundaries();
+    let names: Vec<&str> = boundaries.iter().map(orchestration::Boundary::name).collect();
+    let topology = config.topology(&names)?;
+    Ok(Fabric::connect(&topology, boundaries).await?)
+}
+
+#[allow(clippy::print_stdout)] // The command's output is its report.
+fn print_migrations(states: &[BoundaryMigrations]) {
+    for state in states {
+        println!("{state}");
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("switchyard: {message}");
+    ExitCode::FAILURE
+}

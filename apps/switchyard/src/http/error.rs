@@ -1,0 +1,180 @@
+//! Errors at the edge: every 4xx and 5xx is `application/problem+json` (RFC 9457).
+//! Details of 5xx errors are logged, not sent.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid field of a request body.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FieldError {
+    /// The field's path, e.g. `lines[1].quantity`.
+    pub(crate) field: String,
+    /// What is wrong with it.
+    pub(crate) message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A problem to report to the client.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    extensions: Map<String, Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            extensions: Map::new(),
+        }
+    }
+
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub(crate) fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request", detail)
+            .with("errors", json!(errors))
+    }
+
+    pub(crate) fn unprocessable(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, detail)
+    }
+
+    pub(crate) fn conflict(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, kind, title, detail)
+    }
+
+    /// An infrastructure failure: logged in full, reported without detail.
+    pub(crate) fn internal(err: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %err, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the request failed; the server log has the details",
+        )
+    }
+
+    /// Adds an extension member to the problem.
+    pub(crate) fn with(mut self, key: &str, value: Value) -> Self {
+        self.extensions.insert(key.to_owned(), value);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.title, self.status.as_u16(), self.detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extensions;
+        body.insert("type".into(), json!(format!("urn:switchyard:problem:{}", self.kind)));
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let detail = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonDataError(_) => {
+                Self::new(status, "invalid-body", "Request body does not match the schema", detail)
+            }
+            JsonRejection::JsonSyntaxError(_) => Self::new(status, "malformed-json", "Malformed JSON", detail),
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                status,
+                "unsupported-media-type",
+                "Expected a JSON body",
+                "send `Content-Type: application/json`",
+            ),
+            _ => Self::new(status, "bad-body", "Unreadable request body", detail),
+        }
+    }
+}
+
+/// A JSON request body whose rejections are problems.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this resource does not support the method",
+    )
+}
+
+/// Turns error responses made by middleware (timeouts, body limits, caught panics)
+/// into problems, so that clients see one error format.
+pub(crate) async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        StatusCode::SERVICE_UNAVAILABLE => "the request took too long",
+        StatusCode::INTERNAL_SERVER_ERROR => "the request failed; the server log has the details",
+        _ => title,
+    };
+    ApiError::new(status, "http", title, detail).into_response()
+}

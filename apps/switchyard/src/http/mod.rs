@@ -1,0 +1,81 @@
+//! HTTP adapters: the router, its middleware, and health endpoints. Handlers are thin:
+//! parse input into domain types, call a workflow or a module function, map the result.
+
+mod error;
+mod health;
+mod orders;
+mod products;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, post};
+use orchestration::Fabric;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use workflows::PlaceOrder;
+
+use crate::config::HttpConfig;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    fabric: Fabric,
+    place_order: PlaceOrder,
+    /// Set once no migration is pending; it stays set (migrations only move forward).
+    migrated: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub(crate) fn new(fabric: Fabric, place_order: PlaceOrder) -> Self {
+        Self {
+            fabric,
+            place_order,
+            migrated: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The whole HTTP surface with its middleware.
+pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
+    let api = Router::new()
+        .route("/api/products", post(products::create))
+        .route("/api/products/{sku}", get(products::show))
+        .route("/api/products/{sku}/restock", post(products::restock))
+        .route("/api/orders", post(orders::place))
+        .route("/api/orders/{id}", get(orders::show))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state);
+    // Each `layer` wraps everything before it: the request id is set first, the body
+    // limit is checked last.
+    api.layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout(),
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::map_response(error::problem_for_bare_errors))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "http",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id,
+            )
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
