@@ -1,1 +1,220 @@
-//! placeholder
+//! Helpers shared by the cross-module tests: starting the real app on port 0 against a
+//! test database, and reading the whole store back for invariant checks.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use orchestration::Fabric;
+use orchestration::testing::TestDatabase;
+use sea_orm::{ConnectionTrait, Statement};
+use switchyard::{Application, Config};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// What the `order-loop` binary orders, shared with the kill test that checks it.
+pub mod order_loop {
+    /// The products ordered, each starting with [`INITIAL_STOCK`] units.
+    pub const SKUS: [&str; 4] = ["KILL-A", "KILL-B", "KILL-C", "KILL-D"];
+    /// Enough that the loop never runs out within the test.
+    pub const INITIAL_STOCK: u32 = 1_000_000;
+}
+
+/// The app serving on a real socket.
+#[derive(Debug)]
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Builds the app on `db`'s database, migrating, and serves it on 127.0.0.1:0.
+    ///
+    /// # Panics
+    /// If the app cannot start.
+    pub async fn spawn(db: &TestDatabase) -> Self {
+        let mut config = Config::default();
+        config.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.database.url = db.topology().default_url().connection_string();
+        let app = Application::build(&config, switchyard::ServeOptions::default())
+            .await
+            .expect("start the app");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting, drains in-flight requests, and waits for the server to end.
+    ///
+    /// # Panics
+    /// If the server task panicked.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task ends cleanly");
+        }
+    }
+}
+
+/// Everything the stock and order invariants are about, read straight from the tables.
+#[derive(Debug, Default)]
+pub struct StoreSnapshot {
+    /// `(available, reserved)` per SKU.
+    pub stock: BTreeMap<String, (i64, i64)>,
+    /// Reserved quantity per (reference, SKU) over held reservations.
+    pub reserved: BTreeMap<(String, String), i64>,
+    /// Ordered quantity per (order id, SKU).
+    pub ordered: BTreeMap<(String, String), i64>,
+}
+
+impl StoreSnapshot {
+    /// Reads the snapshot through `fabric`.
+    ///
+    /// # Panics
+    /// If a query fails.
+    pub async fn read(fabric: &Fabric) -> Self {
+        let inventory = fabric.connection(inventory::SCHEMA).expect("inventory");
+        let orders = fabric.connection(orders::SCHEMA).expect("orders");
+        let backend = inventory.get_database_backend();
+        let q = |table: &str| quote(backend, table);
+        let mut snapshot = Self::default();
+        for row in rows(
+            inventory,
+            &format!(
+                "SELECT sku, available, reserved FROM {}",
+                q("inventory.stock_levels")
+            ),
+        )
+        .await
+        {
+            let sku: String = row.try_get("", "sku").expect("sku");
+            let available: i64 = row.try_get("", "available").expect("available");
+            let reserved: i64 = row.try_get("", "reserved").expect("reserved");
+            snapshot.stock.insert(sku, (available, reserved));
+        }
+        let sql = format!(
+            "SELECT reference, sku, quantity FROM {} WHERE status = 'held'",
+            q("inventory.reservations")
+        );
+        for row in rows(inventory, &sql).await {
+            let reference: String = row.try_get("", "reference").expect("reference");
+            let sku: String = row.try_get("", "sku").expect("sku");
+            let quantity: i64 = row.try_get("", "quantity").expect("quantity");
+            *snapshot.reserved.entry((reference, sku)).or_default() += quantity;
+        }
+        for row in rows(
+            orders,
+            &format!(
+                "SELECT order_id, sku, quantity FROM {}",
+                q("orders.order_lines")
+            ),
+        )
+        .await
+        {
+            let order_id: uuid::Uuid = row.try_get("", "order_id").expect("order_id");
+            let sku: String = row.try_get("", "sku").expect("sku");
+            let quantity: i64 = row.try_get("", "quantity").expect("quantity");
+            *snapshot
+                .ordered
+                .entry((order_id.to_string(), sku))
+                .or_default() += quantity;
+        }
+        snapshot
+    }
+
+    /// Number of distinct orders.
+    #[must_use]
+    pub fn order_count(&self) -> usize {
+        let mut ids: Vec<&String> = self.ordered.keys().map(|(id, _)| id).collect();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// Checks that no order exists without its reservations, no reservation without its
+    /// order, and that stock is conserved: `available + reserved = initial` per SKU.
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn check(&self, initial: &BTreeMap<String, i64>) -> Result<(), String> {
+        if self.reserved != self.ordered {
+            let orphans: Vec<_> = self
+                .reserved
+                .keys()
+                .filter(|k| !self.ordered.contains_key(*k))
+                .take(3)
+                .collect();
+            let unreserved: Vec<_> = self
+                .ordered
+                .keys()
+                .filter(|k| !self.reserved.contains_key(*k))
+                .take(3)
+                .collect();
+            return Err(format!(
+                "orders and reservations disagree: reservations without order lines {orphans:?}, order lines without reservations {unreserved:?}"
+            ));
+        }
+        for (sku, (available, reserved)) in &self.stock {
+            let initial = initial.get(sku).copied().unwrap_or_default();
+            if *available < 0 || available + reserved != initial {
+                return Err(format!(
+                    "{sku}: available {available} + reserved {reserved} != initial {initial}"
+                ));
+            }
+            let held: i64 = self
+                .reserved
+                .iter()
+                .filter(|((_, s), _)| s == sku)
+                .map(|(_, q)| q)
+                .sum();
+            if held != *reserved {
+                return Err(format!(
+                    "{sku}: stock says {reserved} reserved, reservations hold {held}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn rows(db: &impl ConnectionTrait, sql: &str) -> Vec<sea_orm::QueryResult> {
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// `schema.table` quoted for `backend`.
+fn quote(backend: sea_orm::DbBackend, table: &str) -> String {
+    let q = if backend == sea_orm::DbBackend::MySql {
+        '`'
+    } else {
+        '"'
+    };
+    table
+        .split('.')
+        .map(|part| format!("{q}{part}{q}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}

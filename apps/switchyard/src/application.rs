@@ -80,7 +80,10 @@ impl Application {
                 addr: config.http.addr,
                 source,
             })?;
-        let state = http::AppState::new(fabric.clone(), PlaceOrder::new(fabric.clone(), config.order_hold()));
+        let state = http::AppState::new(
+            fabric.clone(),
+            PlaceOrder::new(fabric.clone(), config.order_hold()),
+        );
         let router = http::router(state, &config.http);
         Ok(Self {
             listener,
@@ -95,7 +98,9 @@ impl Application {
     /// If the bound socket has no local address, which does not happen for TCP.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound TCP listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
     }
 
     /// The port the server listens on.

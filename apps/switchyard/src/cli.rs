@@ -15,7 +15,12 @@ use crate::telemetry;
 #[command(version, about)]
 pub struct Cli {
     /// Configuration file, read if it exists; `SWITCHYARD_*` variables override it.
-    #[arg(long, global = true, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "switchyard.toml",
+        env = "SWITCHYARD_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,7 +68,9 @@ impl Cli {
         telemetry::init(&config.log.filter);
         match self.command.unwrap_or(Command::Serve { no_migrate: false }) {
             Command::Serve { no_migrate } => {
-                let options = ServeOptions { migrate: !no_migrate };
+                let options = ServeOptions {
+                    migrate: !no_migrate,
+                };
                 let app = Application::build(&config, options).await?;
                 tracing::info!(addr = %app.local_addr(), "serving");
                 app.run_until_stopped().await
@@ -84,7 +91,10 @@ impl Cli {
 
 async fn connect(config: &Config) -> Result<Fabric, StartError> {
     let boundaries = crate::boundaries();
-    let names: Vec<&str> = boundaries.iter().map(orchestration::Boundary::name).collect();
+    let names: Vec<&str> = boundaries
+        .iter()
+        .map(orchestration::Boundary::name)
+        .collect();
     let topology = config.topology(&names)?;
     Ok(Fabric::connect(&topology, boundaries).await?)
 }

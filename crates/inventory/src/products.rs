@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, SqlErr,
+};
 use serde::Serialize;
 
 use crate::entities::{products, stock_levels};
@@ -91,22 +93,24 @@ pub async fn restock(
     now: DateTime<Utc>,
 ) -> Result<Product> {
     let quantity = i64::from(quantity.get());
-    let updated = stock_levels::Entity::update_many()
+    // Lock, decide, write: see `reserve` for why a guarded UPDATE alone is not enough.
+    let stock = stock_levels::Entity::find_by_id(sku.as_str())
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::UnknownProduct { sku: sku.clone() })?;
+    if stock.available.checked_add(quantity).is_none() {
+        return Err(Error::StockOverflow { sku: sku.clone() });
+    }
+    stock_levels::Entity::update_many()
         .col_expr(
             stock_levels::Column::Available,
             Expr::col(stock_levels::Column::Available).add(quantity),
         )
-        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now).into())
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now))
         .filter(stock_levels::Column::Sku.eq(sku.as_str()))
-        .filter(stock_levels::Column::Available.lte(i64::MAX - quantity))
         .exec(db)
         .await?;
-    if updated.rows_affected == 0 {
-        return Err(match get(db, sku).await? {
-            Some(_) => Error::StockOverflow { sku: sku.clone() },
-            None => Error::UnknownProduct { sku: sku.clone() },
-        });
-    }
     get(db, sku)
         .await?
         .ok_or_else(|| Error::UnknownProduct { sku: sku.clone() })

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -58,8 +59,8 @@ pub struct Reservation {
 
 /// Holds `quantity` units of `sku` for `reference` until `expires_at`.
 ///
-/// Never oversells: the stock level is decremented only where enough is available, in
-/// one conditional `UPDATE`, so concurrent reservations cannot both take the last units.
+/// Never oversells: the stock row is locked before the decision, so concurrent
+/// reservations of one product cannot both take the last units.
 ///
 /// # Errors
 /// [`Error::OutOfStock`], [`Error::UnknownProduct`], or [`Error::Database`].
@@ -72,7 +73,23 @@ pub async fn reserve(
     now: DateTime<Utc>,
 ) -> Result<Reservation> {
     let units = i64::from(quantity.get());
-    let updated = stock_levels::Entity::update_many()
+    // Lock the stock row, decide, then update it. The lock (FOR UPDATE on PostgreSQL
+    // and MySQL; SQLite's IMMEDIATE transaction already holds the write lock) makes
+    // concurrent reservations of one product queue up, so none can take units another
+    // has taken, and the available count reported on refusal is the current one.
+    let stock = stock_levels::Entity::find_by_id(sku.as_str())
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::UnknownProduct { sku: sku.clone() })?;
+    if stock.available < units {
+        return Err(Error::OutOfStock {
+            sku: sku.clone(),
+            requested: quantity.get(),
+            available: stock.available,
+        });
+    }
+    stock_levels::Entity::update_many()
         .col_expr(
             stock_levels::Column::Available,
             Expr::col(stock_levels::Column::Available).sub(units),
@@ -81,24 +98,10 @@ pub async fn reserve(
             stock_levels::Column::Reserved,
             Expr::col(stock_levels::Column::Reserved).add(units),
         )
-        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now).into())
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now))
         .filter(stock_levels::Column::Sku.eq(sku.as_str()))
-        .filter(stock_levels::Column::Available.gte(units))
         .exec(db)
         .await?;
-    if updated.rows_affected == 0 {
-        let stock = stock_levels::Entity::find_by_id(sku.as_str())
-            .one(db)
-            .await?;
-        return Err(match stock {
-            Some(stock) => Error::OutOfStock {
-                sku: sku.clone(),
-                requested: quantity.get(),
-                available: stock.available,
-            },
-            None => Error::UnknownProduct { sku: sku.clone() },
-        });
-    }
     let reservation = Reservation {
         id: Uuid::now_v7(),
         sku: sku.clone(),
@@ -132,24 +135,25 @@ pub async fn release(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Reservation> {
+    // Lock, decide, write: two concurrent releases queue on the row lock and the
+    // second sees the first's change, so the units are returned once.
     let row = reservations::Entity::find_by_id(id)
+        .lock_exclusive()
         .one(db)
         .await?
         .ok_or(Error::UnknownReservation { id })?;
-    // Guarded by status, so two concurrent releases return the units only once.
-    let released = reservations::Entity::update_many()
-        .col_expr(
-            reservations::Column::Status,
-            Expr::val(ReservationStatus::Released.as_str()).into(),
-        )
-        .col_expr(reservations::Column::UpdatedAt, Expr::val(now).into())
-        .filter(reservations::Column::Id.eq(id))
-        .filter(reservations::Column::Status.eq(ReservationStatus::Held.as_str()))
-        .exec(db)
-        .await?;
-    if released.rows_affected == 0 {
+    if row.status != ReservationStatus::Held.as_str() {
         return Err(Error::ReservationNotHeld { id });
     }
+    reservations::Entity::update_many()
+        .col_expr(
+            reservations::Column::Status,
+            Expr::val(ReservationStatus::Released.as_str()),
+        )
+        .col_expr(reservations::Column::UpdatedAt, Expr::val(now))
+        .filter(reservations::Column::Id.eq(id))
+        .exec(db)
+        .await?;
     stock_levels::Entity::update_many()
         .col_expr(
             stock_levels::Column::Available,
@@ -159,7 +163,7 @@ pub async fn release(
             stock_levels::Column::Reserved,
             Expr::col(stock_levels::Column::Reserved).sub(row.quantity),
         )
-        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now).into())
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now))
         .filter(stock_levels::Column::Sku.eq(row.sku.as_str()))
         .exec(db)
         .await?;

@@ -6,6 +6,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 use sea_orm_migration::{MigrationStatus, MigratorTrait};
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// Every migration's name with whether it has been applied, in order.
+type Statuses = Vec<(String, bool)>;
 
 /// One domain crate's slice of persistence.
 ///
@@ -22,7 +24,7 @@ pub struct Boundary {
 #[derive(Clone, Copy)]
 struct MigratorFns {
     up: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<(), DbErr>>,
-    status: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<Vec<(String, bool)>, DbErr>>,
+    status: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<Statuses, DbErr>>,
 }
 
 impl Boundary {
@@ -64,7 +66,7 @@ impl Boundary {
     pub(crate) async fn migration_status(
         &self,
         db: &DatabaseConnection,
-    ) -> Result<Vec<(String, bool)>, DbErr> {
+    ) -> Result<Statuses, DbErr> {
         (self.migrator.status)(db).await
     }
 

@@ -191,7 +191,8 @@ async fn connect_sqlite(
 }
 
 fn pg_options(id: &DatabaseId, url: &DatabaseUrl) -> Result<PgConnectOptions, FabricError> {
-    PgConnectOptions::from_str(&url.expose()).map_err(|e| unusable(id, "parsing the URL", e))
+    PgConnectOptions::from_str(&url.connection_string())
+        .map_err(|e| unusable(id, "parsing the URL", e))
 }
 
 async fn connect_postgres(
@@ -279,7 +280,8 @@ async fn create_postgres_database(
 }
 
 fn mysql_options(id: &DatabaseId, url: &DatabaseUrl) -> Result<MySqlConnectOptions, FabricError> {
-    MySqlConnectOptions::from_str(&url.expose()).map_err(|e| unusable(id, "parsing the URL", e))
+    MySqlConnectOptions::from_str(&url.connection_string())
+        .map_err(|e| unusable(id, "parsing the URL", e))
 }
 
 async fn connect_mysql(
@@ -322,7 +324,8 @@ async fn connect_mysql(
 
 /// The server part of a MySQL URL, without a database.
 fn server_url(url: &DatabaseUrl) -> String {
-    let mut server = url::Url::parse(&url.expose()).expect("a parsed DatabaseUrl is a valid URL");
+    let mut server =
+        url::Url::parse(&url.connection_string()).expect("a parsed DatabaseUrl is a valid URL");
     server.set_path("");
     server.to_string()
 }

@@ -44,8 +44,10 @@ impl DatabaseUrl {
         DatabaseId::new(self.to_string())
     }
 
-    /// The URL with its password, for connecting. Never log this.
-    pub(crate) fn expose(&self) -> String {
+    /// The URL as written, password included, for connecting. Never log it: use
+    /// `Display`, which hides the password.
+    #[must_use]
+    pub fn connection_string(&self) -> String {
         match self {
             Self::Sqlite { dir } => format!("sqlite://{}", dir.display()),
             Self::Postgres(url) | Self::MySql(url) => url.to_string(),
@@ -99,7 +101,7 @@ impl FromStr for DatabaseUrl {
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.expose()))
+        f.write_str(&redact(&self.connection_string()))
     }
 }
 

@@ -57,14 +57,6 @@ impl OrderStatus {
         )
     }
 
-    /// Every status from which `to` can be reached.
-    pub(crate) fn sources_of(to: Self) -> Vec<Self> {
-        [Self::Pending, Self::Confirmed, Self::Cancelled]
-            .into_iter()
-            .filter(|from| from.can_become(to))
-            .collect()
-    }
-
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -273,7 +265,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(OrderStatus::sources_of(Cancelled), vec![Pending, Confirmed]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
@@ -97,34 +98,32 @@ pub async fn cancel(db: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> 
     transition(db, id, OrderStatus::Cancelled, now).await
 }
 
-/// Moves an order to `to`, guarded in the `UPDATE` by the statuses the lifecycle allows
-/// it from, so a concurrent change cannot slip an invalid transition through.
+/// Moves an order to `to` if the lifecycle allows it from its current status.
 async fn transition(
     db: &impl ConnectionTrait,
     id: Uuid,
     to: OrderStatus,
     now: DateTime<Utc>,
 ) -> Result<Order> {
-    let sources: Vec<&str> = OrderStatus::sources_of(to)
-        .into_iter()
-        .map(OrderStatus::as_str)
-        .collect();
-    let updated = orders::Entity::update_many()
-        .col_expr(orders::Column::Status, Expr::val(to.as_str()).into())
-        .col_expr(orders::Column::UpdatedAt, Expr::val(now).into())
+    // Lock, decide, write: a concurrent change waits on the row lock, so the lifecycle
+    // check sees the status this update replaces.
+    let row = orders::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or(Error::UnknownOrder { id })?;
+    let from = OrderStatus::parse(&row.status)
+        .ok_or_else(|| Error::Corrupt(format!("order {id}: unknown status")))?;
+    if !from.can_become(to) {
+        return Err(Error::InvalidTransition { id, from, to });
+    }
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::val(to.as_str()))
+        .col_expr(orders::Column::UpdatedAt, Expr::val(now))
         .filter(orders::Column::Id.eq(id))
-        .filter(orders::Column::Status.is_in(sources))
         .exec(db)
         .await?;
-    let order = get(db, id).await?.ok_or(Error::UnknownOrder { id })?;
-    if updated.rows_affected == 0 {
-        return Err(Error::InvalidTransition {
-            id,
-            from: order.status,
-            to,
-        });
-    }
-    Ok(order)
+    get(db, id).await?.ok_or(Error::UnknownOrder { id })
 }
 
 fn to_order(row: orders::Model, lines: Vec<order_lines::Model>) -> Result<Order> {

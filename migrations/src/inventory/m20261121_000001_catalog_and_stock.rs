@@ -41,6 +41,12 @@ enum Reservations {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// In a transaction on SQLite too (the default is PostgreSQL only), so a crash
+    /// mid-migration leaves nothing half-created. MySQL commits DDL implicitly.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

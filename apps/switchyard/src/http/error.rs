@@ -41,7 +41,12 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             kind,
@@ -61,15 +66,28 @@ impl ApiError {
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ");
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request", detail)
-            .with("errors", json!(errors))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid request",
+            detail,
+        )
+        .with("errors", json!(errors))
     }
 
-    pub(crate) fn unprocessable(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, detail)
     }
 
-    pub(crate) fn conflict(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn conflict(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(StatusCode::CONFLICT, kind, title, detail)
     }
 
@@ -93,14 +111,23 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.title, self.status.as_u16(), self.detail)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.title,
+            self.status.as_u16(),
+            self.detail
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = self.extensions;
-        body.insert("type".into(), json!(format!("urn:switchyard:problem:{}", self.kind)));
+        body.insert(
+            "type".into(),
+            json!(format!("urn:switchyard:problem:{}", self.kind)),
+        );
         body.insert("title".into(), json!(self.title));
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("detail".into(), json!(self.detail));
@@ -117,10 +144,15 @@ impl From<JsonRejection> for ApiError {
         let status = rejection.status();
         let detail = rejection.body_text();
         match rejection {
-            JsonRejection::JsonDataError(_) => {
-                Self::new(status, "invalid-body", "Request body does not match the schema", detail)
+            JsonRejection::JsonDataError(_) => Self::new(
+                status,
+                "invalid-body",
+                "Request body does not match the schema",
+                detail,
+            ),
+            JsonRejection::JsonSyntaxError(_) => {
+                Self::new(status, "malformed-json", "Malformed JSON", detail)
             }
-            JsonRejection::JsonSyntaxError(_) => Self::new(status, "malformed-json", "Malformed JSON", detail),
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 status,
                 "unsupported-media-type",

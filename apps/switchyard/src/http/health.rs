@@ -44,6 +44,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
         })).collect::<Vec<_>>(),
         "pending_migrations": pending,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }

@@ -41,6 +41,13 @@ impl AppState {
     }
 }
 
+/// The current time at the precision every backend stores (microseconds), so a
+/// response shows the same instant a later read returns.
+fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// The whole HTTP surface with its middleware.
 pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
     let api = Router::new()
@@ -62,20 +69,24 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
             config.request_timeout(),
         ))
         .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::map_response(error::problem_for_bare_errors))
+        .layer(axum::middleware::map_response(
+            error::problem_for_bare_errors,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!(
-                "http",
-                method = %request.method(),
-                path = %request.uri().path(),
-                request_id,
-            )
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "http",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                )
+            }),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use inventory::{Quantity, Sku};
 use orders::{CustomerId, Order};
 use serde::Deserialize;
@@ -36,11 +35,15 @@ fn parse_command(body: &PlaceOrderBody) -> Result<PlaceOrderCommand, ApiError> {
         .map_err(|e| errors.push(FieldError::new("customer_id", e)))
         .ok();
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
-        errors.push(FieldError::new("lines", format!("must have 1 to {MAX_LINES} lines")));
+        errors.push(FieldError::new(
+            "lines",
+            format!("must have 1 to {MAX_LINES} lines"),
+        ));
     }
     let mut lines = Vec::with_capacity(body.lines.len());
     for (i, line) in body.lines.iter().enumerate() {
-        let sku = Sku::parse(&line.sku).map_err(|e| errors.push(FieldError::new(format!("lines[{i}].sku"), e)));
+        let sku = Sku::parse(&line.sku)
+            .map_err(|e| errors.push(FieldError::new(format!("lines[{i}].sku"), e)));
         let quantity = Quantity::new(line.quantity)
             .map_err(|e| errors.push(FieldError::new(format!("lines[{i}].quantity"), e)));
         if let (Ok(sku), Ok(quantity)) = (sku, quantity) {
@@ -58,10 +61,15 @@ pub(crate) async fn place(
     Body(body): Body<PlaceOrderBody>,
 ) -> Result<Response, ApiError> {
     let command = parse_command(&body)?;
-    match state.place_order.place(&command, Utc::now()).await? {
+    match state.place_order.place(&command, super::now()).await? {
         PlaceOrderOutcome::Placed(order) => {
             let location = format!("/api/orders/{}", order.id);
-            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(order)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(order),
+            )
+                .into_response())
         }
         PlaceOrderOutcome::OutOfStock {
             sku,
@@ -109,9 +117,11 @@ impl From<orders::Error> for ApiError {
         use orders::Error;
         match err {
             Error::UnknownOrder { .. } => ApiError::not_found(err.to_string()),
-            Error::InvalidTransition { .. } => {
-                ApiError::conflict("invalid-transition", "Invalid status change", err.to_string())
-            }
+            Error::InvalidTransition { .. } => ApiError::conflict(
+                "invalid-transition",
+                "Invalid status change",
+                err.to_string(),
+            ),
             Error::DuplicateOrder { .. } => {
                 ApiError::conflict("duplicate-order", "Order exists", err.to_string())
             }

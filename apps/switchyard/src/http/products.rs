@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use chrono::Utc;
 use inventory::{Currency, Money, NewProduct, Product, ProductName, Quantity, Sku};
 use orchestration::{FabricError, UnitOfWorkError};
 use serde::{Deserialize, Serialize};
@@ -61,35 +60,54 @@ fn parse_new_product(body: &CreateProduct) -> Result<NewProduct, ApiError> {
     let sku = check(&mut errors, "sku", Sku::parse(&body.sku));
     let name = check(&mut errors, "name", ProductName::parse(&body.name));
     let currency = check(&mut errors, "currency", Currency::parse(&body.currency));
-    let price = currency.and_then(|c| check(&mut errors, "price_minor", Money::new(body.price_minor, c)));
+    let price =
+        currency.and_then(|c| check(&mut errors, "price_minor", Money::new(body.price_minor, c)));
     let stock = u32::try_from(body.stock)
         .ok()
         .filter(|s| i64::from(*s) <= MAX_INITIAL_STOCK);
     if stock.is_none() {
-        errors.push(FieldError::new("stock", format!("must be between 0 and {MAX_INITIAL_STOCK}")));
+        errors.push(FieldError::new(
+            "stock",
+            format!("must be between 0 and {MAX_INITIAL_STOCK}"),
+        ));
     }
     match (sku, name, price, stock) {
-        (Some(sku), Some(name), Some(price), Some(initial_stock)) if errors.is_empty() => Ok(NewProduct {
-            sku,
-            name,
-            price,
-            initial_stock,
-        }),
+        (Some(sku), Some(name), Some(price), Some(initial_stock)) if errors.is_empty() => {
+            Ok(NewProduct {
+                sku,
+                name,
+                price,
+                initial_stock,
+            })
+        }
         _ => Err(ApiError::validation(errors)),
     }
 }
 
 /// The value, or `None` with the reason recorded against `field`.
-fn check<T>(errors: &mut Vec<FieldError>, field: &str, result: Result<T, inventory::Invalid>) -> Option<T> {
-    result.map_err(|e| errors.push(FieldError::new(field, e))).ok()
+fn check<T>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    result: Result<T, inventory::Invalid>,
+) -> Option<T> {
+    result
+        .map_err(|e| errors.push(FieldError::new(field, e)))
+        .ok()
 }
 
 pub(crate) async fn create(
     State(state): State<AppState>,
     Body(body): Body<CreateProduct>,
-) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<ProductView>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, String); 1],
+        Json<ProductView>,
+    ),
+    ApiError,
+> {
     let new_product = parse_new_product(&body)?;
-    let now = Utc::now();
+    let now = super::now();
     let added = state
         .fabric
         .unit_of_work("add_product")
@@ -101,7 +119,11 @@ pub(crate) async fn create(
         })
         .await?;
     let location = format!("/api/products/{}", added.value.sku);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(added.value.into())))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(added.value.into()),
+    ))
 }
 
 pub(crate) async fn show(
@@ -121,10 +143,11 @@ pub(crate) async fn restock(
     Path(sku): Path<String>,
     Body(body): Body<Restock>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let sku = Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("no product with SKU {sku}")))?;
+    let sku =
+        Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("no product with SKU {sku}")))?;
     let quantity = Quantity::new(body.quantity)
         .map_err(|e| ApiError::validation(vec![FieldError::new("quantity", e)]))?;
-    let now = Utc::now();
+    let now = super::now();
     let restocked = state
         .fabric
         .unit_of_work("restock")
@@ -157,9 +180,11 @@ impl From<inventory::Error> for ApiError {
                 ApiError::conflict("duplicate-sku", "Product exists", err.to_string())
                     .with("sku", json!(sku.as_str()))
             }
-            Error::ReservationNotHeld { .. } => {
-                ApiError::conflict("reservation-not-held", "Reservation not held", err.to_string())
-            }
+            Error::ReservationNotHeld { .. } => ApiError::conflict(
+                "reservation-not-held",
+                "Reservation not held",
+                err.to_string(),
+            ),
             Error::StockOverflow { .. } => {
                 ApiError::unprocessable("stock-overflow", "Stock level too large", err.to_string())
             }

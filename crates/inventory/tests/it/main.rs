@@ -12,6 +12,7 @@ orchestration::engine_tests! {
     products_are_added_found_and_restocked,
     reserve_never_oversells_under_concurrency,
     release_returns_stock_once,
+    reservations_after_a_read_report_current_stock,
 }
 
 fn sku(s: &str) -> Sku {
@@ -163,4 +164,75 @@ async fn release_returns_stock_once(db: TestDatabase) {
     let reservations = inventory::reservations_for(conn, "order-1").await.unwrap();
     assert_eq!(reservations.len(), 1);
     assert_eq!(reservations[0].status, ReservationStatus::Released);
+}
+
+/// Units of work that read first (a snapshot on MySQL's REPEATABLE READ) and then
+/// reserve two products: refusals report the current stock, and none is lost. A
+/// conditional `UPDATE` alone misreported stock here on MariaDB.
+async fn reservations_after_a_read_report_current_stock(db: TestDatabase) {
+    let now = Utc::now();
+    for code in ["A", "B"] {
+        inventory::add_product(db.connection(inventory::SCHEMA), &widget(code, 60), now)
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let fabric = db.fabric().clone();
+            tokio::spawn(async move {
+                let reference = format!("task-{i}");
+                let units = fastrand::i64(1..=3);
+                let done = fabric
+                    .unit_of_work("reserve_two")
+                    .run(async |uow| -> Result<_, RunError> {
+                        uow.step(inventory::SCHEMA, "find_products", async |tx| {
+                            inventory::find_products(tx, &[sku("A"), sku("B")]).await
+                        })
+                        .await?;
+                        for code in ["A", "B"] {
+                            uow.step(inventory::SCHEMA, "reserve", async |tx| {
+                                inventory::reserve(tx, &sku(code), qty(units), &reference, now, now)
+                                    .await
+                            })
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                (units, done)
+            })
+        })
+        .collect();
+    let mut reserved = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (units, Ok(_)) => reserved += units,
+            (
+                _,
+                Err(RunError::Inventory(Error::OutOfStock {
+                    requested,
+                    available,
+                    ..
+                })),
+            ) => {
+                assert!(
+                    i64::from(requested) > available,
+                    "refused {requested} with {available} available"
+                );
+            }
+            (_, Err(other)) => panic!("unexpected failure: {other}"),
+        }
+    }
+    for code in ["A", "B"] {
+        let product = inventory::get(db.connection(inventory::SCHEMA), &sku(code))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (product.available, product.reserved),
+            (60 - reserved, reserved),
+            "{code}"
+        );
+    }
+    assert!(reserved > 50, "only {reserved} of 60 units were reserved");
 }

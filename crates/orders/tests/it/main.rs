@@ -35,7 +35,9 @@ async fn orders_round_trip_with_their_lines(db: TestDatabase) {
     let stored = orders::get(conn, id).await.unwrap().unwrap();
     assert_eq!(stored, created);
     assert!(orders::get(conn, Uuid::now_v7()).await.unwrap().is_none());
-    let err = orders::create(conn, id, &new_order(), now).await.unwrap_err();
+    let err = orders::create(conn, id, &new_order(), now)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DuplicateOrder { .. }), "{err}");
 }
 
@@ -49,14 +51,27 @@ async fn lifecycle_rejects_invalid_transitions(db: TestDatabase) {
     assert_eq!(confirmed.status, OrderStatus::Confirmed);
     let err = orders::confirm(conn, id, now).await.unwrap_err();
     assert!(
-        matches!(err, Error::InvalidTransition { from: OrderStatus::Confirmed, to: OrderStatus::Confirmed, .. }),
+        matches!(
+            err,
+            Error::InvalidTransition {
+                from: OrderStatus::Confirmed,
+                to: OrderStatus::Confirmed,
+                ..
+            }
+        ),
         "{err}"
     );
     let cancelled = orders::cancel(conn, id, now).await.unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     let err = orders::confirm(conn, id, now).await.unwrap_err();
     assert!(
-        matches!(err, Error::InvalidTransition { from: OrderStatus::Cancelled, .. }),
+        matches!(
+            err,
+            Error::InvalidTransition {
+                from: OrderStatus::Cancelled,
+                ..
+            }
+        ),
         "{err}"
     );
     let err = orders::cancel(conn, Uuid::now_v7(), now).await.unwrap_err();

@@ -72,7 +72,9 @@ async fn placing_an_order_reserves_every_line(db: TestDatabase) {
             .await
             .unwrap();
     assert_eq!(reservations.len(), 2);
-    let stored = orders::get(db.connection(orders::SCHEMA), order.id).await.unwrap();
+    let stored = orders::get(db.connection(orders::SCHEMA), order.id)
+        .await
+        .unwrap();
     assert_eq!(stored.map(|o| o.total_minor), Some(order.total_minor));
 }
 
@@ -102,7 +104,10 @@ async fn an_unknown_product_persists_nothing(db: TestDatabase) {
         .place(&command(&[("A", 1), ("GHOST", 1)]), Utc::now())
         .await
         .unwrap();
-    assert_eq!(outcome, PlaceOrderOutcome::UnknownProduct { sku: sku("GHOST") });
+    assert_eq!(
+        outcome,
+        PlaceOrderOutcome::UnknownProduct { sku: sku("GHOST") }
+    );
     assert_eq!(stock(&db, "A").await, (10, 0));
 }
 

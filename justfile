@@ -1,0 +1,29 @@
+# Thin recipes over cargo. `just` lists them.
+
+default:
+    @just --list
+
+# Serve the API on the embedded SQLite default (data under ./data).
+run:
+    cargo run --release
+
+# Every test, on SQLite, PostgreSQL and MariaDB (servers skipped loudly if unreachable).
+test:
+    cargo test --workspace
+
+# One module's tests, e.g. `just test-module inventory`.
+test-module module:
+    cargo test -p {{module}}
+
+# Formatting and lints as CI runs them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the workspace.
+fmt:
+    cargo fmt --all
+
+# What CI runs.
+ci:
+    bash .ci/run

@@ -1,0 +1,353 @@
+//! The HTTP API end to end over a real socket: concurrent clients against limited
+//! stock on every engine, and bad input answered with problems.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use orchestration::testing::{Engine, TestDatabase};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tests::{StoreSnapshot, TestApp};
+
+orchestration::engine_tests! {
+    boundaries: [migrations::inventory(), migrations::orders()];
+    fifty_clients_never_oversell,
+}
+
+const SKUS: [&str; 4] = ["E2E-A", "E2E-B", "E2E-C", "E2E-D"];
+const INITIAL: i64 = 60;
+const CLIENTS: usize = 50;
+const ORDERS_PER_CLIENT: usize = 8;
+
+async fn fifty_clients_never_oversell(db: TestDatabase) {
+    let app = TestApp::spawn(&db).await;
+    let http = reqwest::Client::new();
+    for sku in SKUS {
+        let created = http
+            .post(app.url("/api/products"))
+            .json(&json!({"sku": sku, "name": sku, "price_minor": 199, "currency": "EUR", "stock": INITIAL}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let http = http.clone();
+            let url = app.url("/api/orders");
+            tokio::spawn(async move {
+                let mut placed: Vec<Value> = Vec::new();
+                let mut refused = 0;
+                for _ in 0..ORDERS_PER_CLIENT {
+                    let mut skus = SKUS.to_vec();
+                    fastrand::shuffle(&mut skus);
+                    let lines: Vec<Value> = skus[..fastrand::usize(1..=3)]
+                        .iter()
+                        .map(|sku| json!({"sku": sku, "quantity": fastrand::i64(1..=3)}))
+                        .collect();
+                    let response = http
+                        .post(&url)
+                        .json(&json!({"customer_id": format!("client-{client}"), "lines": lines}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status();
+                    let body: Value = response.json().await.unwrap();
+                    match status {
+                        StatusCode::CREATED => placed.push(body),
+                        StatusCode::CONFLICT => {
+                            assert_eq!(
+                                body["type"], "urn:switchyard:problem:out-of-stock",
+                                "{body}"
+                            );
+                            assert!(
+                                body["available"].as_i64().unwrap()
+                                    < body["requested"].as_i64().unwrap(),
+                                "{body}"
+                            );
+                            refused += 1;
+                        }
+                        other => panic!("unexpected {other}: {body}"),
+                    }
+                }
+                (placed, refused)
+            })
+        })
+        .collect();
+    let mut placed = Vec::new();
+    let mut refused = 0;
+    for client in clients {
+        let (orders, refusals) = client.await.unwrap();
+        placed.extend(orders);
+        refused += refusals;
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "[e2e {:?}] {CLIENTS} clients: {} orders placed, {refused} refused out of stock in {elapsed:.2?} = {:.0} requests/s",
+        db.engine(),
+        placed.len(),
+        (placed.len() + refused) as f64 / elapsed.as_secs_f64(),
+    );
+    assert!(refused > 0, "the stock was meant to run out");
+
+    // What the API says agrees with what was placed, and nothing was oversold.
+    let mut ordered: BTreeMap<&str, i64> = BTreeMap::new();
+    for order in &placed {
+        for line in order["lines"].as_array().unwrap() {
+            *ordered.entry(line["sku"].as_str().unwrap()).or_default() +=
+                line["quantity"].as_i64().unwrap();
+        }
+    }
+    for sku in SKUS {
+        let product: Value = http
+            .get(app.url(&format!("/api/products/{sku}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (available, reserved) = (
+            product["available"].as_i64().unwrap(),
+            product["reserved"].as_i64().unwrap(),
+        );
+        assert!(available >= 0, "{sku} oversold: {product}");
+        assert_eq!(available + reserved, INITIAL, "{sku}: {product}");
+        assert_eq!(
+            reserved,
+            ordered.get(sku).copied().unwrap_or_default(),
+            "{sku}: {product}"
+        );
+    }
+    let initial = SKUS.iter().map(|s| ((*s).to_owned(), INITIAL)).collect();
+    let snapshot = StoreSnapshot::read(db.fabric()).await;
+    assert_eq!(snapshot.order_count(), placed.len());
+    snapshot.check(&initial).unwrap();
+
+    let sample = &placed[0];
+    let fetched: Value = http
+        .get(app.url(&format!("/api/orders/{}", sample["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(&fetched, sample);
+    app.stop().await;
+}
+
+/// Every bad request gets a 4xx `application/problem+json` naming what is wrong.
+#[tokio::test]
+async fn bad_input_gets_problems_not_500s() {
+    let db = TestDatabase::create(
+        Engine::Sqlite,
+        [migrations::inventory(), migrations::orders()],
+    )
+    .await
+    .unwrap();
+    let app = TestApp::spawn(&db).await;
+    let http = reqwest::Client::new();
+    let product =
+        json!({"sku": "OK-1", "name": "Fine", "price_minor": 100, "currency": "EUR", "stock": 1});
+    let created = http
+        .post(app.url("/api/products"))
+        .json(&product)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let json_post = |path: &str, body: &str| {
+        http.post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+    };
+    let cases = [
+        (
+            "malformed JSON",
+            json_post("/api/orders", "{\"customer_id\": "),
+            400,
+            "malformed-json",
+            vec![],
+        ),
+        (
+            "not JSON",
+            http.post(app.url("/api/orders")).body("hello"),
+            415,
+            "unsupported-media-type",
+            vec![],
+        ),
+        (
+            "wrong type",
+            json_post(
+                "/api/products",
+                r#"{"sku":"X","name":"Y","price_minor":"ten","currency":"EUR"}"#,
+            ),
+            422,
+            "invalid-body",
+            vec![],
+        ),
+        (
+            "missing field",
+            json_post("/api/orders", r#"{"lines":[]}"#),
+            422,
+            "invalid-body",
+            vec![],
+        ),
+        (
+            "invalid product fields",
+            json_post(
+                "/api/products",
+                r#"{"sku":"has space","name":"  ","price_minor":-5,"currency":"eur","stock":-1}"#,
+            ),
+            422,
+            "validation",
+            vec!["sku", "name", "currency", "stock"],
+        ),
+        (
+            "invalid order fields",
+            json_post(
+                "/api/orders",
+                r#"{"customer_id":"","lines":[{"sku":"OK-1","quantity":0},{"sku":"??","quantity":2}]}"#,
+            ),
+            422,
+            "validation",
+            vec!["customer_id", "lines[0].quantity", "lines[1].sku"],
+        ),
+        (
+            "no lines",
+            json_post("/api/orders", r#"{"customer_id":"c","lines":[]}"#),
+            422,
+            "validation",
+            vec!["lines"],
+        ),
+        (
+            "unknown product",
+            json_post(
+                "/api/orders",
+                r#"{"customer_id":"c","lines":[{"sku":"NOPE","quantity":1}]}"#,
+            ),
+            422,
+            "unknown-product",
+            vec!["lines[0].sku"],
+        ),
+        (
+            "out of stock",
+            json_post(
+                "/api/orders",
+                r#"{"customer_id":"c","lines":[{"sku":"OK-1","quantity":2}]}"#,
+            ),
+            409,
+            "out-of-stock",
+            vec![],
+        ),
+        (
+            "duplicate product",
+            json_post("/api/products", &product.to_string()),
+            409,
+            "duplicate-sku",
+            vec![],
+        ),
+        (
+            "restock zero",
+            json_post("/api/products/OK-1/restock", r#"{"quantity":0}"#),
+            422,
+            "validation",
+            vec!["quantity"],
+        ),
+        (
+            "restock unknown",
+            json_post("/api/products/NOPE/restock", r#"{"quantity":1}"#),
+            404,
+            "not-found",
+            vec![],
+        ),
+        (
+            "unknown product page",
+            http.get(app.url("/api/products/NOPE")),
+            404,
+            "not-found",
+            vec![],
+        ),
+        (
+            "order id not a uuid",
+            http.get(app.url("/api/orders/not-a-uuid")),
+            404,
+            "not-found",
+            vec![],
+        ),
+        (
+            "unknown order",
+            http.get(app.url("/api/orders/01a2002d-6529-736a-a951-89db6c0c5d5c")),
+            404,
+            "not-found",
+            vec![],
+        ),
+        (
+            "unknown route",
+            http.get(app.url("/api/nothing")),
+            404,
+            "not-found",
+            vec![],
+        ),
+        (
+            "wrong method",
+            http.delete(app.url("/api/orders")),
+            405,
+            "method-not-allowed",
+            vec![],
+        ),
+        (
+            "body too large",
+            json_post("/api/orders", &" ".repeat(200_000)),
+            413,
+            "",
+            vec![],
+        ),
+    ];
+    for (name, request, status, kind, fields) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(content_type, "application/problem+json", "{name}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], status, "{name}: {body}");
+        if !kind.is_empty() {
+            assert_eq!(
+                body["type"],
+                format!("urn:switchyard:problem:{kind}"),
+                "{name}: {body}"
+            );
+        }
+        let named: Vec<&str> = body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e["field"].as_str().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(named, fields, "{name}: {body}");
+    }
+    // Nothing above changed the stock.
+    let product: Value = http
+        .get(app.url("/api/products/OK-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (product["available"].as_i64(), product["reserved"].as_i64()),
+        (Some(1), Some(0))
+    );
+    app.stop().await;
+}

@@ -1,0 +1,76 @@
+//! The kill test: a child process places orders across the inventory and orders files
+//! in a loop and is SIGKILLed at random moments. After every kill, no order exists
+//! without its reservations, no reservation without its order, and stock is conserved.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use orchestration::{DatabaseUrl, Fabric, Topology};
+use tests::StoreSnapshot;
+use tests::order_loop::{INITIAL_STOCK, SKUS};
+
+const KILLS: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_never_tears_a_cross_boundary_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = Topology::new(DatabaseUrl::Sqlite {
+        dir: dir.path().to_owned(),
+    });
+    let initial: BTreeMap<String, i64> = SKUS
+        .iter()
+        .map(|s| ((*s).to_owned(), i64::from(INITIAL_STOCK)))
+        .collect();
+    let mut orders_seen = 0;
+    let mut grew = 0;
+    for round in 0..KILLS {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_order-loop"))
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start order-loop");
+        // The first run gets time to migrate and seed; later runs die anywhere,
+        // including while opening files and recovering from the previous kill.
+        let lifetime = if round == 0 {
+            1_500
+        } else {
+            fastrand::u64(20..250)
+        };
+        tokio::time::sleep(Duration::from_millis(lifetime)).await;
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "order-loop exited on its own ({status}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();
+        let snapshot = StoreSnapshot::read(&fabric).await;
+        fabric.close().await;
+        if let Err(broken) = snapshot.check(&initial) {
+            panic!("after kill {round}: {broken}");
+        }
+        let count = snapshot.order_count();
+        assert!(
+            count >= orders_seen,
+            "orders disappeared: {orders_seen} -> {count}"
+        );
+        if count > orders_seen {
+            grew += 1;
+        }
+        orders_seen = count;
+    }
+    eprintln!(
+        "[kill] {KILLS} kills, {orders_seen} orders committed, the store grew between {grew} of them"
+    );
+    assert!(orders_seen > 0, "the loop never committed an order");
+    assert!(
+        grew >= KILLS / 4,
+        "too few runs committed anything ({grew}); the test proves little"
+    );
+}
