@@ -55,13 +55,9 @@ pub enum FabricError {
 /// A unit of work could not run or commit.
 #[derive(Debug, thiserror::Error)]
 pub enum UnitOfWorkError {
-    /// A step named a boundary the fabric does not know.
-    #[error("step `{step}` of `{pipeline}` names boundary `{boundary}`, which is not registered")]
+    /// A step (or a plan) named a boundary the fabric does not know.
+    #[error("boundary `{boundary}` is not registered")]
     UnknownBoundary {
-        /// The pipeline.
-        pipeline: &'static str,
-        /// The step.
-        step: &'static str,
         /// The unknown name.
         boundary: String,
     },

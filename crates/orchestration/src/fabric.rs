@@ -146,8 +146,6 @@ impl Fabric {
             let (boundary, index) =
                 self.boundary(name)
                     .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
-                        pipeline: "plan",
-                        step: "plan",
                         boundary: (*name).to_owned(),
                     })?;
             if !touched.iter().any(|(b, _)| *b == boundary.name()) {

@@ -307,9 +307,11 @@ async fn create_mariadb(boundaries: &[Boundary]) -> Option<(DatabaseUrl, Cleanup
 
 /// Generates one `#[tokio::test]` per engine for each named test function.
 ///
-/// Each function takes a [`TestDatabase`] with the given boundaries migrated:
+/// Each function takes a [`TestDatabase`] with the given boundaries migrated. The
+/// boundary expressions are evaluated inside generated modules that see the caller's
+/// items:
 ///
-/// ```ignore
+/// ```text
 /// orchestration::engine_tests! {
 ///     boundaries: [migrations::inventory()];
 ///     reserve_never_oversells, release_returns_stock,
@@ -320,12 +322,18 @@ async fn create_mariadb(boundaries: &[Boundary]) -> Option<(DatabaseUrl, Cleanup
 macro_rules! engine_tests {
     (boundaries: $boundaries:tt; $($test:ident),+ $(,)?) => {
         mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
             $( $crate::engine_tests!(@one Sqlite, $test, $boundaries); )+
         }
         mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
             $( $crate::engine_tests!(@one Postgres, $test, $boundaries); )+
         }
         mod mariadb {
+            #[allow(unused_imports)]
+            use super::*;
             $( $crate::engine_tests!(@one MariaDb, $test, $boundaries); )+
         }
     };

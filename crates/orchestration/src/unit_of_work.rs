@@ -226,7 +226,7 @@ impl<'f> Pipeline<'f> {
         let plan = self
             .fabric
             .plan_for(&uow.touched)
-            .unwrap_or(CommitPlan::Nothing);
+            .expect("steps admit only boundaries that share one database");
         let summary = RunSummary {
             pipeline: self.name,
             run_id,
@@ -259,15 +259,16 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             self.fabric
                 .boundary(boundary)
                 .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
-                    pipeline: self.pipeline,
-                    step,
                     boundary: boundary.to_owned(),
                 })?;
         let boundary = boundary.name();
         if !self.touched.iter().any(|(b, _)| *b == boundary) {
-            self.touched.push((boundary, database));
-            // Refuse before running anything that could not commit atomically.
-            self.fabric.plan_for(&self.touched)?;
+            // Refuse before running anything that could not commit atomically; the
+            // refused boundary is not recorded, so the summary shows what did run.
+            let mut touched = self.touched.clone();
+            touched.push((boundary, database));
+            self.fabric.plan_for(&touched)?;
+            self.touched = touched;
         }
         let span = tracing::info_span!(
             "step",

@@ -15,6 +15,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
 use orchestration::Fabric;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -63,7 +64,10 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .with_state(state);
     // Each `layer` wraps everything before it: the request id is set first, the body
     // limit is checked last.
-    api.layer(DefaultBodyLimit::max(config.body_limit_bytes))
+    // tower-http enforces the body limit; axum's own default limit is turned off so
+    // that there is one limit, the configured one.
+    api.layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout(),

@@ -1,0 +1,338 @@
+//! The fabric on every engine, with two throwaway boundaries (`alpha`, `beta`) that
+//! each hold a `notes` table: units of work commit every step or none, summaries say
+//! what ran, split databases are refused before anything runs.
+
+use orchestration::testing::{Engine, TestDatabase};
+use orchestration::{
+    Boundary, CommitPlan, DatabaseUrl, Fabric, FabricError, Outcome, Topology, UnitOfWorkError,
+};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
+
+mod notes {
+    //! One migration creating `notes (id, body)`.
+    use sea_orm_migration::prelude::*;
+
+    #[derive(DeriveMigrationName)]
+    pub(crate) struct Migration;
+
+    #[derive(DeriveIden)]
+    enum Notes {
+        Table,
+        Id,
+        Body,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Notes::Table)
+                        .col(
+                            ColumnDef::new(Notes::Id)
+                                .integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(ColumnDef::new(Notes::Body).string_len(100).not_null())
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(Migration)]
+        }
+    }
+}
+
+fn alpha() -> Boundary {
+    Boundary::new::<notes::Migrator>("alpha")
+}
+
+fn beta() -> Boundary {
+    Boundary::new::<notes::Migrator>("beta")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TestError {
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    UnitOfWork(#[from] UnitOfWorkError),
+    #[error("the work gave up")]
+    GaveUp,
+}
+
+async fn insert(tx: &DatabaseTransaction, boundary: &str) -> Result<u64, DbErr> {
+    let sql = format!("INSERT INTO {boundary}.notes (body) VALUES ('hello')");
+    Ok(tx.execute_unprepared(&sql).await?.rows_affected())
+}
+
+async fn count(fabric: &Fabric, boundary: &str) -> i64 {
+    let db = fabric.connection(boundary).unwrap();
+    let sql = format!("SELECT COUNT(*) AS n FROM {boundary}.notes");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+orchestration::engine_tests! {
+    boundaries: [alpha(), beta()];
+    a_unit_of_work_commits_every_step_or_none,
+    each_boundary_keeps_its_own_migration_history,
+}
+
+async fn a_unit_of_work_commits_every_step_or_none(db: TestDatabase) {
+    let fabric = db.fabric();
+    let done = fabric
+        .unit_of_work("write_both")
+        .run(async |uow| -> Result<_, TestError> {
+            let a = uow
+                .step("alpha", "insert_alpha", async |tx| {
+                    insert(tx, "alpha").await
+                })
+                .await?;
+            let b = uow
+                .step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
+                .await?;
+            Ok(a + b)
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.value, 2);
+    let summary = &done.summary;
+    assert_eq!(summary.pipeline, "write_both");
+    assert_eq!(summary.outcome, Outcome::Committed);
+    let steps: Vec<_> = summary
+        .steps
+        .iter()
+        .map(|s| (s.name, s.boundary, s.succeeded))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("insert_alpha", "alpha", true),
+            ("insert_beta", "beta", true)
+        ]
+    );
+    let CommitPlan::Local { boundaries, .. } = &summary.plan else {
+        panic!("expected a local plan, got {}", summary.plan);
+    };
+    assert_eq!(boundaries, &["alpha", "beta"]);
+    let shown = summary.to_string();
+    assert!(shown.starts_with("write_both committed"), "{shown}");
+    assert!(
+        shown.contains("alpha.insert_alpha") && shown.contains("beta.insert_beta"),
+        "{shown}"
+    );
+
+    // A run whose work fails after both writes persists neither.
+    let failed = fabric
+        .unit_of_work("give_up")
+        .run(async |uow| -> Result<(), TestError> {
+            uow.step("alpha", "insert_alpha", async |tx| {
+                insert(tx, "alpha").await
+            })
+            .await?;
+            uow.step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
+                .await?;
+            Err(TestError::GaveUp)
+        })
+        .await;
+    assert!(matches!(failed, Err(TestError::GaveUp)));
+    // So does one whose step fails in the database.
+    let failed = fabric
+        .unit_of_work("bad_sql")
+        .run(async |uow| -> Result<(), TestError> {
+            uow.step("alpha", "insert_alpha", async |tx| {
+                insert(tx, "alpha").await
+            })
+            .await?;
+            uow.step("beta", "bad_insert", async |tx| {
+                tx.execute_unprepared("INSERT INTO beta.notes (nope) VALUES (1)")
+                    .await
+            })
+            .await?;
+            Ok(())
+        })
+        .await;
+    assert!(matches!(failed, Err(TestError::Db(_))), "{failed:?}");
+    assert_eq!(
+        (count(fabric, "alpha").await, count(fabric, "beta").await),
+        (1, 1)
+    );
+
+    let err = fabric
+        .unit_of_work("typo")
+        .run(async |uow| -> Result<(), TestError> {
+            uow.step("gamma", "insert", async |tx| insert(tx, "gamma").await)
+                .await?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TestError::UnitOfWork(UnitOfWorkError::UnknownBoundary { ref boundary }) if boundary == "gamma"),
+        "{err}"
+    );
+}
+
+async fn each_boundary_keeps_its_own_migration_history(db: TestDatabase) {
+    let states = db.fabric().migration_status().await.unwrap();
+    let summary: Vec<_> = states
+        .iter()
+        .map(|s| (s.boundary, s.applied.len(), s.pending.len()))
+        .collect();
+    assert_eq!(summary, [("alpha", 1, 0), ("beta", 1, 0)]);
+    for boundary in ["alpha", "beta"] {
+        let conn = db.connection(boundary);
+        let sql = format!("SELECT COUNT(*) AS n FROM {boundary}.seaql_migrations");
+        let row = conn
+            .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1, "{boundary}");
+    }
+    // Migrating again is a no-op.
+    assert_eq!(db.fabric().migrate().await.unwrap(), states);
+}
+
+#[tokio::test]
+async fn boundaries_on_two_databases_are_refused_before_anything_runs() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let topology = Topology::new(DatabaseUrl::Sqlite {
+        dir: one.path().to_owned(),
+    })
+    .with_override(
+        "beta",
+        DatabaseUrl::Sqlite {
+            dir: two.path().to_owned(),
+        },
+    );
+    let fabric = Fabric::connect(&topology, [alpha(), beta()]).await.unwrap();
+    fabric.migrate().await.unwrap();
+
+    assert!(matches!(
+        fabric.plan(&["alpha"]),
+        Ok(CommitPlan::Local { .. })
+    ));
+    let Err(UnitOfWorkError::NotAtomic { placements }) = fabric.plan(&["alpha", "beta"]) else {
+        panic!("two databases must not plan as one transaction");
+    };
+    assert_eq!(placements.len(), 2);
+    assert_ne!(placements[0].database, placements[1].database);
+
+    let mut beta_ran = false;
+    let err = fabric
+        .unit_of_work("across")
+        .run(async |uow| -> Result<(), TestError> {
+            uow.step("alpha", "insert_alpha", async |tx| {
+                insert(tx, "alpha").await
+            })
+            .await?;
+            uow.step("beta", "insert_beta", async |tx| {
+                beta_ran = true;
+                insert(tx, "beta").await
+            })
+            .await?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            TestError::UnitOfWork(UnitOfWorkError::NotAtomic { .. })
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("alpha on sqlite://") && message.contains("beta on sqlite://"),
+        "{message}"
+    );
+    assert!(!beta_ran, "the refused step must not run");
+    assert_eq!(
+        (count(&fabric, "alpha").await, count(&fabric, "beta").await),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn bad_registrations_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = Topology::new(DatabaseUrl::Sqlite {
+        dir: dir.path().to_owned(),
+    });
+    let err = Fabric::connect(&topology, [alpha(), alpha()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FabricError::DuplicateBoundary("alpha")),
+        "{err}"
+    );
+    let err = Fabric::connect(&topology, [Boundary::new::<notes::Migrator>("Bad-Name")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FabricError::InvalidBoundaryName("Bad-Name")),
+        "{err}"
+    );
+    let elsewhere = topology.clone().with_override(
+        "gamma",
+        DatabaseUrl::Sqlite {
+            dir: dir.path().join("g"),
+        },
+    );
+    let err = Fabric::connect(&elsewhere, [alpha()]).await.unwrap_err();
+    assert!(
+        matches!(err, FabricError::UnknownBoundary { ref name, .. } if name == "gamma"),
+        "{err}"
+    );
+    let fabric = Fabric::connect(&topology, [alpha()]).await.unwrap();
+    assert!(matches!(
+        fabric.plan(&["nope"]),
+        Err(UnitOfWorkError::UnknownBoundary { .. })
+    ));
+}
+
+/// A PostgreSQL URL naming a database that does not exist: the fabric creates it.
+#[tokio::test]
+async fn a_missing_postgres_database_is_created() {
+    use sqlx::{ConnectOptions, Executor};
+    // The harness decides whether the server is reachable (and fails in CI if not).
+    let Some(server) = TestDatabase::create(Engine::Postgres, []).await else {
+        return;
+    };
+    let mut url = url::Url::parse(&server.topology().default_url().connection_string()).unwrap();
+    let name = format!("{}_created", url.path().trim_start_matches('/'));
+    url.set_path(&name);
+    let fabric = Fabric::connect(&Topology::new(url.as_str().parse().unwrap()), [alpha()])
+        .await
+        .unwrap();
+    fabric.migrate().await.unwrap();
+    assert_eq!(count(&fabric, "alpha").await, 0);
+    fabric.close().await;
+
+    let admin: sqlx::postgres::PgConnectOptions =
+        orchestration::testing::postgres_url().parse().unwrap();
+    let mut admin = admin.connect().await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE \"{name}\" WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+}
