@@ -13,6 +13,7 @@
 //! recreates only databases it created itself (recorded in `switchyard_test.owned`),
 //! refusing to touch a same-named database it did not create.
 
+use std::io::Write;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -207,7 +208,9 @@ fn unreachable_server(engine: &str, url: &str, err: &dyn std::fmt::Display) {
     let message =
         format!("{engine} at {url} is unreachable ({err}); start it or point the tests elsewhere");
     assert!(!in_ci(), "{message} (CI is set, so this test fails)");
-    eprintln!("\n*** SKIPPED on {engine}: {message} ***\n");
+    // Straight to stderr rather than `eprintln!`, which the test runner captures and
+    // hides for passing tests: a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED on {engine}: {message} ***\n");
 }
 
 async fn create_postgres() -> Option<(DatabaseUrl, Cleanup)> {
