@@ -23,8 +23,9 @@ pub fn orders() -> Boundary {
     Boundary::new::<orders::Migrator>("orders")
 }
 
-/// Every boundary, in the order their migrations run.
+/// Every boundary, in the order their migrations run. The fabric's own boundary
+/// (`orchestration`, whose migrations live in the orchestration crate) comes first.
 #[must_use]
 pub fn all() -> Vec<Boundary> {
-    vec![inventory(), orders()]
+    vec![orchestration::boundary(), inventory(), orders()]
 }

@@ -102,6 +102,35 @@ impl Database {
         })
     }
 
+    /// Fails, saying how to fix it, if this PostgreSQL server does not allow prepared
+    /// transactions (its default).
+    pub(crate) async fn require_prepared_transactions(&self) -> Result<(), FabricError> {
+        let row = self
+            .connection
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT current_setting('max_prepared_transactions')::int AS n",
+            ))
+            .await
+            .map_err(|e| unusable(&self.id, "reading max_prepared_transactions", e))?;
+        let allowed: i32 = row
+            .map(|row| row.try_get("", "n"))
+            .transpose()
+            .map_err(|e| unusable(&self.id, "reading max_prepared_transactions", e))?
+            .unwrap_or(0);
+        if allowed > 0 {
+            return Ok(());
+        }
+        Err(FabricError::Database {
+            database: self.id.clone(),
+            reason: "max_prepared_transactions is 0, so this server cannot take part in a \
+                     two-phase commit across databases: run \
+                     `ALTER SYSTEM SET max_prepared_transactions = 64` (or set it in postgresql.conf) \
+                     and restart PostgreSQL"
+                .to_owned(),
+        })
+    }
+
     /// A single connection whose default schema is `boundary`, for its migrations: the
     /// boundary's file on SQLite, its database on MySQL, its schema first in the search
     /// path on PostgreSQL. Close it when done.

@@ -63,13 +63,41 @@ pub enum UnitOfWorkError {
     },
     /// The touched boundaries live on more than one database, so one local transaction
     /// cannot hold them.
-    #[error(
-        "boundaries on different databases cannot commit in one transaction: {}",
-        list(.placements)
-    )]
+    #[error("these boundaries cannot commit atomically ({reason}): {}", list(.placements))]
     NotAtomic {
         /// Every touched boundary with its database.
         placements: Vec<Placement>,
+        /// Why no atomic commit is possible.
+        reason: String,
+    },
+    /// Two-phase commit needs the coordinator's log, the `orchestration` boundary.
+    #[error(
+        "two-phase commit needs the `orchestration` boundary registered on a PostgreSQL database"
+    )]
+    NoCoordinator,
+    /// A participant could not prepare; every participant was rolled back.
+    #[error("PREPARE TRANSACTION on {database} failed, every participant rolled back: {source}")]
+    Prepare {
+        /// The database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
+    /// The commit decision could not be recorded; every participant was rolled back.
+    #[error(
+        "recording the commit decision on {database} failed, every participant rolled back: {source}"
+    )]
+    Decide {
+        /// The coordinator database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
+    /// Recovery had already aborted this run (it exceeded the in-doubt timeout).
+    #[error("run {run_id} was aborted by recovery before it could commit; nothing was persisted")]
+    Aborted {
+        /// The run.
+        run_id: uuid::Uuid,
     },
     /// The transaction could not begin.
     #[error("cannot begin a transaction on {database}: {source}")]

@@ -2,14 +2,18 @@
 //! points for migrating and for running units of work.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
+use uuid::Uuid;
 
+use crate::COORDINATOR_BOUNDARY;
 use crate::boundary::Boundary;
-use crate::database::{Database, DatabaseId};
+use crate::database::{Backend, Database, DatabaseId};
 use crate::error::{FabricError, UnitOfWorkError};
 use crate::migrate::BoundaryMigrations;
 use crate::topology::{Placement, Topology};
+use crate::two_phase::{RecoveryError, RecoveryReport};
 use crate::unit_of_work::{CommitPlan, Pipeline};
 
 /// The connected boundaries of one application. Cheap to clone.
@@ -23,6 +27,11 @@ struct Inner {
     databases: Vec<Database>,
     /// Every boundary in registration order, with the index of its database.
     boundaries: Vec<(Boundary, usize)>,
+    /// The database holding the `orchestration` boundary, if it is PostgreSQL: the
+    /// coordinator of two-phase commits.
+    coordinator: Option<usize>,
+    /// Distinguishes this process's prepared transactions from other instances'.
+    instance: String,
 }
 
 /// Whether one database answered.
@@ -92,10 +101,39 @@ impl Fabric {
             );
             databases.push(database);
         }
+        let coordinator = placed
+            .iter()
+            .find(|(b, _)| b.name() == COORDINATOR_BOUNDARY)
+            .map(|(_, index)| *index)
+            .filter(|index| databases[*index].url.backend() == Backend::Postgres);
+        let postgres = databases
+            .iter()
+            .filter(|d| d.url.backend() == Backend::Postgres)
+            .count();
+        if postgres > 1 {
+            if coordinator.is_none() {
+                return Err(FabricError::Database {
+                    database: databases[0].id.clone(),
+                    reason: format!(
+                        "boundaries are split across PostgreSQL databases, which commit together by \
+                         two-phase commit; register the `{COORDINATOR_BOUNDARY}` boundary on one of them"
+                    ),
+                });
+            }
+            for database in databases
+                .iter()
+                .filter(|d| d.url.backend() == Backend::Postgres)
+            {
+                database.require_prepared_transactions().await?;
+            }
+        }
+        let instance = Uuid::new_v4().simple().to_string()[..8].to_owned();
         Ok(Self {
             inner: Arc::new(Inner {
                 databases,
                 boundaries: placed,
+                coordinator,
+                instance,
             }),
         })
     }
@@ -202,6 +240,19 @@ impl Fabric {
         Ok(states)
     }
 
+    /// Resolves prepared transactions left in doubt by a crash: commits those whose run
+    /// decided to commit, rolls back those older than `older_than` whose run never
+    /// decided. Run it at start-up and periodically.
+    ///
+    /// # Errors
+    /// A database could not be read or a prepared transaction could not be resolved.
+    pub async fn recover_in_doubt(
+        &self,
+        older_than: Duration,
+    ) -> Result<RecoveryReport, RecoveryError> {
+        crate::two_phase::recover(self, older_than).await
+    }
+
     /// Pings every database.
     pub async fn health(&self) -> Vec<DatabaseHealth> {
         let mut health = Vec::with_capacity(self.inner.databases.len());
@@ -244,6 +295,24 @@ impl Fabric {
         (&database.id, &database.connection)
     }
 
+    pub(crate) fn coordinator(&self) -> Option<usize> {
+        self.inner.coordinator
+    }
+
+    pub(crate) fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    pub(crate) fn postgres_databases(
+        &self,
+    ) -> impl Iterator<Item = (&DatabaseId, &DatabaseConnection)> {
+        self.inner
+            .databases
+            .iter()
+            .filter(|d| d.url.backend() == Backend::Postgres)
+            .map(|d| (&d.id, &d.connection))
+    }
+
     /// The plan for the touched `(boundary, database index)` pairs.
     pub(crate) fn plan_for(
         &self,
@@ -258,6 +327,41 @@ impl Fabric {
                 boundaries: touched.iter().map(|(b, _)| *b).collect(),
             });
         }
+        let backends: Vec<Backend> = touched
+            .iter()
+            .map(|(_, index)| self.inner.databases[*index].url.backend())
+            .collect();
+        let reason = if backends.iter().any(|b| *b != backends[0]) {
+            "they are on different engines; only PostgreSQL databases commit together, by two-phase commit"
+        } else {
+            match backends[0] {
+                Backend::Postgres => match self.inner.coordinator {
+                    Some(coordinator) => {
+                        let mut participants: Vec<(DatabaseId, Vec<&'static str>)> = Vec::new();
+                        for (boundary, index) in touched {
+                            let id = &self.inner.databases[*index].id;
+                            match participants.iter_mut().find(|(d, _)| d == id) {
+                                Some((_, boundaries)) => boundaries.push(boundary),
+                                None => participants.push((id.clone(), vec![boundary])),
+                            }
+                        }
+                        return Ok(CommitPlan::TwoPhase {
+                            coordinator: self.inner.databases[coordinator].id.clone(),
+                            participants,
+                        });
+                    }
+                    None => {
+                        "no `orchestration` boundary on PostgreSQL to coordinate a two-phase commit"
+                    }
+                },
+                Backend::Sqlite => {
+                    "SQLite files in different directories are not attached to one connection"
+                }
+                Backend::MySql => {
+                    "MySQL/MariaDB databases on different servers (XA is not supported)"
+                }
+            }
+        };
         Err(UnitOfWorkError::NotAtomic {
             placements: touched
                 .iter()
@@ -266,6 +370,7 @@ impl Fabric {
                     database: self.inner.databases[*index].id.clone(),
                 })
                 .collect(),
+            reason: reason.to_owned(),
         })
     }
 

@@ -8,8 +8,11 @@ mod boundary;
 mod database;
 mod error;
 mod fabric;
+mod fault;
 mod migrate;
+mod schema;
 mod topology;
+mod two_phase;
 mod unit_of_work;
 
 #[cfg(feature = "testing")]
@@ -20,11 +23,9 @@ pub use database::{Backend, DatabaseId};
 pub use error::{FabricError, UnitOfWorkError};
 pub use fabric::{DatabaseHealth, Fabric};
 pub use migrate::BoundaryMigrations;
+pub use schema::{COORDINATOR_BOUNDARY, boundary};
 pub use topology::{DatabaseUrl, Placement, Topology};
+pub use two_phase::{RecoveryError, RecoveryReport};
 pub use unit_of_work::{
     CommitPlan, Completed, Outcome, Pipeline, RunSummary, StepSummary, UnitOfWork,
 };
-
-/// Re-exported so migrators can be declared without a direct `sea-orm-migration`
-/// dependency mismatch.
-pub use sea_orm_migration::MigratorTrait;

@@ -210,7 +210,10 @@ fn unreachable_server(engine: &str, url: &str, err: &dyn std::fmt::Display) {
     assert!(!in_ci(), "{message} (CI is set, so this test fails)");
     // Straight to stderr rather than `eprintln!`, which the test runner captures and
     // hides for passing tests: a skip must be seen.
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED on {engine}: {message} ***\n");
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED on {engine}: {message} ***\n"
+    );
 }
 
 async fn create_postgres() -> Option<(DatabaseUrl, Cleanup)> {
@@ -306,6 +309,35 @@ async fn create_mariadb(boundaries: &[Boundary]) -> Option<(DatabaseUrl, Cleanup
             lock: Some(lock),
         },
     ))
+}
+
+/// The variable naming where [`pause_point`] freezes the process: `NAME` or `NAME@N`
+/// (the Nth time that point is reached).
+pub const PAUSE_AT_VAR: &str = "SWITCHYARD_TEST_PAUSE_AT";
+
+/// What a frozen process prints on stderr, followed by the point's name.
+pub const PAUSED: &str = "SWITCHYARD PAUSED AT ";
+
+/// If `SWITCHYARD_TEST_PAUSE_AT` names this point (and this is the Nth time it is
+/// reached), prints [`PAUSED`] and the name on stderr and blocks forever, so that a
+/// test can SIGKILL the process at exactly this moment.
+pub fn pause_point(name: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static REACHED: AtomicUsize = AtomicUsize::new(0);
+    let Ok(wanted) = std::env::var(PAUSE_AT_VAR) else {
+        return;
+    };
+    let (point, nth) = match wanted.split_once('@') {
+        Some((point, nth)) => (point.to_owned(), nth.parse().unwrap_or(1)),
+        None => (wanted, 1),
+    };
+    if point != name || REACHED.fetch_add(1, Ordering::SeqCst) + 1 != nth {
+        return;
+    }
+    let _ = writeln!(std::io::stderr(), "{PAUSED}{name}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// Generates one `#[tokio::test]` per engine for each named test function.

@@ -32,6 +32,14 @@ pub enum CommitPlan {
         /// The touched boundaries, in the order first touched.
         boundaries: Vec<&'static str>,
     },
+    /// The touched boundaries are on several PostgreSQL databases: each participant
+    /// prepares, the coordinator logs the decision, then every participant commits.
+    TwoPhase {
+        /// The database holding the decision log.
+        coordinator: DatabaseId,
+        /// Each participating database with its touched boundaries.
+        participants: Vec<(DatabaseId, Vec<&'static str>)>,
+    },
 }
 
 impl fmt::Display for CommitPlan {
@@ -46,6 +54,16 @@ impl fmt::Display for CommitPlan {
                 "local transaction on {database} [{}]",
                 boundaries.join(", ")
             ),
+            Self::TwoPhase {
+                coordinator,
+                participants,
+            } => {
+                write!(f, "two-phase commit coordinated on {coordinator}:")?;
+                for (database, boundaries) in participants {
+                    write!(f, " {database} [{}]", boundaries.join(", "))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -131,21 +149,25 @@ pub struct Completed<T> {
 
 /// A unit of work in progress: the handle the work's closure receives.
 ///
-/// The first step begins a transaction on its boundary's database; every later step
-/// must touch a boundary on the same database. `E` is the work's error type; each
+/// Each step runs in the transaction of its boundary's database, begun by the first
+/// step that touches that database. Boundaries on one database share one transaction;
+/// boundaries on several PostgreSQL databases commit by two-phase commit; any other
+/// mix is refused before the step runs. `E` is the work's error type; each
 /// step's own error converts into it.
 pub struct UnitOfWork<E> {
     fabric: Fabric,
     pipeline: &'static str,
-    open: Option<OpenTransaction>,
+    /// One transaction per database touched so far, in the order first touched.
+    open: Vec<OpenTransaction>,
     touched: Vec<(&'static str, usize)>,
     steps: Vec<StepSummary>,
     _error: PhantomData<fn() -> E>,
 }
 
-struct OpenTransaction {
-    database: usize,
-    transaction: DatabaseTransaction,
+/// A transaction begun on database `database` of the fabric.
+pub(crate) struct OpenTransaction {
+    pub(crate) database: usize,
+    pub(crate) transaction: DatabaseTransaction,
 }
 
 impl<E> fmt::Debug for UnitOfWork<E> {
@@ -191,27 +213,33 @@ impl<'f> Pipeline<'f> {
         let mut uow = UnitOfWork {
             fabric: self.fabric.clone(),
             pipeline: self.name,
-            open: None,
+            open: Vec::new(),
             touched: Vec::new(),
             steps: Vec::new(),
             _error: PhantomData,
         };
         let result = async {
             let value = work(&mut uow).await?;
-            if let Some(open) = uow.open.take() {
-                open.transaction
-                    .commit()
-                    .await
-                    .map_err(|source| UnitOfWorkError::Commit {
-                        database: uow.fabric.database(open.database).0.clone(),
-                        source,
-                    })?;
+            let mut open = std::mem::take(&mut uow.open);
+            match open.len() {
+                0 => {}
+                1 => {
+                    let only = open.remove(0);
+                    only.transaction
+                        .commit()
+                        .await
+                        .map_err(|source| UnitOfWorkError::Commit {
+                            database: uow.fabric.database(only.database).0.clone(),
+                            source,
+                        })?;
+                }
+                _ => crate::two_phase::commit(&uow.fabric, run_id, open).await?,
             }
             Ok::<T, E>(value)
         }
         .instrument(span.clone())
         .await;
-        if let Some(open) = uow.open.take() {
+        for open in std::mem::take(&mut uow.open) {
             // The work failed; roll back now rather than leave it to the pool.
             if let Err(err) = open.transaction.rollback().await {
                 tracing::warn!(parent: &span, error = %err, "rollback failed");
@@ -226,7 +254,7 @@ impl<'f> Pipeline<'f> {
         let plan = self
             .fabric
             .plan_for(&uow.touched)
-            .expect("steps admit only boundaries that share one database");
+            .expect("steps admit only boundaries that can commit together");
         let summary = RunSummary {
             pipeline: self.name,
             run_id,
@@ -293,29 +321,32 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     }
 
     async fn transaction_on(&mut self, database: usize) -> Result<&DatabaseTransaction, E> {
-        if self.open.is_none() {
-            let (id, connection) = self.fabric.database(database);
-            // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction that reads
-            // and then writes never fails with `database is locked` halfway through.
-            let options = TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            };
-            let transaction = connection
-                .begin_with_options(options)
-                .await
-                .map_err(|source| UnitOfWorkError::Begin {
-                    database: id.clone(),
-                    source,
-                })?;
-            self.open = Some(OpenTransaction {
-                database,
-                transaction,
-            });
-        }
-        let open = self.open.as_ref().expect("opened above");
-        debug_assert_eq!(open.database, database, "plan_for admits one database");
-        Ok(&open.transaction)
+        let position = match self.open.iter().position(|o| o.database == database) {
+            Some(position) => position,
+            None => {
+                let (id, connection) = self.fabric.database(database);
+                // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction that
+                // reads and then writes never fails with `database is locked` halfway.
+                let options = TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                };
+                let transaction =
+                    connection
+                        .begin_with_options(options)
+                        .await
+                        .map_err(|source| UnitOfWorkError::Begin {
+                            database: id.clone(),
+                            source,
+                        })?;
+                self.open.push(OpenTransaction {
+                    database,
+                    transaction,
+                });
+                self.open.len() - 1
+            }
+        };
+        Ok(&self.open[position].transaction)
     }
 }
 

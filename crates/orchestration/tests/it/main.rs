@@ -228,9 +228,11 @@ async fn boundaries_on_two_databases_are_refused_before_anything_runs() {
         fabric.plan(&["alpha"]),
         Ok(CommitPlan::Local { .. })
     ));
-    let Err(UnitOfWorkError::NotAtomic { placements }) = fabric.plan(&["alpha", "beta"]) else {
+    let Err(UnitOfWorkError::NotAtomic { placements, reason }) = fabric.plan(&["alpha", "beta"])
+    else {
         panic!("two databases must not plan as one transaction");
     };
+    assert!(reason.contains("SQLite files"), "{reason}");
     assert_eq!(placements.len(), 2);
     assert_ne!(placements[0].database, placements[1].database);
 
@@ -335,4 +337,190 @@ async fn a_missing_postgres_database_is_created() {
         )))
         .await
         .unwrap();
+}
+
+/// `alpha` (with the coordinator log) on one PostgreSQL database, `beta` on another.
+/// `None` when PostgreSQL is unreachable outside CI.
+async fn split_postgres() -> Option<(Fabric, TestDatabase, TestDatabase)> {
+    let one = TestDatabase::create(Engine::Postgres, [orchestration::boundary(), alpha()]).await?;
+    let two = TestDatabase::create(Engine::Postgres, [beta()]).await?;
+    let topology = one
+        .topology()
+        .clone()
+        .with_override("beta", two.topology().default_url().clone());
+    let fabric = Fabric::connect(&topology, [orchestration::boundary(), alpha(), beta()])
+        .await
+        .unwrap();
+    Some((fabric, one, two))
+}
+
+async fn our_prepared(fabric: &Fabric, boundary: &str) -> i64 {
+    let db = fabric.connection(boundary).unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+#[tokio::test]
+async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
+    let Some((fabric, _one, _two)) = split_postgres().await else {
+        return;
+    };
+    let Ok(CommitPlan::TwoPhase { participants, .. }) = fabric.plan(&["alpha", "beta"]) else {
+        panic!("two PostgreSQL databases plan a two-phase commit");
+    };
+    assert_eq!(participants.len(), 2);
+
+    let done = fabric
+        .unit_of_work("across")
+        .run(async |uow| -> Result<_, TestError> {
+            uow.step("alpha", "insert_alpha", async |tx| {
+                insert(tx, "alpha").await
+            })
+            .await?;
+            uow.step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
+                .await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(done.summary.plan, CommitPlan::TwoPhase { .. }),
+        "{}",
+        done.summary
+    );
+    assert!(
+        done.summary.to_string().contains("two-phase commit"),
+        "{}",
+        done.summary
+    );
+
+    // A step failing on either participant rolls both back.
+    for failing in ["alpha", "beta"] {
+        let failed = fabric
+            .unit_of_work("across_failing")
+            .run(async |uow| -> Result<(), TestError> {
+                uow.step("alpha", "insert_alpha", async |tx| {
+                    insert(tx, "alpha").await
+                })
+                .await?;
+                uow.step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
+                    .await?;
+                uow.step(failing, "bad_insert", async |tx| {
+                    let sql = format!("INSERT INTO {failing}.notes (nope) VALUES (1)");
+                    tx.execute_unprepared(&sql).await
+                })
+                .await?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(TestError::Db(_))), "{failed:?}");
+    }
+    assert_eq!(
+        (count(&fabric, "alpha").await, count(&fabric, "beta").await),
+        (1, 1)
+    );
+    assert_eq!(
+        our_prepared(&fabric, "alpha").await + our_prepared(&fabric, "beta").await,
+        0
+    );
+    let report = fabric
+        .recover_in_doubt(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(report.is_empty(), "{report}");
+}
+
+/// Prepared transactions left by a crash: the one whose run decided to commit is
+/// committed, the undecided one is rolled back once it is older than the timeout.
+#[tokio::test]
+async fn recovery_resolves_what_a_crash_left_in_doubt() {
+    let Some((fabric, _one, _two)) = split_postgres().await else {
+        return;
+    };
+    let alpha_db = fabric.connection("alpha").unwrap();
+    let beta_db = fabric.connection("beta").unwrap();
+    // Run "decided": both participants prepared and the decision logged.
+    // Run "undecided": prepared, no decision.
+    for (db, boundary, gid) in [
+        (alpha_db, "alpha", "sy:test:decided:0"),
+        (beta_db, "beta", "sy:test:decided:1"),
+        (alpha_db, "alpha", "sy:test:undecided:0"),
+    ] {
+        let sql = format!(
+            "BEGIN; INSERT INTO {boundary}.notes (body) VALUES ('{gid}'); PREPARE TRANSACTION '{gid}';"
+        );
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+    alpha_db
+        .execute_unprepared(
+            "INSERT INTO orchestration.two_phase_decisions (run_id, decision, participants, decided_at) \
+             VALUES ('decided', 'commit', 'sy:test:decided:0,sy:test:decided:1', now())",
+        )
+        .await
+        .unwrap();
+
+    // Too young to give up on: the undecided one waits.
+    let report = fabric
+        .recover_in_doubt(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(report.committed.len(), 2, "{report:?}");
+    assert_eq!(report.pending, ["sy:test:undecided:0"]);
+    let report = fabric
+        .recover_in_doubt(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.rolled_back, ["sy:test:undecided:0"]);
+    assert_eq!(
+        (count(&fabric, "alpha").await, count(&fabric, "beta").await),
+        (1, 1)
+    );
+    assert_eq!(
+        our_prepared(&fabric, "alpha").await + our_prepared(&fabric, "beta").await,
+        0
+    );
+    let left = alpha_db
+        .query_all_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT run_id, decision FROM orchestration.two_phase_decisions",
+        ))
+        .await
+        .unwrap();
+    // The commit decision is resolved and removed; the abort is kept for late coordinators.
+    let left: Vec<(String, String)> = left
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "run_id").unwrap(),
+                r.try_get("", "decision").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(left, [("undecided".to_owned(), "abort".to_owned())]);
+}
+
+#[tokio::test]
+async fn mixed_engines_are_refused_with_a_typed_error() {
+    let Some(postgres) = TestDatabase::create(Engine::Postgres, [beta()]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let topology = Topology::new(DatabaseUrl::Sqlite {
+        dir: dir.path().to_owned(),
+    })
+    .with_override("beta", postgres.topology().default_url().clone());
+    let fabric = Fabric::connect(&topology, [alpha(), beta()]).await.unwrap();
+    let Err(UnitOfWorkError::NotAtomic { placements, reason }) = fabric.plan(&["alpha", "beta"])
+    else {
+        panic!("SQLite and PostgreSQL cannot commit together");
+    };
+    assert!(reason.contains("different engines"), "{reason}");
+    assert_eq!(placements.len(), 2);
 }

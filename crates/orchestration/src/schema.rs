@@ -1,0 +1,89 @@
+//! The `orchestration` boundary: the fabric's own tables (today the two-phase commit
+//! decision log). Its migrations live here, beside the code that uses the tables.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::Boundary;
+
+/// The boundary whose database coordinates two-phase commits.
+pub const COORDINATOR_BOUNDARY: &str = "orchestration";
+
+/// The `orchestration` boundary. Register it (first) with the domain boundaries; its
+/// database is the coordinator database for two-phase commits.
+#[must_use]
+pub fn boundary() -> Boundary {
+    Boundary::new::<Migrator>(COORDINATOR_BOUNDARY)
+}
+
+#[derive(Debug)]
+struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(TwoPhaseDecisionLog)]
+    }
+}
+
+#[derive(DeriveIden)]
+enum TwoPhaseDecisions {
+    Table,
+    RunId,
+    Decision,
+    Participants,
+    DecidedAt,
+}
+
+/// `two_phase_decisions`: one decision (`commit` or `abort`) per distributed run.
+struct TwoPhaseDecisionLog;
+
+impl MigrationName for TwoPhaseDecisionLog {
+    fn name(&self) -> &'static str {
+        "m20261121_000001_two_phase_decisions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TwoPhaseDecisionLog {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut decided_at = ColumnDef::new(TwoPhaseDecisions::DecidedAt);
+        match manager.get_database_backend() {
+            DbBackend::MySql => decided_at.custom("DATETIME(6)"),
+            _ => decided_at.timestamp_with_time_zone(),
+        };
+        manager
+            .create_table(
+                Table::create()
+                    .table(TwoPhaseDecisions::Table)
+                    .col(
+                        ColumnDef::new(TwoPhaseDecisions::RunId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(TwoPhaseDecisions::Decision)
+                            .string_len(8)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TwoPhaseDecisions::Participants)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(decided_at.not_null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(TwoPhaseDecisions::Table).to_owned())
+            .await
+    }
+}

@@ -1,0 +1,343 @@
+//! Two-phase commit across PostgreSQL databases, and recovery of in-doubt transactions.
+//!
+//! Each participant prepares (`PREPARE TRANSACTION gid`); the coordinator then records
+//! its decision in `orchestration.two_phase_decisions` on the coordinator database
+//! (the one holding the `orchestration` boundary) and only then commits the prepared
+//! transactions. Recovery commits a prepared transaction whose run has a `commit`
+//! decision and rolls back one without a decision once it is older than a timeout, by
+//! first recording an `abort` decision: the decision's primary key makes the
+//! coordinator's `commit` and recovery's `abort` mutually exclusive.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use uuid::Uuid;
+
+use crate::database::DatabaseId;
+use crate::error::UnitOfWorkError;
+use crate::fabric::Fabric;
+use crate::unit_of_work::OpenTransaction;
+
+/// Every global transaction id Switchyard prepares starts with this.
+pub(crate) const GID_PREFIX: &str = "sy:";
+
+/// How long an abort decision is kept, so that a coordinator that wakes up late finds
+/// it instead of committing a run whose participants were rolled back.
+const ABORT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A participant's global transaction id: `sy:<instance>:<run>:<participant>`, unique in
+/// the cluster.
+pub(crate) fn gid(instance: &str, run_id: Uuid, participant: usize) -> String {
+    format!("{GID_PREFIX}{instance}:{run_id}:{participant}")
+}
+
+/// The run id inside a gid of ours.
+fn run_of(gid: &str) -> Option<&str> {
+    gid.strip_prefix(GID_PREFIX)?.split(':').nth(1)
+}
+
+/// What recovery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Prepared transactions committed because their run had decided to commit.
+    pub committed: Vec<String>,
+    /// Prepared transactions rolled back because their run never decided.
+    pub rolled_back: Vec<String>,
+    /// Prepared transactions left alone: undecided but younger than the timeout.
+    pub pending: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// Whether recovery found nothing to do.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.committed.is_empty() && self.rolled_back.is_empty() && self.pending.is_empty()
+    }
+}
+
+impl fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} committed, {} rolled back, {} pending",
+            self.committed.len(),
+            self.rolled_back.len(),
+            self.pending.len()
+        )
+    }
+}
+
+fn pg(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// Commits `participants` atomically.
+pub(crate) async fn commit(
+    fabric: &Fabric,
+    run_id: Uuid,
+    participants: Vec<OpenTransaction>,
+) -> Result<(), UnitOfWorkError> {
+    let coordinator = fabric.coordinator().ok_or(UnitOfWorkError::NoCoordinator)?;
+    let mut prepared: Vec<(usize, String)> = Vec::with_capacity(participants.len());
+    let mut remaining = participants.into_iter().enumerate();
+    while let Some((index, participant)) = remaining.next() {
+        let gid = gid(fabric.instance(), run_id, index);
+        let sql = format!("PREPARE TRANSACTION '{gid}'");
+        let result = match participant.transaction.execute_unprepared(&sql).await {
+            // The transaction is prepared; sqlx's COMMIT after it only warns that no
+            // transaction is in progress.
+            Ok(_) => participant.transaction.commit().await,
+            Err(err) => Err(err),
+        };
+        if let Err(source) = result {
+            // Dropping the rest rolls them back.
+            drop(remaining);
+            rollback_prepared(fabric, &prepared).await;
+            return Err(UnitOfWorkError::Prepare {
+                database: fabric.database(participant.database).0.clone(),
+                source,
+            });
+        }
+        prepared.push((participant.database, gid));
+        crate::fault::point("two_phase.after_prepare");
+    }
+
+    let participants_text = prepared
+        .iter()
+        .map(|(_, gid)| gid.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let decided = fabric
+        .database(coordinator)
+        .1
+        .execute_raw(pg(
+            "INSERT INTO orchestration.two_phase_decisions (run_id, decision, participants, decided_at) \
+             VALUES ($1, 'commit', $2, now()) ON CONFLICT (run_id) DO NOTHING",
+            vec![run_id.to_string().into(), participants_text.into()],
+        ))
+        .await;
+    match decided {
+        Ok(result) if result.rows_affected() == 1 => {}
+        // Recovery decided to abort first (the run took longer than its timeout).
+        Ok(_) => {
+            rollback_prepared(fabric, &prepared).await;
+            return Err(UnitOfWorkError::Aborted { run_id });
+        }
+        Err(source) => {
+            rollback_prepared(fabric, &prepared).await;
+            return Err(UnitOfWorkError::Decide {
+                database: fabric.database(coordinator).0.clone(),
+                source,
+            });
+        }
+    }
+    crate::fault::point("two_phase.after_decision");
+
+    // Decided: from here on the run is committed. A participant that cannot be
+    // committed now is committed by recovery, which finds the decision.
+    let mut unresolved = 0;
+    for (database, gid) in &prepared {
+        let (id, connection) = fabric.database(*database);
+        if let Err(err) = finish(connection, "COMMIT", gid).await {
+            unresolved += 1;
+            tracing::warn!(database = %id, gid, error = %err, "COMMIT PREPARED failed; recovery will finish it");
+        }
+    }
+    if unresolved == 0 {
+        forget(fabric.database(coordinator).1, &run_id.to_string()).await;
+    }
+    Ok(())
+}
+
+/// `COMMIT PREPARED` or `ROLLBACK PREPARED`, outside any transaction. A gid that no
+/// longer exists was resolved by someone else (recovery or the coordinator).
+async fn finish(connection: &DatabaseConnection, verb: &str, gid: &str) -> Result<(), DbErr> {
+    match connection
+        .execute_unprepared(&format!("{verb} PREPARED '{gid}'"))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.to_string().contains("does not exist") => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+async fn rollback_prepared(fabric: &Fabric, prepared: &[(usize, String)]) {
+    for (database, gid) in prepared {
+        let (id, connection) = fabric.database(*database);
+        if let Err(err) = finish(connection, "ROLLBACK", gid).await {
+            tracing::warn!(database = %id, gid, error = %err, "ROLLBACK PREPARED failed; recovery will finish it");
+        }
+    }
+}
+
+async fn forget(coordinator: &DatabaseConnection, run_id: &str) {
+    let deleted = coordinator
+        .execute_raw(pg(
+            "DELETE FROM orchestration.two_phase_decisions WHERE run_id = $1 AND decision = 'commit'",
+            vec![run_id.into()],
+        ))
+        .await;
+    if let Err(err) = deleted {
+        tracing::warn!(run_id, error = %err, "could not remove a resolved decision; recovery will");
+    }
+}
+
+/// Resolves every prepared transaction of ours on the fabric's PostgreSQL databases.
+pub(crate) async fn recover(
+    fabric: &Fabric,
+    older_than: Duration,
+) -> Result<RecoveryReport, RecoveryError> {
+    let mut report = RecoveryReport::default();
+    let Some(coordinator) = fabric.coordinator() else {
+        return Ok(report);
+    };
+    let coordinator_db = fabric.database(coordinator).1;
+    for (database, connection) in fabric.postgres_databases() {
+        let rows = connection
+            .query_all_raw(pg(
+                "SELECT gid, (now() - prepared) > make_interval(secs => $1) AS expired \
+                 FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
+                vec![older_than.as_secs_f64().into()],
+            ))
+            .await
+            .map_err(|source| RecoveryError::new(database, source))?;
+        for row in rows {
+            let gid: String = row
+                .try_get("", "gid")
+                .map_err(|source| RecoveryError::new(database, source))?;
+            let expired: bool = row
+                .try_get("", "expired")
+                .map_err(|source| RecoveryError::new(database, source))?;
+            let Some(run_id) = run_of(&gid).map(str::to_owned) else {
+                continue;
+            };
+            let decision = decision_of(coordinator_db, &run_id, expired)
+                .await
+                .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+            match decision.as_deref() {
+                Some("commit") => {
+                    finish(connection, "COMMIT", &gid)
+                        .await
+                        .map_err(|source| RecoveryError::new(database, source))?;
+                    report.committed.push(gid);
+                }
+                Some(_) => {
+                    finish(connection, "ROLLBACK", &gid)
+                        .await
+                        .map_err(|source| RecoveryError::new(database, source))?;
+                    report.rolled_back.push(gid);
+                }
+                None => report.pending.push(gid),
+            }
+        }
+    }
+    // Commit decisions whose participants are all resolved are done with; abort
+    // decisions are kept a while for late coordinators.
+    let rows = coordinator_db
+        .query_all_raw(pg(
+            "SELECT run_id FROM orchestration.two_phase_decisions \
+             WHERE decision = 'commit' OR decided_at < now() - make_interval(secs => $1)",
+            vec![ABORT_RETENTION.as_secs_f64().into()],
+        ))
+        .await
+        .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+    let prepared_now = prepared_runs(fabric).await?;
+    for row in rows {
+        let run_id: String = row
+            .try_get("", "run_id")
+            .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+        if !prepared_now.contains(&run_id) {
+            coordinator_db
+                .execute_raw(pg(
+                    "DELETE FROM orchestration.two_phase_decisions WHERE run_id = $1",
+                    vec![run_id.into()],
+                ))
+                .await
+                .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+        }
+    }
+    Ok(report)
+}
+
+/// The run's decision. For an expired run without one, records `abort` first, so that
+/// a coordinator still running cannot commit it afterwards.
+async fn decision_of(
+    coordinator: &DatabaseConnection,
+    run_id: &str,
+    expired: bool,
+) -> Result<Option<String>, DbErr> {
+    if expired {
+        coordinator
+            .execute_raw(pg(
+                "INSERT INTO orchestration.two_phase_decisions (run_id, decision, participants, decided_at) \
+                 VALUES ($1, 'abort', '', now()) ON CONFLICT (run_id) DO NOTHING",
+                vec![run_id.into()],
+            ))
+            .await?;
+    }
+    let row = coordinator
+        .query_one_raw(pg(
+            "SELECT decision FROM orchestration.two_phase_decisions WHERE run_id = $1",
+            vec![run_id.into()],
+        ))
+        .await?;
+    row.map(|row| row.try_get("", "decision")).transpose()
+}
+
+async fn prepared_runs(fabric: &Fabric) -> Result<BTreeSet<String>, RecoveryError> {
+    let mut runs = BTreeSet::new();
+    for (database, connection) in fabric.postgres_databases() {
+        let rows = connection
+            .query_all_raw(pg(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
+                vec![],
+            ))
+            .await
+            .map_err(|source| RecoveryError::new(database, source))?;
+        for row in rows {
+            let gid: String = row
+                .try_get("", "gid")
+                .map_err(|source| RecoveryError::new(database, source))?;
+            if let Some(run) = run_of(&gid) {
+                runs.insert(run.to_owned());
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Recovery could not read or resolve in-doubt transactions.
+#[derive(Debug, thiserror::Error)]
+#[error("recovering in-doubt transactions on {database} failed: {source}")]
+pub struct RecoveryError {
+    /// The database.
+    pub database: DatabaseId,
+    /// The database's error.
+    pub source: DbErr,
+}
+
+impl RecoveryError {
+    fn new(database: &DatabaseId, source: DbErr) -> Self {
+        Self {
+            database: database.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gids_carry_their_run() {
+        let run = Uuid::now_v7();
+        let gid = gid("ab12cd34", run, 1);
+        assert!(gid.starts_with(GID_PREFIX));
+        assert_eq!(run_of(&gid), Some(run.to_string().as_str()));
+        assert_eq!(run_of("someone-else"), None);
+    }
+}
