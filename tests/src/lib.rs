@@ -35,8 +35,16 @@ impl TestApp {
     /// If the app cannot start.
     pub async fn spawn(db: &TestDatabase) -> Self {
         let mut config = Config::default();
-        config.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.database.url = db.topology().default_url().connection_string();
+        Self::spawn_with(config).await
+    }
+
+    /// Builds the app with `config`, migrating, and serves it on 127.0.0.1:0.
+    ///
+    /// # Panics
+    /// If the app cannot start.
+    pub async fn spawn_with(mut config: Config) -> Self {
+        config.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         let app = Application::build(&config, switchyard::ServeOptions::default())
             .await
             .expect("start the app");

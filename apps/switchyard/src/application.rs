@@ -2,9 +2,11 @@
 //! listener, so tests can start the real thing on port 0.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use orchestration::{Boundary, Fabric, FabricError};
+use orchestration::{Boundary, Fabric, FabricError, RecoveryError};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use workflows::PlaceOrder;
 
 use crate::config::{Config, ConfigError};
@@ -32,6 +34,9 @@ pub enum StartError {
     /// A database could not be connected, prepared or migrated.
     #[error(transparent)]
     Fabric(#[from] FabricError),
+    /// In-doubt transactions could not be recovered at start-up.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -51,6 +56,8 @@ pub struct Application {
     listener: TcpListener,
     fabric: Fabric,
     router: axum::Router,
+    /// Resolves in-doubt two-phase commits while the app runs.
+    recovery: JoinHandle<()>,
 }
 
 impl Application {
@@ -74,6 +81,12 @@ impl Application {
                 );
             }
         }
+        let report = fabric
+            .recover_in_doubt(config.database.in_doubt_timeout())
+            .await?;
+        if !report.is_empty() {
+            tracing::warn!(%report, "resolved in-doubt two-phase commits left by an earlier crash");
+        }
         let listener = TcpListener::bind(config.http.addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -85,10 +98,16 @@ impl Application {
             PlaceOrder::new(fabric.clone(), config.order_hold()),
         );
         let router = http::router(state, &config.http);
+        let recovery = tokio::spawn(recover_periodically(
+            fabric.clone(),
+            config.database.in_doubt_timeout(),
+            Duration::from_secs(config.database.recovery_interval_secs.max(1)),
+        ));
         Ok(Self {
             listener,
             fabric,
             router,
+            recovery,
         })
     }
 
@@ -138,8 +157,29 @@ impl Application {
             .await
             .map_err(StartError::Serve);
         tracing::info!("stopped accepting requests; closing database pools");
+        self.recovery.abort();
         self.fabric.close().await;
         served
+    }
+}
+
+/// Looks for in-doubt two-phase commits every `interval` (a crash of another instance
+/// can leave some at any time).
+async fn recover_periodically(fabric: Fabric, timeout: Duration, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // The first tick is immediate; start-up already recovered.
+    loop {
+        ticks.tick().await;
+        match fabric.recover_in_doubt(timeout).await {
+            Ok(report) if !report.is_empty() => {
+                tracing::warn!(%report, "resolved in-doubt two-phase commits")
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "recovering in-doubt two-phase commits failed")
+            }
+        }
     }
 }
 

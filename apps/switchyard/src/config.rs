@@ -64,6 +64,19 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Per-boundary placement, by boundary name.
     pub boundaries: BTreeMap<String, BoundaryConfig>,
+    /// A prepared transaction whose run never decided is rolled back after this many
+    /// seconds (two-phase commit across PostgreSQL databases).
+    pub in_doubt_timeout_secs: u64,
+    /// How often in-doubt transactions are looked for, in seconds.
+    pub recovery_interval_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// How old an undecided prepared transaction must be before recovery rolls it back.
+    #[must_use]
+    pub fn in_doubt_timeout(&self) -> Duration {
+        Duration::from_secs(self.in_doubt_timeout_secs)
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -71,6 +84,8 @@ impl Default for DatabaseConfig {
         Self {
             url: "sqlite://./data".to_owned(),
             boundaries: BTreeMap::new(),
+            in_doubt_timeout_secs: 60,
+            recovery_interval_secs: 30,
         }
     }
 }

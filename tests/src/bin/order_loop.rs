@@ -1,8 +1,8 @@
-//! Places orders on the SQLite files in the directory given as the only argument, in a
-//! loop, until killed. The kill test runs it as a child process and SIGKILLs it at
-//! random moments, then checks that every commit was all-or-nothing.
+//! Places orders in a loop until killed: `order-loop DATABASE_URL [INVENTORY_URL]`
+//! (the second places the inventory boundary on its own database). The kill tests run
+//! it as a child process and SIGKILL it (at random moments, or where it froze at a
+//! pause point), then check that every commit was all-or-nothing.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -14,11 +14,16 @@ use workflows::{PlaceOrder, PlaceOrderCommand};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let Some(dir) = std::env::args().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: order-loop DIR");
-        return ExitCode::FAILURE;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (database, inventory) = match args.as_slice() {
+        [database] => (database, None),
+        [database, inventory] => (database, Some(inventory)),
+        _ => {
+            eprintln!("usage: order-loop DATABASE_URL [INVENTORY_URL]");
+            return ExitCode::FAILURE;
+        }
     };
-    match run(dir).await {
+    match run(database, inventory).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("order-loop: {err}");
@@ -27,8 +32,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
-    let topology = Topology::new(DatabaseUrl::Sqlite { dir });
+async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut topology = Topology::new(database.parse::<DatabaseUrl>()?);
+    if let Some(url) = inventory {
+        topology = topology.with_override(inventory::SCHEMA, url.parse()?);
+    }
     let fabric = Fabric::connect(&topology, migrations::all()).await?;
     fabric.migrate().await?;
     let catalog = fabric.connection(inventory::SCHEMA)?;

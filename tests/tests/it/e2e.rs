@@ -351,3 +351,73 @@ async fn bad_input_gets_problems_not_500s() {
     );
     app.stop().await;
 }
+
+/// The place-order slice with `inventory` on its own PostgreSQL database: every order
+/// commits across the two databases by two-phase commit.
+#[tokio::test]
+async fn orders_place_with_inventory_on_its_own_postgres_database() {
+    let Some(main) = TestDatabase::create(
+        Engine::Postgres,
+        [orchestration::boundary(), migrations::orders()],
+    )
+    .await
+    else {
+        return;
+    };
+    let Some(inventory_db) =
+        TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await
+    else {
+        return;
+    };
+    let mut config = switchyard::Config::default();
+    config.database.url = main.topology().default_url().connection_string();
+    config.database.boundaries.insert(
+        "inventory".to_owned(),
+        switchyard::config::BoundaryConfig {
+            url: inventory_db.topology().default_url().connection_string(),
+        },
+    );
+    let app = TestApp::spawn_with(config).await;
+    let http = reqwest::Client::new();
+    let product = json!({"sku": "SPLIT-1", "name": "Split", "price_minor": 700, "currency": "EUR", "stock": 5});
+    let created = http
+        .post(app.url("/api/products"))
+        .json(&product)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let place = |quantity: i64| {
+        http.post(app.url("/api/orders"))
+            .json(&json!({"customer_id": "split", "lines": [{"sku": "SPLIT-1", "quantity": quantity}]}))
+            .send()
+    };
+    let placed = place(3).await.unwrap();
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    let order: Value = placed.json().await.unwrap();
+    assert_eq!(order["total_minor"], 2100);
+    assert_eq!(place(3).await.unwrap().status(), StatusCode::CONFLICT);
+    let fetched: Value = http
+        .get(app.url(&format!("/api/orders/{}", order["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched, order);
+    let stock: Value = http
+        .get(app.url("/api/products/SPLIT-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (stock["available"].as_i64(), stock["reserved"].as_i64()),
+        (Some(2), Some(3))
+    );
+    app.stop().await;
+}

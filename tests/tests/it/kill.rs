@@ -26,7 +26,7 @@ async fn sigkill_never_tears_a_cross_boundary_commit() {
     let mut grew = 0;
     for round in 0..KILLS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_order-loop"))
-            .arg(dir.path())
+            .arg(format!("sqlite://{}", dir.path().display()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -4,3 +4,4 @@
 mod architecture;
 mod e2e;
 mod kill;
+mod two_phase_kill;

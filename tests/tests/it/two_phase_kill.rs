@@ -1,0 +1,127 @@
+//! Kill tests of two-phase commit: orders on one PostgreSQL database, inventory on
+//! another. The `order-loop` child freezes at a pause point in the commit of its third
+//! order and is SIGKILLed there: (a) after preparing a participant but before the
+//! decision, (b) after the decision but before the participants commit. Recovery then
+//! resolves what was left in doubt: both databases agree for every order, and nothing
+//! of ours stays in `pg_prepared_xacts`.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use orchestration::testing::{Engine, PAUSE_AT_VAR, PAUSED, TestDatabase};
+use orchestration::{Fabric, Topology};
+use sea_orm::{ConnectionTrait, Statement};
+use tests::StoreSnapshot;
+use tests::order_loop::{INITIAL_STOCK, SKUS};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_prepare_rolls_back() {
+    killed_at("two_phase.after_prepare", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_decision_commits() {
+    killed_at("two_phase.after_decision", true).await;
+}
+
+/// The order whose commit is interrupted.
+const NTH: usize = 3;
+
+async fn killed_at(point: &str, decided: bool) {
+    let Some(orders_db) = TestDatabase::create(
+        Engine::Postgres,
+        [orchestration::boundary(), migrations::orders()],
+    )
+    .await
+    else {
+        return;
+    };
+    let Some(inventory_db) =
+        TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await
+    else {
+        return;
+    };
+    let orders_url = orders_db.topology().default_url().clone();
+    let inventory_url = inventory_db.topology().default_url().clone();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-loop"))
+        .arg(orders_url.connection_string())
+        .arg(inventory_url.connection_string())
+        .env(PAUSE_AT_VAR, format!("{point}@{NTH}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-loop");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let paused = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.starts_with(PAUSED) {
+                return line;
+            }
+            eprintln!("order-loop: {line}");
+        }
+        panic!("order-loop ended without reaching {point}");
+    })
+    .await
+    .expect("order-loop reached the pause point in time");
+    assert_eq!(paused, format!("{PAUSED}{point}"));
+    child.kill().await.unwrap(); // SIGKILL
+
+    let topology = Topology::new(orders_url).with_override(inventory::SCHEMA, inventory_url);
+    let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();
+    assert!(
+        prepared(&fabric).await > 0,
+        "the kill left nothing in doubt"
+    );
+
+    let report = fabric.recover_in_doubt(Duration::ZERO).await.unwrap();
+    if decided {
+        assert!(
+            !report.committed.is_empty() && report.rolled_back.is_empty(),
+            "{report:?}"
+        );
+    } else {
+        assert!(
+            report.committed.is_empty() && !report.rolled_back.is_empty(),
+            "{report:?}"
+        );
+    }
+    assert_eq!(
+        prepared(&fabric).await,
+        0,
+        "prepared transactions of ours remain"
+    );
+
+    let initial: BTreeMap<String, i64> = SKUS
+        .iter()
+        .map(|s| ((*s).to_owned(), i64::from(INITIAL_STOCK)))
+        .collect();
+    let snapshot = StoreSnapshot::read(&fabric).await;
+    snapshot.check(&initial).unwrap();
+    let committed = if decided { NTH } else { NTH - 1 };
+    assert_eq!(snapshot.order_count(), committed);
+    fabric.close().await;
+}
+
+/// Our prepared transactions on the fabric's two databases (other tests share the
+/// server, so the count is per database).
+async fn prepared(fabric: &Fabric) -> i64 {
+    let mut total = 0;
+    for boundary in [orders::SCHEMA, inventory::SCHEMA] {
+        let db = fabric.connection(boundary).unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM pg_prepared_xacts \
+                 WHERE database = current_database() AND gid LIKE 'sy:%'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        total += row.try_get::<i64>("", "n").unwrap();
+    }
+    total
+}
