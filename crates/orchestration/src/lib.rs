@@ -4,6 +4,7 @@
 //! This crate knows no domain. Domain crates reach it only as data: a boundary's name
 //! and migrator, and closures that run inside a unit of work.
 
+mod batch;
 mod boundary;
 mod database;
 mod error;
@@ -18,6 +19,7 @@ mod unit_of_work;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use batch::{Batch, BatchOptions, BatchProgress, Import, ImportError, ImportReport, Upsert};
 pub use boundary::Boundary;
 pub use database::{Backend, DatabaseId};
 pub use error::{FabricError, UnitOfWorkError};

@@ -1,5 +1,5 @@
-//! The `orchestration` boundary: the fabric's own tables (today the two-phase commit
-//! decision log). Its migrations live here, beside the code that uses the tables.
+//! The `orchestration` boundary: the fabric's own tables (the two-phase commit
+//! decision log, import cursors). Its migrations live here, beside the code that uses the tables.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -21,7 +21,7 @@ struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(TwoPhaseDecisionLog)]
+        vec![Box::new(TwoPhaseDecisionLog), Box::new(ImportCursors)]
     }
 }
 
@@ -84,6 +84,57 @@ impl MigrationTrait for TwoPhaseDecisionLog {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(TwoPhaseDecisions::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum ImportCursorsTable {
+    #[sea_orm(iden = "import_cursors")]
+    Table,
+    Name,
+    Position,
+}
+
+/// `import_cursors`: how many rows of each named import have been committed.
+struct ImportCursors;
+
+impl MigrationName for ImportCursors {
+    fn name(&self) -> &'static str {
+        "m20261121_000002_import_cursors"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ImportCursors {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportCursorsTable::Table)
+                    .col(
+                        ColumnDef::new(ImportCursorsTable::Name)
+                            .string_len(128)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportCursorsTable::Position)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(ImportCursorsTable::Table).to_owned())
             .await
     }
 }

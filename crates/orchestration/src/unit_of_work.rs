@@ -5,10 +5,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait, Value,
+};
 use tracing::{Instrument, field};
 use uuid::Uuid;
 
+use crate::batch::{Batch, BatchOptions, BatchProgress};
 use crate::database::DatabaseId;
 use crate::error::UnitOfWorkError;
 use crate::fabric::Fabric;
@@ -100,6 +104,8 @@ pub struct StepSummary {
     pub elapsed: Duration,
     /// Whether it returned `Ok`.
     pub succeeded: bool,
+    /// Rows the step affected, where the fabric can know (SQL and batch steps).
+    pub rows: Option<u64>,
 }
 
 /// What happened in one run of a unit of work.
@@ -128,11 +134,11 @@ impl fmt::Display for RunSummary {
         )?;
         for step in &self.steps {
             let mark = if step.succeeded { "" } else { " FAILED" };
-            write!(
-                f,
-                " {}.{} {:.1?}{mark};",
-                step.boundary, step.name, step.elapsed
-            )?;
+            write!(f, " {}.{} {:.1?}", step.boundary, step.name, step.elapsed)?;
+            if let Some(rows) = step.rows {
+                write!(f, " {rows} rows")?;
+            }
+            write!(f, "{mark};")?;
         }
         Ok(())
     }
@@ -267,20 +273,92 @@ impl<'f> Pipeline<'f> {
         span.record("outcome", field::display(&summary.outcome));
         span.record("elapsed_ms", elapsed_ms(summary.elapsed));
         tracing::debug!(parent: &span, %summary, "unit of work finished");
+        record_metrics(&summary);
         result.map(|value| Completed { value, summary })
     }
 }
 
 impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
-    /// Runs one step against `boundary` inside the unit of work's transaction.
+    /// Runs one step against `boundary` inside the unit of work's transaction: an ORM
+    /// closure given the boundary's transaction.
     ///
     /// # Errors
     /// The step's own error, converted into `E`; or a [`UnitOfWorkError`] if `boundary`
-    /// is unknown, is on another database than the steps before it, or the
+    /// is unknown, cannot commit together with the boundaries before it, or the
     /// transaction could not begin.
     pub async fn step<T, S, F>(&mut self, boundary: &str, step: &'static str, f: F) -> Result<T, E>
     where
         F: AsyncFnOnce(&DatabaseTransaction) -> Result<T, S>,
+        E: From<S>,
+    {
+        self.run_step(boundary, step, async move |tx| {
+            f(tx).await.map(|value| (value, None))
+        })
+        .await
+    }
+
+    /// Runs one parameterised SQL statement against `boundary` and returns the rows it
+    /// affected. The SQL is a `&'static str`, so it cannot be assembled from input;
+    /// values travel as parameters, in the placeholder style of the boundary's engine
+    /// (`$1` on PostgreSQL and SQLite, `?` on MySQL and SQLite).
+    ///
+    /// # Errors
+    /// The database's error, or a [`UnitOfWorkError`] as for [`UnitOfWork::step`].
+    pub async fn execute(
+        &mut self,
+        boundary: &str,
+        step: &'static str,
+        sql: &'static str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<u64, E>
+    where
+        E: From<DbErr>,
+    {
+        let values: Vec<Value> = values.into_iter().collect();
+        self.run_step(boundary, step, async move |tx| {
+            let statement = Statement::from_sql_and_values(tx.get_database_backend(), sql, values);
+            let rows = tx.execute_raw(statement).await?.rows_affected();
+            Ok::<_, DbErr>((rows, Some(rows)))
+        })
+        .await
+    }
+
+    /// Inserts (or upserts) `batch` into a table of `boundary`, in chunks of
+    /// `options.chunk_size` rows, calling `progress` after each chunk. All chunks are
+    /// part of this unit of work's transaction; for an import too large for one
+    /// transaction, see [`Fabric::import`](crate::Fabric::import).
+    ///
+    /// # Errors
+    /// A row whose length differs from the columns', the database's error, or a
+    /// [`UnitOfWorkError`] as for [`UnitOfWork::step`].
+    pub async fn insert_rows(
+        &mut self,
+        boundary: &str,
+        step: &'static str,
+        batch: &Batch,
+        options: &BatchOptions,
+        mut progress: impl FnMut(BatchProgress) + Send,
+    ) -> Result<u64, E>
+    where
+        E: From<DbErr>,
+    {
+        let schema = self
+            .fabric
+            .boundary(boundary)
+            .map(|(b, _)| b.name())
+            .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
+                boundary: boundary.to_owned(),
+            })?;
+        self.run_step(boundary, step, async move |tx| {
+            let rows = crate::batch::insert(tx, schema, batch, options, &mut progress).await?;
+            Ok::<_, DbErr>((rows, Some(rows)))
+        })
+        .await
+    }
+
+    async fn run_step<T, S, F>(&mut self, boundary: &str, step: &'static str, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&DatabaseTransaction) -> Result<(T, Option<u64>), S>,
         E: From<S>,
     {
         let (boundary, database) =
@@ -304,6 +382,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             step,
             boundary,
             database = %self.fabric.database(database).0,
+            rows = field::Empty,
             elapsed_ms = field::Empty,
         );
         let transaction = self.transaction_on(database).await?;
@@ -311,13 +390,18 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         let result = f(transaction).instrument(span.clone()).await;
         let elapsed = started.elapsed();
         span.record("elapsed_ms", elapsed_ms(elapsed));
+        let rows = result.as_ref().ok().and_then(|(_, rows)| *rows);
+        if let Some(rows) = rows {
+            span.record("rows", rows);
+        }
         self.steps.push(StepSummary {
             name: step,
             boundary,
             elapsed,
             succeeded: result.is_ok(),
+            rows,
         });
-        result.map_err(E::from)
+        result.map(|(value, _)| value).map_err(E::from)
     }
 
     async fn transaction_on(&mut self, database: usize) -> Result<&DatabaseTransaction, E> {
@@ -347,6 +431,24 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             }
         };
         Ok(&self.open[position].transaction)
+    }
+}
+
+/// Per pipeline: runs and failures, duration, and rows affected.
+fn record_metrics(summary: &RunSummary) {
+    let pipeline = summary.pipeline;
+    let outcome = match summary.outcome {
+        Outcome::Committed => "committed",
+        Outcome::RolledBack { .. } => "rolled_back",
+    };
+    metrics::counter!("switchyard_unit_of_work_runs_total", "pipeline" => pipeline, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("switchyard_unit_of_work_duration_seconds", "pipeline" => pipeline)
+        .record(summary.elapsed.as_secs_f64());
+    let rows: u64 = summary.steps.iter().filter_map(|s| s.rows).sum();
+    if rows > 0 && summary.outcome == Outcome::Committed {
+        metrics::counter!("switchyard_unit_of_work_rows_total", "pipeline" => pipeline)
+            .increment(rows);
     }
 }
 

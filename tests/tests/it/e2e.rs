@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tests::{StoreSnapshot, TestApp};
 
 orchestration::engine_tests! {
-    boundaries: [migrations::inventory(), migrations::orders()];
+    boundaries: [orchestration::boundary(), migrations::inventory(), migrations::orders()];
     fifty_clients_never_oversell,
 }
 

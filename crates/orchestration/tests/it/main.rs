@@ -66,6 +66,8 @@ enum TestError {
     #[error(transparent)]
     Db(#[from] DbErr),
     #[error(transparent)]
+    Import(#[from] orchestration::ImportError),
+    #[error(transparent)]
     UnitOfWork(#[from] UnitOfWorkError),
     #[error("the work gave up")]
     GaveUp,
@@ -523,4 +525,157 @@ async fn mixed_engines_are_refused_with_a_typed_error() {
     };
     assert!(reason.contains("different engines"), "{reason}");
     assert_eq!(placements.len(), 2);
+}
+
+mod batches {
+    //! SQL and batch steps, and resumable imports, on every engine.
+    use orchestration::testing::{Engine, TestDatabase};
+    use orchestration::{Batch, BatchOptions, Import, ImportError, Upsert};
+    use sea_orm::Value;
+
+    use super::{TestError, alpha, count};
+
+    orchestration::engine_tests! {
+        boundaries: [orchestration::boundary(), alpha()];
+        sql_and_batch_steps_report_their_rows,
+        an_interrupted_import_resumes_after_its_last_chunk,
+    }
+
+    fn feed() -> Import {
+        Import {
+            name: "notes-feed",
+            boundary: "alpha",
+            table: "notes",
+            columns: vec!["id", "body"],
+        }
+    }
+
+    fn notes(ids: std::ops::Range<i32>, body: &str) -> Vec<Vec<Value>> {
+        ids.map(|id| vec![id.into(), body.into()]).collect()
+    }
+
+    async fn sql_and_batch_steps_report_their_rows(db: TestDatabase) {
+        let fabric = db.fabric();
+        let update: &'static str = if db.engine() == Engine::MariaDb {
+            "UPDATE alpha.notes SET body = ? WHERE id <= ?"
+        } else {
+            "UPDATE alpha.notes SET body = $1 WHERE id <= $2"
+        };
+        let mut seen = Vec::new();
+        let done = fabric
+            .unit_of_work("batch")
+            .run(async |uow| -> Result<_, TestError> {
+                let batch = Batch {
+                    table: "notes",
+                    columns: vec!["id", "body"],
+                    rows: notes(1..251, "new"),
+                };
+                let options = BatchOptions {
+                    chunk_size: 100,
+                    upsert: None,
+                };
+                let inserted = uow
+                    .insert_rows("alpha", "insert_notes", &batch, &options, |p| {
+                        seen.push(p.rows)
+                    })
+                    .await?;
+                let updated = uow
+                    .execute("alpha", "rename", update, ["renamed".into(), 10.into()])
+                    .await?;
+                let upsert = Batch {
+                    table: "notes",
+                    columns: vec!["id", "body"],
+                    rows: notes(1..6, "upserted"),
+                };
+                let options = BatchOptions {
+                    chunk_size: 2,
+                    upsert: Some(Upsert {
+                        conflict_columns: vec!["id"],
+                        update_columns: vec!["body"],
+                    }),
+                };
+                uow.insert_rows("alpha", "upsert_notes", &upsert, &options, |_| {})
+                    .await?;
+                Ok((inserted, updated))
+            })
+            .await
+            .unwrap();
+        assert_eq!(done.value, (250, 10));
+        assert_eq!(seen, [100, 200, 250]);
+        let rows: Vec<_> = done
+            .summary
+            .steps
+            .iter()
+            .map(|s| (s.name, s.rows))
+            .collect();
+        assert_eq!(
+            rows[..2],
+            [("insert_notes", Some(250)), ("rename", Some(10))]
+        );
+        assert!(
+            done.summary.to_string().contains("250 rows"),
+            "{}",
+            done.summary
+        );
+        assert_eq!(count(fabric, "alpha").await, 250);
+
+        // A row of the wrong length fails the run; nothing of it persists.
+        let err = fabric
+            .unit_of_work("bad_batch")
+            .run(async |uow| -> Result<u64, TestError> {
+                let batch = Batch {
+                    table: "notes",
+                    columns: vec!["id", "body"],
+                    rows: vec![vec![900.into()]],
+                };
+                let options = BatchOptions {
+                    chunk_size: 10,
+                    upsert: None,
+                };
+                uow.insert_rows("alpha", "insert_notes", &batch, &options, |_| {})
+                    .await
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("alpha.notes"), "{err}");
+    }
+
+    async fn an_interrupted_import_resumes_after_its_last_chunk(db: TestDatabase) {
+        let fabric = db.fabric();
+        let options = BatchOptions {
+            chunk_size: 100,
+            upsert: None,
+        };
+        // Row 551 is malformed: the import stops after five committed chunks.
+        let mut broken = notes(1..1001, "imported");
+        broken[550] = vec![551.into()];
+        let err = fabric
+            .import(&feed(), broken, &options, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ImportError::Database(_)), "{err}");
+        assert_eq!(fabric.import_position("notes-feed").await.unwrap(), 500);
+        assert_eq!(count(fabric, "alpha").await, 500);
+
+        // The source, fixed, imported again under the same name: it resumes.
+        let mut progress = Vec::new();
+        let report = fabric
+            .import(&feed(), notes(1..1001, "imported"), &options, |p| {
+                progress.push(p.rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.resumed_from, report.imported, report.chunks),
+            (500, 500, 5)
+        );
+        assert_eq!(progress, [600, 700, 800, 900, 1000]);
+        assert_eq!(count(fabric, "alpha").await, 1000);
+        // Done: running it again imports nothing.
+        let report = fabric
+            .import(&feed(), notes(1..1001, "imported"), &options, |_| {})
+            .await
+            .unwrap();
+        assert_eq!((report.resumed_from, report.imported), (1000, 0));
+    }
 }
