@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orchestration::{BoundaryMigrations, Fabric};
+use orchestration::Fabric;
 
 use crate::application::{Application, ServeOptions, StartError};
 use crate::config::Config;
@@ -47,6 +47,9 @@ enum MigrateAction {
     Status,
     /// Apply every pending migration, boundary by boundary.
     Up,
+    /// Pending migrations per boundary and the SQL they would run (from a dry run that
+    /// is rolled back; PostgreSQL and SQLite).
+    Plan,
 }
 
 impl Cli {
@@ -77,11 +80,11 @@ impl Cli {
             }
             Command::Migrate { action } => {
                 let fabric = connect(&config).await?;
-                let states = match action {
-                    MigrateAction::Status => fabric.migration_status().await?,
-                    MigrateAction::Up => fabric.migrate().await?,
-                };
-                print_migrations(&states);
+                match action {
+                    MigrateAction::Status => print_lines(&fabric.migration_status().await?),
+                    MigrateAction::Up => print_lines(&fabric.migrate().await?),
+                    MigrateAction::Plan => print_lines(&fabric.migration_plan().await?),
+                }
                 fabric.close().await;
                 Ok(())
             }
@@ -100,9 +103,9 @@ async fn connect(config: &Config) -> Result<Fabric, StartError> {
 }
 
 #[allow(clippy::print_stdout)] // The command's output is its report.
-fn print_migrations(states: &[BoundaryMigrations]) {
-    for state in states {
-        println!("{state}");
+fn print_lines(items: &[impl std::fmt::Display]) {
+    for item in items {
+        println!("{item}");
     }
 }
 

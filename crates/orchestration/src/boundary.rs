@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use sea_orm_migration::{MigrationStatus, MigratorTrait};
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -24,6 +24,7 @@ pub struct Boundary {
 #[derive(Clone, Copy)]
 struct MigratorFns {
     up: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<(), DbErr>>,
+    up_in: for<'a> fn(&'a DatabaseTransaction) -> BoxFuture<'a, Result<(), DbErr>>,
     status: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<Statuses, DbErr>>,
 }
 
@@ -39,6 +40,7 @@ impl Boundary {
             name,
             migrator: MigratorFns {
                 up: |db| Box::pin(M::up(db, None)),
+                up_in: |tx| Box::pin(M::up(tx, None)),
                 status: |db| {
                     Box::pin(async move {
                         Ok(M::get_migration_with_status_read_only(db)
@@ -60,6 +62,12 @@ impl Boundary {
 
     pub(crate) async fn migrate_up(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         (self.migrator.up)(db).await
+    }
+
+    /// Runs the pending migrations inside `tx` (which the caller rolls back for a dry
+    /// run).
+    pub(crate) async fn migrate_up_in(&self, tx: &DatabaseTransaction) -> Result<(), DbErr> {
+        (self.migrator.up_in)(tx).await
     }
 
     /// Every migration of this boundary with whether it has been applied, in order.

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
 use crate::COORDINATOR_BOUNDARY;
 use crate::boundary::Boundary;
 use crate::database::{Backend, Database, DatabaseId};
 use crate::error::{FabricError, UnitOfWorkError};
-use crate::migrate::BoundaryMigrations;
+use crate::migrate::{BoundaryMigrations, MigrationPlan, is_migration_work};
 use crate::topology::{Placement, Topology};
 use crate::two_phase::{RecoveryError, RecoveryReport};
 use crate::unit_of_work::{CommitPlan, Pipeline};
@@ -210,6 +210,65 @@ impl Fabric {
             })?;
         }
         self.migration_status().await
+    }
+
+    /// What `migrate` would do, per boundary: the pending migrations and, on engines
+    /// with transactional DDL (PostgreSQL, SQLite), the SQL they would run, captured
+    /// from a dry run that is rolled back.
+    ///
+    /// # Errors
+    /// A database could not be read, or a migration failed in the dry run.
+    pub async fn migration_plan(&self) -> Result<Vec<MigrationPlan>, FabricError> {
+        let states = self.migration_status().await?;
+        let mut plans = Vec::with_capacity(states.len());
+        for (state, (boundary, index)) in states.into_iter().zip(&self.inner.boundaries) {
+            let database = &self.inner.databases[*index];
+            let sql = if state.pending.is_empty() {
+                Some(Vec::new())
+            } else if database.url.backend() == Backend::MySql {
+                None
+            } else {
+                Some(self.dry_run(database, boundary).await?)
+            };
+            plans.push(MigrationPlan {
+                boundary: state.boundary,
+                database: state.database,
+                pending: state.pending,
+                sql,
+            });
+        }
+        Ok(plans)
+    }
+
+    async fn dry_run(
+        &self,
+        database: &Database,
+        boundary: &Boundary,
+    ) -> Result<Vec<String>, FabricError> {
+        let failed = |source| FabricError::Migration {
+            boundary: boundary.name(),
+            database: database.id.clone(),
+            source,
+        };
+        let mut connection = database.boundary_connection(boundary).await?;
+        let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&captured);
+        connection.set_metric_callback(move |info| {
+            let sql = info.statement.to_string();
+            if is_migration_work(&sql) {
+                sink.lock().expect("not poisoned").push(sql);
+            }
+        });
+        let result = async {
+            let tx = connection.begin().await?;
+            boundary.migrate_up_in(&tx).await?;
+            tx.rollback().await
+        }
+        .await;
+        connection.close().await.ok();
+        result.map_err(failed)?;
+        let sql = captured.lock().expect("not poisoned").clone();
+        Ok(sql)
     }
 
     /// Applied and pending migrations of every boundary, in registration order.

@@ -24,7 +24,7 @@ pub use boundary::Boundary;
 pub use database::{Backend, DatabaseId};
 pub use error::{FabricError, UnitOfWorkError};
 pub use fabric::{DatabaseHealth, Fabric};
-pub use migrate::BoundaryMigrations;
+pub use migrate::{BoundaryMigrations, MigrationPlan};
 pub use schema::{COORDINATOR_BOUNDARY, boundary};
 pub use topology::{DatabaseUrl, Placement, Topology};
 pub use two_phase::{RecoveryError, RecoveryReport};

@@ -679,3 +679,31 @@ mod batches {
         assert_eq!((report.resumed_from, report.imported), (1000, 0));
     }
 }
+
+/// `migration_plan` shows the SQL of pending migrations from a dry run, and applies
+/// nothing.
+#[tokio::test]
+async fn a_migration_plan_shows_sql_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut topologies = vec![Topology::new(DatabaseUrl::Sqlite {
+        dir: dir.path().to_owned(),
+    })];
+    let postgres = TestDatabase::create(Engine::Postgres, []).await;
+    if let Some(postgres) = &postgres {
+        topologies.push(postgres.topology().clone());
+    }
+    for topology in topologies {
+        let fabric = Fabric::connect(&topology, [alpha()]).await.unwrap();
+        let plans = fabric.migration_plan().await.unwrap();
+        assert_eq!(plans[0].pending.len(), 1);
+        let sql = plans[0].sql.as_ref().expect("a dry run on this engine");
+        assert_eq!(sql.len(), 1, "{sql:?}");
+        assert!(sql[0].starts_with("CREATE TABLE \"notes\""), "{sql:?}");
+        let status = fabric.migration_status().await.unwrap();
+        assert_eq!(status[0].pending.len(), 1, "the dry run applied something");
+        fabric.migrate().await.unwrap();
+        let plans = fabric.migration_plan().await.unwrap();
+        assert!(plans[0].pending.is_empty());
+        fabric.close().await;
+    }
+}
