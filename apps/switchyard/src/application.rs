@@ -34,6 +34,14 @@ pub enum StartError {
     /// A database could not be connected, prepared or migrated.
     #[error(transparent)]
     Fabric(#[from] FabricError),
+    /// The topology places a workflow's boundaries where they cannot commit together.
+    #[error("the database topology does not work for `{workflow}`: {source}")]
+    Topology {
+        /// The workflow.
+        workflow: &'static str,
+        /// Why its boundaries cannot commit together.
+        source: orchestration::UnitOfWorkError,
+    },
     /// In-doubt transactions could not be recovered at start-up.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
@@ -81,6 +89,14 @@ impl Application {
                 );
             }
         }
+        // A topology under which a workflow could never commit is a configuration
+        // error: refuse it now rather than fail every request.
+        fabric
+            .plan(&PlaceOrder::BOUNDARIES)
+            .map_err(|source| StartError::Topology {
+                workflow: "place_order",
+                source,
+            })?;
         let report = fabric
             .recover_in_doubt(config.database.in_doubt_timeout())
             .await?;

@@ -108,6 +108,9 @@ impl fmt::Display for Abort {
 }
 
 impl PlaceOrder {
+    /// The boundaries a placement touches: they must be able to commit together.
+    pub const BOUNDARIES: [&'static str; 2] = [inventory::SCHEMA, orders::SCHEMA];
+
     /// A workflow placing orders on `fabric`, holding stock for `hold`.
     #[must_use]
     pub fn new(fabric: Fabric, hold: Duration) -> Self {

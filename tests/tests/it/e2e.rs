@@ -421,3 +421,38 @@ async fn orders_place_with_inventory_on_its_own_postgres_database() {
     );
     app.stop().await;
 }
+
+/// A topology under which order placement could never commit (inventory on PostgreSQL,
+/// orders on SQLite) stops the app at start with the typed error.
+#[tokio::test]
+async fn an_unworkable_topology_is_refused_at_start() {
+    let Some(inventory_db) =
+        TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = switchyard::Config::default();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.database.url = format!("sqlite://{}", dir.path().display());
+    config.database.boundaries.insert(
+        "inventory".to_owned(),
+        switchyard::config::BoundaryConfig {
+            url: inventory_db.topology().default_url().connection_string(),
+        },
+    );
+    let err = switchyard::Application::build(&config, switchyard::ServeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            switchyard::StartError::Topology {
+                source: orchestration::UnitOfWorkError::NotAtomic { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("different engines"), "{err}");
+}
