@@ -3,7 +3,8 @@
 //! The work is the place-order unit of work: reserve stock for 3 lines, create the
 //! order, and one more write in a third boundary (`orchestration`). "hand-written" runs
 //! the same domain functions in a transaction begun by hand; "fabric" runs them as
-//! steps of a unit of work. Each cell runs for a fixed time; the table prints
+//! steps of a unit of work. Each cell runs for a fixed time, split into four rounds in
+//! ABBA order; the table prints
 //! transactions per second and the fabric's ratio to hand-written.
 //!
 //! `cargo run --release -p benches --bin fabric-overhead [SECONDS_PER_CELL]`
@@ -24,6 +25,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 const SKUS: usize = 10;
+/// Rounds per cell, alternating which side goes first.
+const ROUNDS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 enum BenchError {
@@ -209,17 +212,24 @@ async fn main() {
         };
         seed(db.fabric()).await;
         for clients in [1, 16] {
-            // Alternate, so that neither side always runs on a warmer database.
-            let mut hand = Vec::new();
-            let mut fab = Vec::new();
-            for _ in 0..2 {
-                hand.push(measure(db.fabric(), Way::HandWritten, clients, seconds / 2.0).await);
-                fab.push(measure(db.fabric(), Way::Fabric, clients, seconds / 2.0).await);
+            // Four rounds in ABBA order, so that neither side always runs on the
+            // larger (later) database or the warmer cache.
+            let (mut hand, mut fab) = (0.0, 0.0);
+            for round in 0..ROUNDS {
+                let cell = seconds / ROUNDS as f64;
+                let order = if round % 2 == 0 {
+                    [Way::HandWritten, Way::Fabric]
+                } else {
+                    [Way::Fabric, Way::HandWritten]
+                };
+                for way in order {
+                    let rate = measure(db.fabric(), way, clients, cell).await;
+                    match way {
+                        Way::HandWritten => hand += rate / ROUNDS as f64,
+                        Way::Fabric => fab += rate / ROUNDS as f64,
+                    }
+                }
             }
-            let (hand, fab) = (
-                hand.iter().sum::<f64>() / 2.0,
-                fab.iter().sum::<f64>() / 2.0,
-            );
             println!(
                 "| {engine:?} | {clients} | {hand:.0} | {fab:.0} | {:.3} |",
                 fab / hand

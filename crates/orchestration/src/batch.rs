@@ -188,7 +188,6 @@ impl Fabric {
                     Ok(())
                 })
                 .await?;
-            crate::fault::point("import.after_chunk");
             position = next;
             chunks += 1;
             progress(BatchProgress {

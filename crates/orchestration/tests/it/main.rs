@@ -707,3 +707,130 @@ async fn a_migration_plan_shows_sql_and_changes_nothing() {
         fabric.close().await;
     }
 }
+
+mod run_metrics {
+    //! Every run counts in `metrics`: runs by outcome, duration, rows.
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+    use orchestration::{DatabaseUrl, Fabric, Topology};
+
+    use super::{TestError, alpha};
+
+    /// Every increment and observation, rendered `name{label=value,…} +n`.
+    type Lines = Arc<Mutex<Vec<String>>>;
+
+    struct Capture(Lines);
+
+    struct Handle {
+        key: String,
+        lines: Lines,
+    }
+
+    impl CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            self.lines
+                .lock()
+                .unwrap()
+                .push(format!("{} +{value}", self.key));
+        }
+        fn absolute(&self, _value: u64) {}
+    }
+
+    impl HistogramFn for Handle {
+        fn record(&self, _value: f64) {
+            self.lines
+                .lock()
+                .unwrap()
+                .push(format!("{} observed", self.key));
+        }
+    }
+
+    impl Capture {
+        fn handle(&self, key: &Key) -> Arc<Handle> {
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            Arc::new(Handle {
+                key: format!("{}{{{}}}", key.name(), labels.join(",")),
+                lines: Arc::clone(&self.0),
+            })
+        }
+    }
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.handle(key))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(self.handle(key))
+        }
+    }
+
+    fn captured() -> &'static Lines {
+        static LINES: OnceLock<Lines> = OnceLock::new();
+        LINES.get_or_init(|| {
+            let lines = Lines::default();
+            metrics::set_global_recorder(Capture(Arc::clone(&lines))).expect("the only recorder");
+            lines
+        })
+    }
+
+    #[tokio::test]
+    async fn runs_are_counted_by_outcome_with_duration_and_rows() {
+        let lines = captured();
+        let dir = tempfile::tempdir().unwrap();
+        let fabric = Fabric::connect(
+            &Topology::new(DatabaseUrl::Sqlite {
+                dir: dir.path().to_owned(),
+            }),
+            [alpha()],
+        )
+        .await
+        .unwrap();
+        fabric.migrate().await.unwrap();
+        let insert = "INSERT INTO alpha.notes (body) VALUES ($1)";
+        fabric
+            .unit_of_work("metrics_probe")
+            .run(async |uow| -> Result<u64, TestError> {
+                uow.execute("alpha", "insert", insert, ["x".into()]).await
+            })
+            .await
+            .unwrap();
+        let failed = fabric
+            .unit_of_work("metrics_probe")
+            .run(async |uow| -> Result<u64, TestError> {
+                uow.execute("alpha", "insert", insert, ["y".into()]).await?;
+                Err(TestError::GaveUp)
+            })
+            .await;
+        assert!(failed.is_err());
+        let lines = lines.lock().unwrap().clone();
+        let ours: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.contains("metrics_probe"))
+            .collect();
+        assert_eq!(
+            ours,
+            [
+                "switchyard_unit_of_work_runs_total{outcome=committed,pipeline=metrics_probe} +1",
+                "switchyard_unit_of_work_duration_seconds{pipeline=metrics_probe} observed",
+                "switchyard_unit_of_work_rows_total{pipeline=metrics_probe} +1",
+                "switchyard_unit_of_work_runs_total{outcome=rolled_back,pipeline=metrics_probe} +1",
+                "switchyard_unit_of_work_duration_seconds{pipeline=metrics_probe} observed",
+            ]
+        );
+    }
+}
