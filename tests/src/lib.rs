@@ -70,6 +70,19 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET path`, its body as JSON.
+    ///
+    /// # Panics
+    /// If the request fails or the body is not JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// Stops accepting, drains in-flight requests, and waits for the server to end.
     ///
     /// # Panics
@@ -82,6 +95,23 @@ impl TestApp {
             server.await.expect("the server task ends cleanly");
         }
     }
+}
+
+/// Orders (with the coordinator log) on one PostgreSQL test database and inventory on
+/// another, so that every placement commits by two-phase commit. `None` when
+/// PostgreSQL is unreachable outside CI.
+pub async fn split_postgres() -> Option<(TestDatabase, TestDatabase)> {
+    let orders = TestDatabase::create(
+        orchestration::testing::Engine::Postgres,
+        [orchestration::boundary(), migrations::orders()],
+    )
+    .await?;
+    let inventory = TestDatabase::create(
+        orchestration::testing::Engine::Postgres,
+        [migrations::inventory()],
+    )
+    .await?;
+    Some((orders, inventory))
 }
 
 /// Everything the stock and order invariants are about, read straight from the tables.

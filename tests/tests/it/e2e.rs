@@ -101,14 +101,7 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
         }
     }
     for sku in SKUS {
-        let product: Value = http
-            .get(app.url(&format!("/api/products/{sku}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let product: Value = app.get(&format!("/api/products/{sku}")).await;
         let (available, reserved) = (
             product["available"].as_i64().unwrap(),
             product["reserved"].as_i64().unwrap(),
@@ -127,14 +120,9 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
     snapshot.check(&initial).unwrap();
 
     let sample = &placed[0];
-    let fetched: Value = http
-        .get(app.url(&format!("/api/orders/{}", sample["id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app
+        .get(&format!("/api/orders/{}", sample["id"].as_str().unwrap()))
+        .await;
     assert_eq!(&fetched, sample);
     app.stop().await;
 }
@@ -337,14 +325,7 @@ async fn bad_input_gets_problems_not_500s() {
         assert_eq!(named, fields, "{name}: {body}");
     }
     // Nothing above changed the stock.
-    let product: Value = http
-        .get(app.url("/api/products/OK-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let product: Value = app.get("/api/products/OK-1").await;
     assert_eq!(
         (product["available"].as_i64(), product["reserved"].as_i64()),
         (Some(1), Some(0))
@@ -356,17 +337,7 @@ async fn bad_input_gets_problems_not_500s() {
 /// commits across the two databases by two-phase commit.
 #[tokio::test]
 async fn orders_place_with_inventory_on_its_own_postgres_database() {
-    let Some(main) = TestDatabase::create(
-        Engine::Postgres,
-        [orchestration::boundary(), migrations::orders()],
-    )
-    .await
-    else {
-        return;
-    };
-    let Some(inventory_db) =
-        TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await
-    else {
+    let Some((main, inventory_db)) = tests::split_postgres().await else {
         return;
     };
     let mut config = switchyard::Config::default();
@@ -398,23 +369,11 @@ async fn orders_place_with_inventory_on_its_own_postgres_database() {
     let order: Value = placed.json().await.unwrap();
     assert_eq!(order["total_minor"], 2100);
     assert_eq!(place(3).await.unwrap().status(), StatusCode::CONFLICT);
-    let fetched: Value = http
-        .get(app.url(&format!("/api/orders/{}", order["id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app
+        .get(&format!("/api/orders/{}", order["id"].as_str().unwrap()))
+        .await;
     assert_eq!(fetched, order);
-    let stock: Value = http
-        .get(app.url("/api/products/SPLIT-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stock: Value = app.get("/api/products/SPLIT-1").await;
     assert_eq!(
         (stock["available"].as_i64(), stock["reserved"].as_i64()),
         (Some(2), Some(3))

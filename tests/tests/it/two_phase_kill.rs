@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use orchestration::testing::{Engine, PAUSE_AT_VAR, PAUSED, TestDatabase};
+use orchestration::testing::{PAUSE_AT_VAR, PAUSED};
 use orchestration::{Fabric, Topology};
 use sea_orm::{ConnectionTrait, Statement};
 use tests::StoreSnapshot;
@@ -30,17 +30,7 @@ async fn killed_after_the_decision_commits() {
 const NTH: usize = 3;
 
 async fn killed_at(point: &str, decided: bool) {
-    let Some(orders_db) = TestDatabase::create(
-        Engine::Postgres,
-        [orchestration::boundary(), migrations::orders()],
-    )
-    .await
-    else {
-        return;
-    };
-    let Some(inventory_db) =
-        TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await
-    else {
+    let Some((orders_db, inventory_db)) = tests::split_postgres().await else {
         return;
     };
     let orders_url = orders_db.topology().default_url().clone();
