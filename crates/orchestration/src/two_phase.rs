@@ -247,6 +247,8 @@ pub(crate) async fn recover(
         ))
         .await
         .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+    // Listed afresh, after reading the decisions: a coordinator that decided after the
+    // listing above still has its participants prepared here, so its decision stays.
     let prepared_now = prepared_runs(fabric).await?;
     for row in rows {
         let run_id: String = row
