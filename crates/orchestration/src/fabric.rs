@@ -177,7 +177,8 @@ impl Fabric {
     /// anything runs.
     ///
     /// # Errors
-    /// A boundary is not registered, or the boundaries are on more than one database.
+    /// A boundary is not registered, or the boundaries cannot commit together
+    /// ([`UnitOfWorkError::NotAtomic`], with the reason).
     pub fn plan(&self, boundaries: &[&str]) -> Result<CommitPlan, UnitOfWorkError> {
         let mut touched: Vec<(&'static str, usize)> = Vec::new();
         for name in boundaries {
@@ -199,15 +200,10 @@ impl Fabric {
     /// A migration failed; the boundaries before it stay migrated.
     pub async fn migrate(&self) -> Result<Vec<BoundaryMigrations>, FabricError> {
         for (boundary, index) in &self.inner.boundaries {
-            let database = &self.inner.databases[*index];
-            let connection = database.boundary_connection(boundary).await?;
-            let result = boundary.migrate_up(&connection).await;
-            connection.close().await.ok();
-            result.map_err(|source| FabricError::Migration {
-                boundary: boundary.name(),
-                database: database.id.clone(),
-                source,
-            })?;
+            self.on_boundary_connection(boundary, *index, async |connection| {
+                boundary.migrate_up(connection).await
+            })
+            .await?;
         }
         self.migration_status().await
     }
@@ -278,25 +274,40 @@ impl Fabric {
     pub async fn migration_status(&self) -> Result<Vec<BoundaryMigrations>, FabricError> {
         let mut states = Vec::with_capacity(self.inner.boundaries.len());
         for (boundary, index) in &self.inner.boundaries {
-            let database = &self.inner.databases[*index];
-            let connection = database.boundary_connection(boundary).await?;
-            let result = boundary.migration_status(&connection).await;
-            connection.close().await.ok();
-            let migrations = result.map_err(|source| FabricError::Migration {
-                boundary: boundary.name(),
-                database: database.id.clone(),
-                source,
-            })?;
+            let migrations = self
+                .on_boundary_connection(boundary, *index, async |connection| {
+                    boundary.migration_status(connection).await
+                })
+                .await?;
             let (applied, pending): (Vec<_>, Vec<_>) =
                 migrations.into_iter().partition(|(_, applied)| *applied);
             states.push(BoundaryMigrations {
                 boundary: boundary.name(),
-                database: database.id.clone(),
+                database: self.inner.databases[*index].id.clone(),
                 applied: applied.into_iter().map(|(name, _)| name).collect(),
                 pending: pending.into_iter().map(|(name, _)| name).collect(),
             });
         }
         Ok(states)
+    }
+
+    /// Runs `work` on a connection scoped to `boundary` (see
+    /// `Database::boundary_connection`), closes it, and names the boundary in an error.
+    async fn on_boundary_connection<T>(
+        &self,
+        boundary: &Boundary,
+        index: usize,
+        work: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, sea_orm::DbErr>,
+    ) -> Result<T, FabricError> {
+        let database = &self.inner.databases[index];
+        let connection = database.boundary_connection(boundary).await?;
+        let result = work(&connection).await;
+        connection.close().await.ok();
+        result.map_err(|source| FabricError::Migration {
+            boundary: boundary.name(),
+            database: database.id.clone(),
+            source,
+        })
     }
 
     /// Resolves prepared transactions left in doubt by a crash: commits those whose run

@@ -199,21 +199,7 @@ pub(crate) async fn recover(
     };
     let coordinator_db = fabric.database(coordinator).1;
     for (database, connection) in fabric.postgres_databases() {
-        let rows = connection
-            .query_all_raw(pg(
-                "SELECT gid, (now() - prepared) > make_interval(secs => $1) AS expired \
-                 FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
-                vec![older_than.as_secs_f64().into()],
-            ))
-            .await
-            .map_err(|source| RecoveryError::new(database, source))?;
-        for row in rows {
-            let gid: String = row
-                .try_get("", "gid")
-                .map_err(|source| RecoveryError::new(database, source))?;
-            let expired: bool = row
-                .try_get("", "expired")
-                .map_err(|source| RecoveryError::new(database, source))?;
+        for (gid, expired) in list_prepared(database, connection, older_than).await? {
             let Some(run_id) = run_of(&gid).map(str::to_owned) else {
                 continue;
             };
@@ -292,26 +278,42 @@ async fn decision_of(
     row.map(|row| row.try_get("", "decision")).transpose()
 }
 
+/// The runs that still have a prepared transaction on one of the fabric's databases.
 async fn prepared_runs(fabric: &Fabric) -> Result<BTreeSet<String>, RecoveryError> {
     let mut runs = BTreeSet::new();
     for (database, connection) in fabric.postgres_databases() {
-        let rows = connection
-            .query_all_raw(pg(
-                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
-                vec![],
-            ))
-            .await
-            .map_err(|source| RecoveryError::new(database, source))?;
-        for row in rows {
-            let gid: String = row
-                .try_get("", "gid")
-                .map_err(|source| RecoveryError::new(database, source))?;
+        for (gid, _) in list_prepared(database, connection, Duration::ZERO).await? {
             if let Some(run) = run_of(&gid) {
                 runs.insert(run.to_owned());
             }
         }
     }
     Ok(runs)
+}
+
+/// Our prepared transactions on one database, each with whether it is older than
+/// `older_than`.
+async fn list_prepared(
+    database: &DatabaseId,
+    connection: &DatabaseConnection,
+    older_than: Duration,
+) -> Result<Vec<(String, bool)>, RecoveryError> {
+    let rows = connection
+        .query_all_raw(pg(
+            "SELECT gid, (now() - prepared) > make_interval(secs => $1) AS expired \
+             FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
+            vec![older_than.as_secs_f64().into()],
+        ))
+        .await
+        .map_err(|source| RecoveryError::new(database, source))?;
+    rows.iter()
+        .map(|row| {
+            let gid = row.try_get("", "gid")?;
+            let expired = row.try_get("", "expired")?;
+            Ok((gid, expired))
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(|source| RecoveryError::new(database, source))
 }
 
 /// Recovery could not read or resolve in-doubt transactions.

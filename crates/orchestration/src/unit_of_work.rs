@@ -1,5 +1,6 @@
 //! Units of work: a named pipeline of steps, each naming the boundary it touches, that
-//! commit together in one transaction, and the `RunSummary` that describes a run.
+//! commit together (one local transaction, or two-phase commit across PostgreSQL
+//! databases), and the `RunSummary` that describes a run.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -165,7 +166,10 @@ pub struct UnitOfWork<E> {
     pipeline: &'static str,
     /// One transaction per database touched so far, in the order first touched.
     open: Vec<OpenTransaction>,
+    /// Every boundary touched so far with its database index, in the order first touched.
     touched: Vec<(&'static str, usize)>,
+    /// How `touched` commits; recomputed only when a step touches a new boundary.
+    plan: CommitPlan,
     steps: Vec<StepSummary>,
     _error: PhantomData<fn() -> E>,
 }
@@ -180,7 +184,7 @@ impl<E> fmt::Debug for UnitOfWork<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnitOfWork")
             .field("pipeline", &self.pipeline)
-            .field("touched", &self.touched)
+            .field("plan", &self.plan)
             .field("steps", &self.steps)
             .finish_non_exhaustive()
     }
@@ -196,8 +200,8 @@ impl<'f> Pipeline<'f> {
     ///
     /// # Errors
     /// The error `work` returned, or a [`UnitOfWorkError`] (converted into `E`) if the
-    /// transaction could not begin or commit, or if the steps touched boundaries on
-    /// different databases.
+    /// transaction could not begin or commit, or if a step touched a boundary that
+    /// cannot commit together with those before it.
     pub async fn run<T, E, F>(self, work: F) -> Result<Completed<T>, E>
     where
         F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
@@ -221,6 +225,7 @@ impl<'f> Pipeline<'f> {
             pipeline: self.name,
             open: Vec::new(),
             touched: Vec::new(),
+            plan: CommitPlan::Nothing,
             steps: Vec::new(),
             _error: PhantomData,
         };
@@ -257,15 +262,11 @@ impl<'f> Pipeline<'f> {
                 reason: err.to_string(),
             },
         };
-        let plan = self
-            .fabric
-            .plan_for(&uow.touched)
-            .expect("steps admit only boundaries that can commit together");
         let summary = RunSummary {
             pipeline: self.name,
             run_id,
             steps: uow.steps,
-            plan,
+            plan: uow.plan,
             outcome,
             elapsed: started.elapsed(),
         };
@@ -373,7 +374,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             // refused boundary is not recorded, so the summary shows what did run.
             let mut touched = self.touched.clone();
             touched.push((boundary, database));
-            self.fabric.plan_for(&touched)?;
+            self.plan = self.fabric.plan_for(&touched)?;
             self.touched = touched;
         }
         let span = tracing::info_span!(
