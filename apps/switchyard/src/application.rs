@@ -1,12 +1,14 @@
-//! The application: a connected fabric, the workflows, and the HTTP server on a bound
-//! listener, so tests can start the real thing on port 0.
+//! The application: a connected fabric, the workflows, the worker host and the HTTP
+//! server on a bound listener, so tests can start the real thing on port 0.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use orchestration::{Boundary, Fabric, FabricError, RecoveryError};
+use orchestration::{
+    Boundary, Fabric, FabricError, Host, HostError, HostFailure, InDoubtRecovery, Policy,
+    RecoveryError, Schedule,
+};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use workflows::PlaceOrder;
 
 use crate::config::{Config, ConfigError};
@@ -53,9 +55,15 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// A worker could not be registered (a duplicate name, an invalid schedule).
+    #[error(transparent)]
+    Workers(#[from] HostError),
     /// The server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// A worker whose policy stops the host failed; the app stopped.
+    #[error(transparent)]
+    WorkerFailed(#[from] HostFailure),
 }
 
 /// A built application, bound and ready to serve.
@@ -64,8 +72,8 @@ pub struct Application {
     listener: TcpListener,
     fabric: Fabric,
     router: axum::Router,
-    /// Resolves in-doubt two-phase commits while the app runs.
-    recovery: JoinHandle<()>,
+    /// The background workers, started with the server.
+    host: Host,
 }
 
 impl Application {
@@ -109,21 +117,18 @@ impl Application {
                 addr: config.http.addr,
                 source,
             })?;
+        let host = workers(config, &fabric)?;
         let state = http::AppState::new(
             fabric.clone(),
             PlaceOrder::new(fabric.clone(), config.order_hold()),
+            host.health(),
         );
         let router = http::router(state, &config.http);
-        let recovery = tokio::spawn(recover_periodically(
-            fabric.clone(),
-            config.database.in_doubt_timeout(),
-            Duration::from_secs(config.database.recovery_interval_secs.max(1)),
-        ));
         Ok(Self {
             listener,
             fabric,
             router,
-            recovery,
+            host,
         })
     }
 
@@ -150,53 +155,64 @@ impl Application {
         &self.fabric
     }
 
-    /// Serves until SIGINT or SIGTERM, then drains in-flight requests and closes the
-    /// database pools.
+    /// Serves and runs the workers until SIGINT or SIGTERM (or until a worker whose
+    /// policy stops the host fails), then stops as [`Application::run_until`] does.
     ///
     /// # Errors
-    /// The server failed.
+    /// The server failed, or a stop-host worker failed.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests and closes
-    /// the database pools.
+    /// Serves and runs the workers until `shutdown` completes or a worker whose
+    /// policy stops the host fails. Then: stop accepting connections, drain in-flight
+    /// requests, stop the workers within the configured timeout, close the pools.
     ///
     /// # Errors
-    /// The server failed.
+    /// The server failed, or a stop-host worker failed ([`StartError::WorkerFailed`]).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let host = self.host.start();
+        let failed = host.failed();
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                failure = failed => tracing::error!(%failure, "shutting down"),
+            }
+        };
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await
             .map_err(StartError::Serve);
-        tracing::info!("stopped accepting requests; closing database pools");
-        self.recovery.abort();
+        tracing::info!("stopped accepting requests; stopping workers");
+        let report = host.shutdown().await;
+        tracing::info!(%report, "workers stopped; closing database pools");
         self.fabric.close().await;
-        served
+        served?;
+        match report.failure {
+            Some(failure) => Err(failure.into()),
+            None => Ok(()),
+        }
     }
 }
 
-/// Looks for in-doubt two-phase commits every `interval` (a crash of another instance
-/// can leave some at any time).
-async fn recover_periodically(fabric: Fabric, timeout: Duration, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await; // The first tick is immediate; start-up already recovered.
-    loop {
-        ticks.tick().await;
-        match fabric.recover_in_doubt(timeout).await {
-            Ok(report) if !report.is_empty() => {
-                tracing::warn!(%report, "resolved in-doubt two-phase commits")
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::error!(error = %err, "recovering in-doubt two-phase commits failed")
-            }
-        }
-    }
+/// The app's background workers, each supervised by its default policy unless
+/// `workers.<name>` in the configuration says otherwise.
+fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
+    let mut host = Host::new(fabric.clone()).shutdown_timeout(config.workers.shutdown_timeout.0);
+    // A crash of any instance can leave in-doubt two-phase commits at any time.
+    let recovery_interval = Duration::from_secs(config.database.recovery_interval_secs.max(1));
+    host.add_job(
+        InDoubtRecovery::new(config.database.in_doubt_timeout()),
+        Schedule::every(recovery_interval).singleton(),
+        config
+            .workers
+            .policy(InDoubtRecovery::NAME, Policy::default()),
+    )?;
+    config.workers.check_names(&host.names())?;
+    Ok(host)
 }
 
 async fn shutdown_signal() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use orchestration::{DatabaseUrl, Topology};
-use serde::Deserialize;
+use orchestration::{Backoff, DatabaseUrl, Policy, Topology};
+use serde::{Deserialize, Deserializer};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -22,6 +22,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Order placement.
     pub orders: OrdersConfig,
+    /// Hosted workers.
+    pub workers: WorkersConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -109,6 +111,155 @@ pub struct OrdersConfig {
 impl Default for OrdersConfig {
     fn default() -> Self {
         Self { hold_minutes: 15 }
+    }
+}
+
+/// Hosted workers: the shutdown timeout, and per worker (by name) how it is
+/// supervised: `[workers.two_phase_recovery] policy = "stop_host"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WorkersConfig {
+    /// How long shutdown waits for workers to stop before abandoning them.
+    pub shutdown_timeout: ConfigDuration,
+    /// Supervision overrides by worker name.
+    #[serde(flatten)]
+    pub workers: BTreeMap<String, WorkerConfig>,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: ConfigDuration(Duration::from_secs(30)),
+            workers: BTreeMap::new(),
+        }
+    }
+}
+
+/// One worker's supervision; unset keys keep the worker's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// `restart` (with backoff) or `stop_host` (its failure stops the process).
+    pub policy: Option<PolicyName>,
+    /// Delay before the first restart; it doubles with each restart in the window.
+    pub initial_backoff: Option<ConfigDuration>,
+    /// Longest delay between restarts.
+    pub max_backoff: Option<ConfigDuration>,
+    /// Most restarts within `restart_window` before the worker is given up on.
+    pub max_restarts: Option<u32>,
+    /// The window over which restarts are counted.
+    pub restart_window: Option<ConfigDuration>,
+}
+
+/// A worker's failure policy, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Restart with backoff.
+    Restart,
+    /// Stop the host; the process exits non-zero.
+    StopHost,
+}
+
+impl WorkersConfig {
+    /// The policy for `worker`: its `default`, with this configuration's overrides.
+    #[must_use]
+    pub fn policy(&self, worker: &str, default: Policy) -> Policy {
+        let Some(config) = self.workers.get(worker) else {
+            return default;
+        };
+        let mut backoff = match default {
+            Policy::Restart(backoff) => backoff,
+            Policy::StopHost => Backoff::default(),
+        };
+        if let Some(initial) = config.initial_backoff {
+            backoff.initial = initial.0;
+        }
+        if let Some(max) = config.max_backoff {
+            backoff.max = max.0;
+        }
+        if let Some(max_restarts) = config.max_restarts {
+            backoff.max_restarts = max_restarts;
+        }
+        if let Some(window) = config.restart_window {
+            backoff.window = window.0;
+        }
+        match config.policy {
+            Some(PolicyName::StopHost) => Policy::StopHost,
+            Some(PolicyName::Restart) => Policy::Restart(backoff),
+            None => match default {
+                Policy::StopHost => Policy::StopHost,
+                Policy::Restart(_) => Policy::Restart(backoff),
+            },
+        }
+    }
+
+    /// Checks that every configured worker exists.
+    ///
+    /// # Errors
+    /// A `workers.<name>` table for a worker that is not registered, naming the key.
+    pub fn check_names(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self
+            .workers
+            .keys()
+            .find(|name| !known.contains(&name.as_str()))
+        {
+            Some(name) => Err(ConfigError(format!(
+                "workers.{name}: there is no worker named `{name}` (workers: {})",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A duration in configuration: a number of seconds (`30`, `0.5`) or a number with a
+/// unit (`500ms`, `30s`, `2m`, `1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration such as 30s, 500ms, 2m or 1h"))?;
+        let seconds = match unit.trim() {
+            "" | "s" => number,
+            "ms" => number / 1000.0,
+            "m" | "min" => number * 60.0,
+            "h" => number * 3600.0,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+                ));
+            }
+        };
+        Duration::try_from_secs_f64(seconds)
+            .map(Self)
+            .map_err(|e| format!("`{text}`: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(f64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(deserializer)? {
+            Raw::Seconds(seconds) => Duration::try_from_secs_f64(seconds)
+                .map(Self)
+                .map_err(|e| format!("{seconds}: {e}")),
+            Raw::Text(text) => Self::parse(&text),
+        };
+        parsed.map_err(serde::de::Error::custom)
     }
 }
 
@@ -238,6 +389,73 @@ mod tests {
             let config = Config::load(Path::new("none.toml")).unwrap();
             let err = config.topology(&["inventory"]).unwrap_err().to_string();
             assert!(err.contains("database.boundaries.billing.url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn worker_settings_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWITCHYARD_WORKERS__SHUTDOWN_TIMEOUT", "5");
+            jail.set_env(
+                "SWITCHYARD_WORKERS__TWO_PHASE_RECOVERY__POLICY",
+                "stop_host",
+            );
+            jail.set_env("SWITCHYARD_WORKERS__OUTBOX__INITIAL_BACKOFF", "250ms");
+            jail.set_env("SWITCHYARD_WORKERS__OUTBOX__MAX_RESTARTS", "3");
+            let config = Config::load(Path::new("none.toml")).unwrap();
+            assert_eq!(config.workers.shutdown_timeout.0, Duration::from_secs(5));
+            assert_eq!(
+                config
+                    .workers
+                    .policy("two_phase_recovery", Policy::default()),
+                Policy::StopHost
+            );
+            let Policy::Restart(backoff) = config.workers.policy("outbox", Policy::default())
+            else {
+                panic!("outbox keeps its restart policy");
+            };
+            assert_eq!(backoff.initial, Duration::from_millis(250));
+            assert_eq!(backoff.max_restarts, 3);
+            assert_eq!(backoff.max, Backoff::default().max);
+            let err = config
+                .workers
+                .check_names(&["two_phase_recovery"])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("workers.outbox"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn durations_read_as_seconds_or_with_a_unit() {
+        for (text, expected) in [
+            ("30", Duration::from_secs(30)),
+            ("0.5", Duration::from_millis(500)),
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+        ] {
+            assert_eq!(
+                ConfigDuration::parse(text),
+                Ok(ConfigDuration(expected)),
+                "{text}"
+            );
+        }
+        for bad in ["", "fast", "5 weeks", "-1s"] {
+            assert!(ConfigDuration::parse(bad).is_err(), "{bad}");
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWITCHYARD_WORKERS__SHUTDOWN_TIMEOUT", "soon");
+            let err = Config::load(Path::new("none.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.to_lowercase().contains("workers.shutdown_timeout"),
+                "{err}"
+            );
             Ok(())
         });
     }

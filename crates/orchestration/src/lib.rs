@@ -1,15 +1,18 @@
 //! Switchyard's infrastructure: persistence boundaries, their placement on databases,
-//! per-boundary migrations, and units of work that span boundaries.
+//! per-boundary migrations, units of work that span boundaries, and the host that
+//! supervises background workers and scheduled jobs.
 //!
 //! This crate knows no domain. Domain crates reach it only as data: a boundary's name
 //! and migrator, and closures that run inside a unit of work.
 
 mod batch;
 mod boundary;
+mod clock;
 mod database;
 mod error;
 mod fabric;
 mod fault;
+mod host;
 mod migrate;
 mod schema;
 mod topology;
@@ -21,13 +24,19 @@ pub mod testing;
 
 pub use batch::{Batch, BatchOptions, BatchProgress, Import, ImportError, ImportReport, Upsert};
 pub use boundary::Boundary;
+pub use clock::Clock;
 pub use database::{Backend, DatabaseId};
 pub use error::{FabricError, UnitOfWorkError};
 pub use fabric::{DatabaseHealth, Fabric};
+pub use host::{
+    Backoff, HealthReporter, Host, HostError, HostFailure, HostHealth, Job, Policy, PolicyKind,
+    RunningHost, Schedule, ShutdownReport, Tick, Worker, WorkerContext, WorkerError, WorkerState,
+    WorkerStatus,
+};
 pub use migrate::{BoundaryMigrations, MigrationPlan};
 pub use schema::{COORDINATOR_BOUNDARY, boundary};
 pub use topology::{DatabaseUrl, Placement, Topology};
-pub use two_phase::{RecoveryError, RecoveryReport};
+pub use two_phase::{InDoubtRecovery, RecoveryError, RecoveryReport};
 pub use unit_of_work::{
     CommitPlan, Completed, Outcome, Pipeline, RunSummary, StepSummary, UnitOfWork,
 };

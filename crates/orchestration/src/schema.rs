@@ -1,5 +1,5 @@
 //! The `orchestration` boundary: the fabric's own tables (the two-phase commit
-//! decision log, import cursors). Its migrations live here, beside the code that uses the tables.
+//! decision log, import cursors, singleton job leases). Its migrations live here, beside the code that uses the tables.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -21,7 +21,11 @@ struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(TwoPhaseDecisionLog), Box::new(ImportCursors)]
+        vec![
+            Box::new(TwoPhaseDecisionLog),
+            Box::new(ImportCursors),
+            Box::new(WorkerLeases),
+        ]
     }
 }
 
@@ -135,6 +139,70 @@ impl MigrationTrait for ImportCursors {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(ImportCursorsTable::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum WorkerLeasesTable {
+    #[sea_orm(iden = "worker_leases")]
+    Table,
+    Name,
+    Holder,
+    ExpiresAtMs,
+    LastTickMs,
+}
+
+/// `worker_leases`: per singleton job, the instance holding it, until when (ms since
+/// the Unix epoch), and the last tick run by any instance.
+struct WorkerLeases;
+
+impl MigrationName for WorkerLeases {
+    fn name(&self) -> &'static str {
+        "m20261122_000001_worker_leases"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WorkerLeases {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(WorkerLeasesTable::Table)
+                    .col(
+                        ColumnDef::new(WorkerLeasesTable::Name)
+                            .string_len(128)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerLeasesTable::Holder)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerLeasesTable::ExpiresAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerLeasesTable::LastTickMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(WorkerLeasesTable::Table).to_owned())
             .await
     }
 }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::database::DatabaseId;
 use crate::error::UnitOfWorkError;
 use crate::fabric::Fabric;
+use crate::host::{Job, Tick, WorkerContext, WorkerError};
 use crate::unit_of_work::OpenTransaction;
 
 /// Every global transaction id Switchyard prepares starts with this.
@@ -332,6 +333,40 @@ impl RecoveryError {
             database: database.clone(),
             source,
         }
+    }
+}
+
+/// Resolves in-doubt two-phase commits left by a crash of any instance: a job to run
+/// on the worker host, as a singleton (recovery from two instances at once is safe,
+/// just wasted work).
+#[derive(Debug, Clone)]
+pub struct InDoubtRecovery {
+    older_than: Duration,
+}
+
+impl InDoubtRecovery {
+    /// The job's name, for configuration and health.
+    pub const NAME: &'static str = "two_phase_recovery";
+
+    /// Rolls back undecided prepared transactions older than `older_than`, and
+    /// finishes decided ones.
+    #[must_use]
+    pub fn new(older_than: Duration) -> Self {
+        Self { older_than }
+    }
+}
+
+impl Job for InDoubtRecovery {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn run(&self, _tick: Tick, context: &WorkerContext) -> Result<(), WorkerError> {
+        let report = context.fabric().recover_in_doubt(self.older_than).await?;
+        if !report.is_empty() {
+            tracing::warn!(%report, "resolved in-doubt two-phase commits");
+        }
+        Ok(())
     }
 }
 

@@ -194,11 +194,17 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 /// into problems, so that clients see one error format.
 pub(crate) async fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    // A JSON error body (a problem, or a report such as `/health/ready`'s) is the
+    // handler's answer; only bare ones (plain text or empty, from axum's extractors
+    // and the tower layers) are rewritten.
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
     let title = status.canonical_reason().unwrap_or("Error");

@@ -14,7 +14,8 @@ pub(crate) async fn live() -> Json<Value> {
     Json(json!({ "status": "live" }))
 }
 
-/// Every database answers and no migration is pending.
+/// Every database answers, no migration is pending, and no worker whose failure stops
+/// the host has failed. The body lists each database and each worker.
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let databases = state.fabric.health().await;
     let reachable = databases.iter().all(|d| d.error.is_none());
@@ -33,7 +34,8 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
             Err(err) => pending.push(format!("unknown: {err}")),
         }
     }
-    let ready = reachable && state.migrated.load(Ordering::Relaxed);
+    let failed_workers = state.workers.failed_stop_host_workers();
+    let ready = reachable && state.migrated.load(Ordering::Relaxed) && failed_workers.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "databases": databases.iter().map(|d| json!({
@@ -43,6 +45,8 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
             "error": d.error,
         })).collect::<Vec<_>>(),
         "pending_migrations": pending,
+        "failed_workers": failed_workers,
+        "workers": state.workers.snapshot(),
     });
     let status = if ready {
         StatusCode::OK
@@ -50,4 +54,80 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use orchestration::testing::{Engine, TestDatabase};
+    use orchestration::{Host, Policy, Worker, WorkerContext, WorkerError};
+    use tower::ServiceExt;
+    use workflows::PlaceOrder;
+
+    use super::*;
+    use crate::config::HttpConfig;
+
+    struct Broken;
+
+    impl Worker for Broken {
+        fn name(&self) -> &str {
+            "broken"
+        }
+
+        async fn run(&self, _context: WorkerContext) -> Result<(), WorkerError> {
+            Err("the ledger is gone".into())
+        }
+    }
+
+    async fn get(router: &axum::Router, path: &str) -> (StatusCode, Value) {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_fails_once_a_stop_host_worker_has_failed() {
+        let db = TestDatabase::create(Engine::Sqlite, crate::boundaries())
+            .await
+            .expect("SQLite is embedded");
+        let fabric = db.fabric().clone();
+        let mut host = Host::new(fabric.clone());
+        host.add(Broken, Policy::StopHost).unwrap();
+        let state = AppState::new(
+            fabric.clone(),
+            PlaceOrder::new(fabric, chrono::Duration::minutes(1)),
+            host.health(),
+        );
+        let router = crate::http::router(state, &HttpConfig::default());
+
+        let (status, body) = get(&router, "/health/ready").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["workers"][0]["state"], "starting");
+
+        let running = host.start();
+        let failure = running.failed().await;
+        assert_eq!(failure.worker, "broken");
+        let (status, body) = get(&router, "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["status"], "not_ready");
+        assert_eq!(body["failed_workers"], json!(["broken"]));
+        let worker = &body["workers"][0];
+        assert_eq!(worker["name"], "broken");
+        assert_eq!(worker["policy"], "stop_host");
+        assert_eq!(worker["state"], "failed");
+        assert_eq!(worker["error"], "the ledger is gone");
+
+        let (status, ops) = get(&router, "/api/ops/workers").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ops["workers"], body["workers"]);
+        running.shutdown().await;
+    }
 }

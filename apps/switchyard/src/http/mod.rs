@@ -3,6 +3,7 @@
 
 mod error;
 mod health;
+mod ops;
 mod orders;
 mod products;
 
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
-use orchestration::Fabric;
+use orchestration::{Fabric, HostHealth};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,15 +29,18 @@ use crate::config::HttpConfig;
 pub(crate) struct AppState {
     fabric: Fabric,
     place_order: PlaceOrder,
+    /// The background workers' health.
+    workers: HostHealth,
     /// Set once no migration is pending; it stays set (migrations only move forward).
     migrated: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub(crate) fn new(fabric: Fabric, place_order: PlaceOrder) -> Self {
+    pub(crate) fn new(fabric: Fabric, place_order: PlaceOrder, workers: HostHealth) -> Self {
         Self {
             fabric,
             place_order,
+            workers,
             migrated: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -57,6 +61,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/api/products/{sku}/restock", post(products::restock))
         .route("/api/orders", post(orders::place))
         .route("/api/orders/{id}", get(orders::show))
+        .route("/api/ops/workers", get(ops::workers))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .fallback(error::not_found)

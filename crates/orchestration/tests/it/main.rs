@@ -8,6 +8,8 @@ use orchestration::{
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
 
+mod host;
+
 mod notes {
     //! One migration creating `notes (id, body)`.
     use sea_orm_migration::prelude::*;

@@ -1,0 +1,135 @@
+//! The real `switchyard` binary as a process: SIGTERM stops it cleanly (exit 0, workers
+//! stopped after the server), and a failed worker whose policy stops the host makes it
+//! exit non-zero, naming the worker.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use orchestration::testing::{Engine, TestDatabase};
+use sea_orm::ConnectionTrait;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+/// The binary with an empty configuration file and a free port, on `database_url`.
+fn switchyard(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SWITCHYARD_CONFIG", "does-not-exist.toml")
+        .env("SWITCHYARD_HTTP__ADDR", "127.0.0.1:0")
+        .env("SWITCHYARD_DATABASE__URL", database_url)
+        .env("SWITCHYARD_LOG__FILTER", "info,sqlx=warn,sea_orm=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Log lines until one contains `needle`; all of them, for later assertions.
+async fn read_until(
+    lines: &mut Lines<BufReader<ChildStderr>>,
+    needle: &str,
+    seen: &mut Vec<String>,
+) {
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        found,
+        "no log line with {needle:?}; saw:\n{}",
+        seen.join("\n")
+    );
+}
+
+/// Waits for the process to exit, collecting the rest of its log.
+async fn exit(
+    mut child: Child,
+    mut lines: Lines<BufReader<ChildStderr>>,
+    seen: &mut Vec<String>,
+) -> ExitStatus {
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            seen.push(line);
+        }
+        child.wait().await.expect("wait for the process")
+    })
+    .await;
+    status.unwrap_or_else(|_| panic!("the process did not exit; saw:\n{}", seen.join("\n")))
+}
+
+fn start(mut command: Command) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let mut child = command.spawn().expect("start switchyard");
+    let lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    (child, lines)
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_then_the_workers_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().display());
+    let (child, mut lines) = start(switchyard(&url));
+    let mut seen = Vec::new();
+    read_until(&mut lines, "serving", &mut seen).await;
+    let pid = child.id().expect("a running child").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = exit(child, lines, &mut seen).await;
+    let log = seen.join("\n");
+    assert!(status.success(), "{status}; log:\n{log}");
+    let position = |needle: &str| {
+        seen.iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"))
+    };
+    assert!(position("SIGTERM received") < position("stopped accepting requests"));
+    assert!(position("stopped accepting requests") < position("workers stopped"));
+    assert!(log.contains("1 stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn a_failed_stop_host_worker_stops_the_process_with_a_non_zero_exit_code() {
+    // On PostgreSQL the two-phase recovery job reads the decision log every tick; with
+    // the log's table gone, the tick fails, and its configured policy stops the host.
+    let Some(db) = TestDatabase::create(Engine::Postgres, switchyard::boundaries()).await else {
+        return;
+    };
+    let url = db.topology().default_url().connection_string();
+    let mut command = switchyard(&url);
+    command
+        .env("SWITCHYARD_DATABASE__RECOVERY_INTERVAL_SECS", "1")
+        .env(
+            "SWITCHYARD_WORKERS__TWO_PHASE_RECOVERY__POLICY",
+            "stop_host",
+        );
+    let (child, mut lines) = start(command);
+    let mut seen = Vec::new();
+    read_until(&mut lines, "serving", &mut seen).await;
+    db.connection("orchestration")
+        .execute_unprepared("DROP TABLE orchestration.two_phase_decisions")
+        .await
+        .expect("drop the decision log");
+    let status = exit(child, lines, &mut seen).await;
+    let log = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{status}; log:\n{log}");
+    assert!(
+        log.contains("worker `two_phase_recovery` failed and its policy stops the host"),
+        "{log}"
+    );
+    assert!(
+        log.contains("two_phase_decisions"),
+        "the cause is named:\n{log}"
+    );
+}

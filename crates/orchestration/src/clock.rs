@@ -1,0 +1,74 @@
+//! Wall-clock time for workers and schedules, replaceable in tests.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// The time as workers see it.
+///
+/// [`Clock::system`] reads the system clock. [`Clock::following_tokio`] starts at a
+/// chosen instant and advances with tokio's clock, so a test that pauses tokio's time
+/// (`tokio::time::pause`) drives schedules, backoffs and leases without sleeping.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// `None` for the system clock; otherwise the wall time at a tokio instant.
+    origin: Option<(DateTime<Utc>, tokio::time::Instant)>,
+}
+
+impl Clock {
+    /// The system clock.
+    #[must_use]
+    pub fn system() -> Self {
+        Self { origin: None }
+    }
+
+    /// A clock that reads `start` now and then advances with tokio's clock.
+    #[must_use]
+    pub fn following_tokio(start: DateTime<Utc>) -> Self {
+        Self {
+            origin: Some((start, tokio::time::Instant::now())),
+        }
+    }
+
+    /// The current time.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        match self.origin {
+            None => Utc::now(),
+            Some((wall, instant)) => {
+                let elapsed =
+                    chrono::Duration::from_std(instant.elapsed()).unwrap_or(chrono::TimeDelta::MAX);
+                wall + elapsed
+            }
+        }
+    }
+
+    /// Sleeps until `at` by this clock. It may wake early if the system clock is
+    /// set back meanwhile; callers that need the deadline check [`Clock::now`] again.
+    pub async fn sleep_until(&self, at: DateTime<Utc>) {
+        let left = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::time::sleep(left).await;
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_following_tokio_advances_with_paused_time() {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Clock::following_tokio(start);
+        assert_eq!(clock.now(), start);
+        clock.sleep_until(start + Duration::from_secs(90)).await;
+        assert_eq!(clock.now(), start + Duration::from_secs(90));
+    }
+}

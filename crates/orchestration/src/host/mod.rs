@@ -1,0 +1,573 @@
+//! The worker host: long-running workers and scheduled jobs, supervised (restart with
+//! backoff, or stop the host), stopped together within a timeout.
+//!
+//! The Rust counterpart of .NET's `BackgroundService`: a [`Worker`] is a loop that
+//! runs until its context's shutdown token is cancelled; a [`Job`] is one tick of a
+//! [`Schedule`]. Register both on a [`Host`], [`Host::start`] it, and call
+//! [`RunningHost::shutdown`] to stop.
+
+mod health;
+mod lease;
+mod schedule;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::fabric::Fabric;
+
+pub use health::{HealthReporter, HostHealth, PolicyKind, WorkerState, WorkerStatus};
+pub use schedule::{Job, Schedule, Tick};
+
+/// Why a worker failed: any error, boxed at the host's boundary.
+pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A long-running background worker.
+///
+/// `run` should return once `context.shutdown()` is cancelled. Returning `Ok` earlier
+/// means the worker is done (it is not restarted); returning `Err` or panicking is a
+/// failure, handled by the worker's [`Policy`]. A restart calls `run` again with a
+/// fresh context.
+pub trait Worker: Send + Sync + 'static {
+    /// The worker's name, unique in its host; it appears in logs, health and config.
+    fn name(&self) -> &str;
+
+    /// Does the work until shut down.
+    fn run(&self, context: WorkerContext) -> impl Future<Output = Result<(), WorkerError>> + Send;
+}
+
+/// What a worker gets to do its work.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    fabric: Fabric,
+    clock: Clock,
+    shutdown: CancellationToken,
+    health: HealthReporter,
+}
+
+impl WorkerContext {
+    /// The transaction fabric.
+    #[must_use]
+    pub fn fabric(&self) -> &Fabric {
+        &self.fabric
+    }
+
+    /// The clock; use it instead of the system time so tests can control it.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Cancelled when the worker must stop.
+    #[must_use]
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Reports the worker's health.
+    #[must_use]
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// Sleeps for `duration` unless shut down first; `false` means shut down.
+    pub async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            () = self.shutdown.cancelled() => false,
+        }
+    }
+
+    fn with_shutdown(&self, shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            ..self.clone()
+        }
+    }
+}
+
+/// What the host does when a worker fails (returns an error or panics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Restart it after a growing delay; give up (the worker is `failed`, the host
+    /// goes on) after too many restarts within a window.
+    Restart(Backoff),
+    /// Stop the whole host; the process should exit non-zero.
+    StopHost,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::Restart(Backoff::default())
+    }
+}
+
+impl Policy {
+    fn kind(&self) -> PolicyKind {
+        match self {
+            Self::Restart(_) => PolicyKind::Restart,
+            Self::StopHost => PolicyKind::StopHost,
+        }
+    }
+}
+
+/// Exponential backoff between restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay before the first restart; it doubles with each restart in the window.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// The most restarts within `window`; one more failure and the worker is failed.
+    pub max_restarts: u32,
+    /// The window over which restarts are counted.
+    pub window: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            max_restarts: 10,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before a restart when `recent` restarts already happened in the window.
+    #[must_use]
+    pub fn delay(&self, recent: u32) -> Duration {
+        let factor = 2u32.saturating_pow(recent);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// The host could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Two workers share a name.
+    #[error("two workers are named `{0}`; worker names must be unique")]
+    DuplicateName(String),
+    /// A job's schedule is invalid.
+    #[error("worker `{worker}` has an invalid schedule `{schedule}`: {reason}")]
+    InvalidSchedule {
+        /// The worker.
+        worker: String,
+        /// The schedule as given.
+        schedule: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+}
+
+/// A worker whose policy stops the host failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("worker `{worker}` failed and its policy stops the host: {error}")]
+pub struct HostFailure {
+    /// The worker.
+    pub worker: String,
+    /// Its error.
+    pub error: String,
+}
+
+/// How a host stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Workers that stopped within the timeout (or had stopped before).
+    pub stopped: Vec<String>,
+    /// Workers still running at the timeout: abandoned.
+    pub abandoned: Vec<String>,
+    /// The stop-host failure that stopped the host, if one did.
+    pub failure: Option<HostFailure>,
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} stopped", self.stopped.len())?;
+        if !self.abandoned.is_empty() {
+            write!(
+                f,
+                ", abandoned after the timeout: {}",
+                self.abandoned.join(", ")
+            )?;
+        }
+        if let Some(failure) = &self.failure {
+            write!(f, "; {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The dyn-compatible face of a [`Worker`], boxed at the host's boundary.
+trait DynWorker: Send + Sync {
+    fn run_boxed(
+        self: Arc<Self>,
+        context: WorkerContext,
+    ) -> Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
+}
+
+impl<W: Worker> DynWorker for W {
+    fn run_boxed(
+        self: Arc<Self>,
+        context: WorkerContext,
+    ) -> Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>> {
+        Box::pin(async move { self.run(context).await })
+    }
+}
+
+impl fmt::Debug for dyn DynWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Worker")
+    }
+}
+
+#[derive(Debug)]
+struct Registered {
+    name: String,
+    worker: Arc<dyn DynWorker>,
+    policy: Policy,
+    health: HealthReporter,
+}
+
+/// Workers to run, not yet started.
+#[derive(Debug)]
+pub struct Host {
+    fabric: Fabric,
+    clock: Clock,
+    shutdown_timeout: Duration,
+    health: HostHealth,
+    workers: Vec<Registered>,
+}
+
+impl Host {
+    /// A host for workers on `fabric`, with the system clock and a 30 s shutdown
+    /// timeout.
+    #[must_use]
+    pub fn new(fabric: Fabric) -> Self {
+        Self::with_clock(fabric, Clock::system())
+    }
+
+    /// A host whose workers see `clock`.
+    #[must_use]
+    pub fn with_clock(fabric: Fabric, clock: Clock) -> Self {
+        Self {
+            fabric,
+            clock,
+            shutdown_timeout: Duration::from_secs(30),
+            health: HostHealth::new(clock),
+            workers: Vec::new(),
+        }
+    }
+
+    /// How long [`RunningHost::shutdown`] waits for workers before abandoning them.
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Registers a long-running worker.
+    ///
+    /// # Errors
+    /// Another worker has the same name.
+    pub fn add(&mut self, worker: impl Worker, policy: Policy) -> Result<(), HostError> {
+        let name = worker.name().to_owned();
+        self.register(name, Arc::new(worker), policy, None)
+    }
+
+    /// Registers a job that runs on `schedule`.
+    ///
+    /// # Errors
+    /// Another worker has the same name, or the schedule is invalid (a cron
+    /// expression that does not parse); the error names the worker.
+    pub fn add_job(
+        &mut self,
+        job: impl Job,
+        schedule: Schedule,
+        policy: Policy,
+    ) -> Result<(), HostError> {
+        let name = job.name().to_owned();
+        let scheduled =
+            schedule::ScheduledJob::new(job, schedule).map_err(|(schedule, reason)| {
+                HostError::InvalidSchedule {
+                    worker: name.clone(),
+                    schedule,
+                    reason,
+                }
+            })?;
+        let description = scheduled.describe();
+        self.register(name, Arc::new(scheduled), policy, Some(description))
+    }
+
+    fn register(
+        &mut self,
+        name: String,
+        worker: Arc<dyn DynWorker>,
+        policy: Policy,
+        schedule: Option<String>,
+    ) -> Result<(), HostError> {
+        if self.workers.iter().any(|w| w.name == name) {
+            return Err(HostError::DuplicateName(name));
+        }
+        let health = self.health.register(&name, policy.kind(), schedule);
+        self.workers.push(Registered {
+            name,
+            worker,
+            policy,
+            health,
+        });
+        Ok(())
+    }
+
+    /// The registered workers' names.
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        self.workers.iter().map(|w| w.name.as_str()).collect()
+    }
+
+    /// Every worker's health; the same view before and after start.
+    #[must_use]
+    pub fn health(&self) -> HostHealth {
+        self.health.clone()
+    }
+
+    /// Starts every worker under supervision. Call it inside a tokio runtime.
+    #[must_use]
+    pub fn start(self) -> RunningHost {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (failure_sender, failure) = watch::channel(None);
+        let failure_sender = Arc::new(failure_sender);
+        let mut supervisors = Vec::with_capacity(self.workers.len());
+        for registered in self.workers {
+            let context = WorkerContext {
+                fabric: self.fabric.clone(),
+                clock: self.clock,
+                shutdown: shutdown.clone(),
+                health: registered.health.clone(),
+            };
+            let span = tracing::info_span!("worker", worker = %registered.name);
+            let name = registered.name.clone();
+            let handle = tracker.spawn(
+                supervise(registered, context, Arc::clone(&failure_sender)).instrument(span),
+            );
+            supervisors.push((name, handle.abort_handle()));
+        }
+        tracker.close();
+        RunningHost {
+            shutdown,
+            tracker,
+            supervisors,
+            health: self.health,
+            failure,
+            timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+/// Started workers.
+#[derive(Debug)]
+pub struct RunningHost {
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    supervisors: Vec<(String, AbortHandle)>,
+    health: HostHealth,
+    failure: watch::Receiver<Option<HostFailure>>,
+    timeout: Duration,
+}
+
+impl RunningHost {
+    /// Every worker's health.
+    #[must_use]
+    pub fn health(&self) -> HostHealth {
+        self.health.clone()
+    }
+
+    /// Resolves when a worker whose policy is [`Policy::StopHost`] has failed; the
+    /// caller should then stop (see [`RunningHost::shutdown`]). Pending forever while
+    /// none has. The future owns what it needs, so it can outlive the borrow.
+    pub fn failed(&self) -> impl Future<Output = HostFailure> + Send + 'static {
+        let mut failure = self.failure.clone();
+        async move {
+            let seen = failure
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|failure| failure.clone());
+            match seen {
+                Some(failure) => failure,
+                // Every supervisor has ended without a failure: none will come.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Cancels every worker and waits up to the shutdown timeout for them to stop;
+    /// workers still running then are abandoned (aborted at their next `.await`) and
+    /// named in the report.
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.shutdown.cancel();
+        let finished = tokio::time::timeout(self.timeout, self.tracker.wait())
+            .await
+            .is_ok();
+        let mut report = ShutdownReport {
+            failure: self.failure.borrow().clone(),
+            ..ShutdownReport::default()
+        };
+        for (name, supervisor) in &self.supervisors {
+            if finished || supervisor.is_finished() {
+                report.stopped.push(name.clone());
+            } else {
+                supervisor.abort();
+                tracing::warn!(worker = %name, timeout = ?self.timeout, "worker did not stop in time; abandoned");
+                report.abandoned.push(name.clone());
+            }
+        }
+        report
+    }
+}
+
+impl Drop for RunningHost {
+    /// A host dropped without [`RunningHost::shutdown`] aborts its workers at once
+    /// (no cleanup runs, as when the process dies).
+    fn drop(&mut self) {
+        for (_, supervisor) in &self.supervisors {
+            supervisor.abort();
+        }
+    }
+}
+
+/// Aborts a task when dropped, so that aborting a supervisor aborts its worker's run.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a worker, restarting it by its policy, until it stops, fails for good, or the
+/// host shuts down.
+async fn supervise(
+    registered: Registered,
+    context: WorkerContext,
+    failure: Arc<watch::Sender<Option<HostFailure>>>,
+) {
+    let Registered {
+        name,
+        worker,
+        policy,
+        health,
+    } = registered;
+    let mut recent_restarts: VecDeque<Instant> = VecDeque::new();
+    loop {
+        health.set(WorkerState::Starting);
+        let run = tokio::spawn(
+            Arc::clone(&worker)
+                .run_boxed(context.clone())
+                .in_current_span(),
+        );
+        let _abort = AbortOnDrop(run.abort_handle());
+        let error = match run.await {
+            Ok(Ok(())) => {
+                tracing::info!("worker stopped");
+                health.set(WorkerState::Stopped);
+                return;
+            }
+            Ok(Err(error)) => error_chain(error.as_ref()),
+            Err(join) => match join.try_into_panic() {
+                Ok(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+                // Cancelled: only the host aborts runs, and then it is stopping.
+                Err(_) => return,
+            },
+        };
+        metrics::counter!("switchyard_worker_failures_total", "worker" => name.clone())
+            .increment(1);
+        if context.shutdown.is_cancelled() {
+            tracing::error!(error = %error, "worker failed while stopping");
+            health.set(WorkerState::Failed { error });
+            return;
+        }
+        match policy {
+            Policy::StopHost => {
+                tracing::error!(error = %error, "worker failed; its policy stops the host");
+                health.set(WorkerState::Failed {
+                    error: error.clone(),
+                });
+                failure.send_replace(Some(HostFailure {
+                    worker: name.clone(),
+                    error,
+                }));
+                return;
+            }
+            Policy::Restart(backoff) => {
+                let now = Instant::now();
+                while recent_restarts
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) >= backoff.window)
+                {
+                    recent_restarts.pop_front();
+                }
+                let recent = u32::try_from(recent_restarts.len()).unwrap_or(u32::MAX);
+                if recent >= backoff.max_restarts {
+                    tracing::error!(
+                        error = %error,
+                        restarts = recent,
+                        window = ?backoff.window,
+                        "worker failed too often; giving up on it"
+                    );
+                    health.set(WorkerState::Failed { error });
+                    return;
+                }
+                let delay = backoff.delay(recent);
+                tracing::warn!(error = %error, delay = ?delay, "worker failed; restarting after a delay");
+                health.set(WorkerState::BackingOff {
+                    last_error: error,
+                    next_attempt: context.clock.now() + delay,
+                });
+                if !context.sleep(delay).await {
+                    health.set(WorkerState::Stopped);
+                    return;
+                }
+                recent_restarts.push_back(Instant::now());
+                health.restarted();
+            }
+        }
+    }
+}
+
+/// An error and its sources, joined with `: ` (a source already quoted in its
+/// parent's message is not repeated).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
