@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default) and `migrate status|up`.
+//! The command line: `serve` (the default) and `migrate status|up|plan`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the HTTP API (the default).
+    /// Serve the HTTP API and run the background workers (the default).
     Serve {
         /// Do not migrate on start; readiness fails while migrations are pending.
         #[arg(long)]

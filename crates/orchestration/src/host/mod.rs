@@ -139,7 +139,10 @@ impl Default for Backoff {
         Self {
             initial: Duration::from_secs(1),
             max: Duration::from_secs(60),
-            max_restarts: 10,
+            // At the 60 s cap about ten restarts fit in ten minutes, so a worker that
+            // keeps failing slowly (a database outage) is retried indefinitely; a
+            // crash loop under a short configured backoff is given up on.
+            max_restarts: 20,
             window: Duration::from_secs(600),
         }
     }

@@ -237,14 +237,22 @@ impl<J: Job> ScheduledJob<J> {
                 started_at: now,
             };
             let span = tracing::info_span!("tick", scheduled_at = %due);
-            match lease.as_mut() {
-                None => self.job.run(tick, context).instrument(span).await?,
+            let started = std::time::Instant::now();
+            let result = match lease.as_mut() {
+                None => self.job.run(tick, context).instrument(span).await,
                 Some(lease) => {
                     self.run_holding(tick, context, lease)
                         .instrument(span)
-                        .await?;
+                        .await
                 }
-            }
+            };
+            let job = self.job.name().to_owned();
+            let outcome = if result.is_ok() { "ok" } else { "failed" };
+            metrics::counter!("switchyard_job_ticks_total", "job" => job.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("switchyard_job_tick_duration_seconds", "job" => job)
+                .record(started.elapsed().as_secs_f64());
+            result?;
             context.health().ticked(due);
         }
     }
