@@ -122,8 +122,12 @@ pub struct WorkersConfig {
     /// How long shutdown waits for workers to stop before abandoning them.
     pub shutdown_timeout: ConfigDuration,
     /// Supervision overrides by worker name.
-    #[serde(flatten)]
+    #[serde(skip)]
     pub workers: BTreeMap<String, WorkerConfig>,
+    /// The `workers.<name>` tables as read; [`Config::load`] parses each one on its
+    /// own, so that an error names the worker (serde's `flatten` loses the path).
+    #[serde(flatten)]
+    unparsed: BTreeMap<String, figment::value::Value>,
 }
 
 impl Default for WorkersConfig {
@@ -131,6 +135,7 @@ impl Default for WorkersConfig {
         Self {
             shutdown_timeout: ConfigDuration(Duration::from_secs(30)),
             workers: BTreeMap::new(),
+            unparsed: BTreeMap::new(),
         }
     }
 }
@@ -290,11 +295,18 @@ impl Config {
     /// # Errors
     /// A value of the wrong type or an unknown key, named in the message.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        Figment::new()
+        let mut config: Self = Figment::new()
             .merge(Toml::file(file))
             .merge(Env::prefixed("SWITCHYARD_").split("__"))
             .extract()
-            .map_err(|e| ConfigError(e.to_string()))
+            .map_err(|e| ConfigError(e.to_string()))?;
+        for (name, value) in std::mem::take(&mut config.workers.unparsed) {
+            let worker = value
+                .deserialize()
+                .map_err(|e| ConfigError(format!("workers.{name}: {e}")))?;
+            config.workers.workers.insert(name, worker);
+        }
+        Ok(config)
     }
 
     /// The placement of the `known` boundaries described by `database`.
@@ -424,6 +436,20 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("workers.outbox"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SWITCHYARD_WORKERS__TWO_PHASE_RECOVERY__POLICY",
+                "sometimes",
+            );
+            let err = Config::load(Path::new("none.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("workers.two_phase_recovery") && err.contains("sometimes"),
+                "{err}"
+            );
             Ok(())
         });
     }
