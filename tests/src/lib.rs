@@ -17,6 +17,14 @@ pub mod order_loop {
     pub const SKUS: [&str; 4] = ["KILL-A", "KILL-B", "KILL-C", "KILL-D"];
     /// Enough that the loop never runs out within the test.
     pub const INITIAL_STOCK: u32 = 1_000_000;
+
+    /// Each SKU's starting stock, as [`crate::StoreSnapshot::check`] takes it.
+    #[must_use]
+    pub fn initial_stock() -> std::collections::BTreeMap<String, i64> {
+        SKUS.iter()
+            .map(|s| ((*s).to_owned(), i64::from(INITIAL_STOCK)))
+            .collect()
+    }
 }
 
 /// The app serving on a real socket.
@@ -24,8 +32,8 @@ pub mod order_loop {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
 }
 
 impl TestApp {
@@ -57,11 +65,7 @@ impl TestApp {
             .await
             .expect("serve");
         });
-        Self {
-            addr,
-            stop: Some(stop),
-            server: Some(server),
-        }
+        Self { addr, stop, server }
     }
 
     /// `http://ADDR{path}`.
@@ -87,13 +91,9 @@ impl TestApp {
     ///
     /// # Panics
     /// If the server task panicked.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("the server task ends cleanly");
-        }
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.expect("the server task ends cleanly");
     }
 }
 

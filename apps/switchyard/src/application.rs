@@ -83,10 +83,7 @@ impl Application {
     /// Invalid configuration, an unreachable or unmigratable database, or an address
     /// that cannot be bound.
     pub async fn build(config: &Config, options: ServeOptions) -> Result<Self, StartError> {
-        let boundaries = crate::boundaries();
-        let names: Vec<&str> = boundaries.iter().map(Boundary::name).collect();
-        let topology = config.topology(&names)?;
-        let fabric = Fabric::connect(&topology, boundaries).await?;
+        let fabric = connect(config).await?;
         if options.migrate {
             for state in fabric.migrate().await? {
                 tracing::info!(
@@ -108,7 +105,7 @@ impl Application {
         let report = fabric
             .recover_in_doubt(config.database.in_doubt_timeout())
             .await?;
-        if !report.is_empty() {
+        if report.resolved_any() {
             tracing::warn!(%report, "resolved in-doubt two-phase commits left by an earlier crash");
         }
         let listener = TcpListener::bind(config.http.addr)
@@ -122,6 +119,7 @@ impl Application {
             fabric.clone(),
             PlaceOrder::new(fabric.clone(), config.order_hold()),
             host.health(),
+            options.migrate,
         );
         let router = http::router(state, &config.http);
         Ok(Self {
@@ -196,6 +194,14 @@ impl Application {
             None => Ok(()),
         }
     }
+}
+
+/// Connects every boundary the app composes, placed as `config` says.
+pub(crate) async fn connect(config: &Config) -> Result<Fabric, StartError> {
+    let boundaries = crate::boundaries();
+    let names: Vec<&str> = boundaries.iter().map(Boundary::name).collect();
+    let topology = config.topology(&names)?;
+    Ok(Fabric::connect(&topology, boundaries).await?)
 }
 
 /// The app's background workers, each supervised by its default policy unless

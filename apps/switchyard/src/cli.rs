@@ -4,9 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orchestration::Fabric;
 
-use crate::application::{Application, ServeOptions, StartError};
+use crate::application::{self, Application, ServeOptions, StartError};
 use crate::config::Config;
 use crate::telemetry;
 
@@ -79,7 +78,7 @@ impl Cli {
                 app.run_until_stopped().await
             }
             Command::Migrate { action } => {
-                let fabric = connect(&config).await?;
+                let fabric = application::connect(&config).await?;
                 match action {
                     MigrateAction::Status => print_lines(&fabric.migration_status().await?),
                     MigrateAction::Up => print_lines(&fabric.migrate().await?),
@@ -90,16 +89,6 @@ impl Cli {
             }
         }
     }
-}
-
-async fn connect(config: &Config) -> Result<Fabric, StartError> {
-    let boundaries = crate::boundaries();
-    let names: Vec<&str> = boundaries
-        .iter()
-        .map(orchestration::Boundary::name)
-        .collect();
-    let topology = config.topology(&names)?;
-    Ok(Fabric::connect(&topology, boundaries).await?)
 }
 
 #[allow(clippy::print_stdout)] // The command's output is its report.

@@ -189,13 +189,13 @@ impl WorkersConfig {
         if let Some(window) = config.restart_window {
             backoff.window = window.0;
         }
-        match config.policy {
-            Some(PolicyName::StopHost) => Policy::StopHost,
-            Some(PolicyName::Restart) => Policy::Restart(backoff),
-            None => match default {
-                Policy::StopHost => Policy::StopHost,
-                Policy::Restart(_) => Policy::Restart(backoff),
-            },
+        let stops_host = config
+            .policy
+            .map_or(default == Policy::StopHost, |p| p == PolicyName::StopHost);
+        if stops_host {
+            Policy::StopHost
+        } else {
+            Policy::Restart(backoff)
         }
     }
 

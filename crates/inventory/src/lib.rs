@@ -1,7 +1,9 @@
 //! The inventory boundary: the product catalog, stock levels and reservations.
 //!
 //! Every function takes the connection first (`&impl ConnectionTrait`), so the caller
-//! decides the transaction; nothing here commits. Tables live in schema [`SCHEMA`].
+//! decides the transaction; nothing here commits. Functions that change state lock the
+//! row they decide on (`FOR UPDATE`) and then write, in several statements: call them
+//! inside a transaction (a unit-of-work step), where the lock holds until the commit. Tables live in schema [`SCHEMA`].
 
 mod entities;
 mod error;

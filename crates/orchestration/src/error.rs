@@ -61,8 +61,8 @@ pub enum UnitOfWorkError {
         /// The unknown name.
         boundary: String,
     },
-    /// The touched boundaries live on more than one database, so one local transaction
-    /// cannot hold them.
+    /// The touched boundaries live on databases that cannot commit together (not one
+    /// database, and not all PostgreSQL for two-phase commit); `reason` says which.
     #[error("these boundaries cannot commit atomically ({reason}): {}", list(.placements))]
     NotAtomic {
         /// Every touched boundary with its database.

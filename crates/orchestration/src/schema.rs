@@ -143,8 +143,9 @@ impl MigrationTrait for ImportCursors {
     }
 }
 
-#[derive(DeriveIden)]
-enum WorkerLeasesTable {
+/// `worker_leases` and its columns, for the migration and for `host::lease`.
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum WorkerLeasesTable {
     #[sea_orm(iden = "worker_leases")]
     Table,
     Name,

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement};
 use uuid::Uuid;
 
 use crate::database::DatabaseId;
@@ -54,7 +54,14 @@ impl RecoveryReport {
     /// Whether recovery found nothing to do.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.committed.is_empty() && self.rolled_back.is_empty() && self.pending.is_empty()
+        !self.resolved_any() && self.pending.is_empty()
+    }
+
+    /// Whether recovery committed or rolled back anything (pending transactions may
+    /// just be commits in flight on a live instance).
+    #[must_use]
+    pub fn resolved_any(&self) -> bool {
+        !self.committed.is_empty() || !self.rolled_back.is_empty()
     }
 }
 
@@ -163,9 +170,19 @@ async fn finish(connection: &DatabaseConnection, verb: &str, gid: &str) -> Resul
         .await
     {
         Ok(_) => Ok(()),
-        Err(err) if err.to_string().contains("does not exist") => Ok(()),
+        Err(err) if is_unknown_prepared_transaction(&err) => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+/// PostgreSQL's "prepared transaction with identifier … does not exist" (SQLSTATE
+/// 42704, `undefined_object`), recognised by its code so any server locale works.
+fn is_unknown_prepared_transaction(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err))) = err
+    else {
+        return false;
+    };
+    matches!(&**err, sqlx::Error::Database(db) if db.code().as_deref() == Some("42704"))
 }
 
 async fn rollback_prepared(fabric: &Fabric, prepared: &[(usize, String)]) {
@@ -363,8 +380,10 @@ impl Job for InDoubtRecovery {
 
     async fn run(&self, _tick: Tick, context: &WorkerContext) -> Result<(), WorkerError> {
         let report = context.fabric().recover_in_doubt(self.older_than).await?;
-        if !report.is_empty() {
+        if report.resolved_any() {
             tracing::warn!(%report, "resolved in-doubt two-phase commits");
+        } else if !report.is_empty() {
+            tracing::debug!(%report, "two-phase commits in flight");
         }
         Ok(())
     }

@@ -2,13 +2,12 @@
 //! in a loop and is SIGKILLed at random moments. After every kill, no order exists
 //! without its reservations, no reservation without its order, and stock is conserved.
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use orchestration::{DatabaseUrl, Fabric, Topology};
 use tests::StoreSnapshot;
-use tests::order_loop::{INITIAL_STOCK, SKUS};
+use tests::order_loop::initial_stock;
 
 const KILLS: usize = 40;
 
@@ -18,10 +17,7 @@ async fn sigkill_never_tears_a_cross_boundary_commit() {
     let topology = Topology::new(DatabaseUrl::Sqlite {
         dir: dir.path().to_owned(),
     });
-    let initial: BTreeMap<String, i64> = SKUS
-        .iter()
-        .map(|s| ((*s).to_owned(), i64::from(INITIAL_STOCK)))
-        .collect();
+    let initial = initial_stock();
     let mut orders_seen = 0;
     let mut grew = 0;
     for round in 0..KILLS {

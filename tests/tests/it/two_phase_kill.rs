@@ -5,7 +5,6 @@
 //! resolves what was left in doubt: both databases agree for every order, and nothing
 //! of ours stays in `pg_prepared_xacts`.
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use orchestration::testing::{PAUSE_AT_VAR, PAUSED};
 use orchestration::{Fabric, Topology};
 use sea_orm::{ConnectionTrait, Statement};
 use tests::StoreSnapshot;
-use tests::order_loop::{INITIAL_STOCK, SKUS};
+use tests::order_loop::initial_stock;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,10 +84,7 @@ async fn killed_at(point: &str, decided: bool) {
         "prepared transactions of ours remain"
     );
 
-    let initial: BTreeMap<String, i64> = SKUS
-        .iter()
-        .map(|s| ((*s).to_owned(), i64::from(INITIAL_STOCK)))
-        .collect();
+    let initial = initial_stock();
     let snapshot = StoreSnapshot::read(&fabric).await;
     snapshot.check(&initial).unwrap();
     let committed = if decided { NTH } else { NTH - 1 };

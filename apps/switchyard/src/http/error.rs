@@ -30,6 +30,18 @@ impl FieldError {
     }
 }
 
+/// The value, or `None` with the reason recorded against `field` (so that every
+/// invalid field of a body is reported at once).
+pub(crate) fn check<T>(
+    errors: &mut Vec<FieldError>,
+    field: impl Into<String>,
+    result: Result<T, impl ToString>,
+) -> Option<T> {
+    result
+        .map_err(|e| errors.push(FieldError::new(field, e)))
+        .ok()
+}
+
 /// A problem to report to the client.
 #[derive(Debug)]
 pub(crate) struct ApiError {

@@ -34,7 +34,12 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
             Err(err) => pending.push(format!("unknown: {err}")),
         }
     }
-    let failed_workers = state.workers.failed_stop_host_workers();
+    let workers = state.workers.snapshot();
+    let failed_workers: Vec<&str> = workers
+        .iter()
+        .filter(|w| w.failed_the_host())
+        .map(|w| w.name.as_str())
+        .collect();
     let ready = reachable && state.migrated.load(Ordering::Relaxed) && failed_workers.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
@@ -46,7 +51,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
         })).collect::<Vec<_>>(),
         "pending_migrations": pending,
         "failed_workers": failed_workers,
-        "workers": state.workers.snapshot(),
+        "workers": workers,
     });
     let status = if ready {
         StatusCode::OK
@@ -105,6 +110,7 @@ mod tests {
             fabric.clone(),
             PlaceOrder::new(fabric, chrono::Duration::minutes(1)),
             host.health(),
+            false,
         );
         let router = crate::http::router(state, &HttpConfig::default());
 

@@ -31,17 +31,23 @@ pub(crate) struct AppState {
     place_order: PlaceOrder,
     /// The background workers' health.
     workers: HostHealth,
-    /// Set once no migration is pending; it stays set (migrations only move forward).
+    /// Set once no migration is pending (from the start if the app migrated at start);
+    /// it stays set (migrations only move forward).
     migrated: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub(crate) fn new(fabric: Fabric, place_order: PlaceOrder, workers: HostHealth) -> Self {
+    pub(crate) fn new(
+        fabric: Fabric,
+        place_order: PlaceOrder,
+        workers: HostHealth,
+        migrated: bool,
+    ) -> Self {
         Self {
             fabric,
             place_order,
             workers,
-            migrated: Arc::new(AtomicBool::new(false)),
+            migrated: Arc::new(AtomicBool::new(migrated)),
         }
     }
 }

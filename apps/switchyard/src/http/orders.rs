@@ -12,7 +12,7 @@ use uuid::Uuid;
 use workflows::{PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome};
 
 use super::AppState;
-use super::error::{ApiError, Body, FieldError};
+use super::error::{ApiError, Body, FieldError, check};
 
 /// `POST /api/orders`.
 #[derive(Debug, Deserialize)]
@@ -31,9 +31,11 @@ const MAX_LINES: usize = 100;
 
 fn parse_command(body: &PlaceOrderBody) -> Result<PlaceOrderCommand, ApiError> {
     let mut errors = Vec::new();
-    let customer_id = CustomerId::parse(&body.customer_id)
-        .map_err(|e| errors.push(FieldError::new("customer_id", e)))
-        .ok();
+    let customer_id = check(
+        &mut errors,
+        "customer_id",
+        CustomerId::parse(&body.customer_id),
+    );
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
         errors.push(FieldError::new(
             "lines",
@@ -42,11 +44,17 @@ fn parse_command(body: &PlaceOrderBody) -> Result<PlaceOrderCommand, ApiError> {
     }
     let mut lines = Vec::with_capacity(body.lines.len());
     for (i, line) in body.lines.iter().enumerate() {
-        let sku = Sku::parse(&line.sku)
-            .map_err(|e| errors.push(FieldError::new(format!("lines[{i}].sku"), e)));
-        let quantity = Quantity::new(line.quantity)
-            .map_err(|e| errors.push(FieldError::new(format!("lines[{i}].quantity"), e)));
-        if let (Ok(sku), Ok(quantity)) = (sku, quantity) {
+        let sku = check(
+            &mut errors,
+            format!("lines[{i}].sku"),
+            Sku::parse(&line.sku),
+        );
+        let quantity = check(
+            &mut errors,
+            format!("lines[{i}].quantity"),
+            Quantity::new(line.quantity),
+        );
+        if let (Some(sku), Some(quantity)) = (sku, quantity) {
             lines.push((sku, quantity));
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use super::error::{ApiError, Body, FieldError};
+use super::error::{ApiError, Body, FieldError, check};
 
 /// `POST /api/products`.
 #[derive(Debug, Deserialize)]
@@ -82,17 +82,6 @@ fn parse_new_product(body: &CreateProduct) -> Result<NewProduct, ApiError> {
         }
         _ => Err(ApiError::validation(errors)),
     }
-}
-
-/// The value, or `None` with the reason recorded against `field`.
-fn check<T>(
-    errors: &mut Vec<FieldError>,
-    field: &str,
-    result: Result<T, inventory::Invalid>,
-) -> Option<T> {
-    result
-        .map_err(|e| errors.push(FieldError::new(field, e)))
-        .ok()
 }
 
 pub(crate) async fn create(

@@ -63,6 +63,14 @@ pub struct WorkerStatus {
     pub ticks: u64,
 }
 
+impl WorkerStatus {
+    /// Whether this worker failed and its failure stops the host.
+    #[must_use]
+    pub fn failed_the_host(&self) -> bool {
+        self.policy == PolicyKind::StopHost && matches!(self.state, WorkerState::Failed { .. })
+    }
+}
+
 /// Every worker's health in a host; cheap to clone and to read.
 #[derive(Debug, Clone)]
 pub struct HostHealth {
@@ -112,9 +120,7 @@ impl HostHealth {
     pub fn failed_stop_host_workers(&self) -> Vec<String> {
         self.lock()
             .iter()
-            .filter(|w| {
-                w.policy == PolicyKind::StopHost && matches!(w.state, WorkerState::Failed { .. })
-            })
+            .filter(|w| w.failed_the_host())
             .map(|w| w.name.clone())
             .collect()
     }

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, TableRef};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, StatementBuilder};
 
 use crate::COORDINATOR_BOUNDARY;
 use crate::fabric::Fabric;
-
-const LEASES: &str = "worker_leases";
+use crate::schema::WorkerLeasesTable as Leases;
 
 /// This instance's view of one singleton job's lease.
 #[derive(Debug)]
@@ -43,26 +42,30 @@ impl Lease {
             .connection(COORDINATOR_BOUNDARY)
             .map_err(|e| DbErr::Custom(e.to_string()))?
             .clone();
-        let insert = Query::insert()
-            .into_table(table())
-            .columns(columns(["name", "holder", "expires_at_ms", "last_tick_ms"]))
-            .values_panic([job.into(), "".into(), 0i64.into(), 0i64.into()])
-            .on_conflict(
-                OnConflict::column(Alias::new("name"))
-                    .do_nothing_on([Alias::new("name")])
-                    .to_owned(),
-            )
-            .to_owned();
-        connection
-            .execute_raw(connection.get_database_backend().build(&insert))
-            .await?;
-        Ok(Self {
+        let lease = Self {
             connection,
             job: job.to_owned(),
             holder: format!("{}:{}", fabric.instance(), std::process::id()),
             ttl,
             held: None,
-        })
+        };
+        let insert = Query::insert()
+            .into_table(table())
+            .columns([
+                Leases::Name,
+                Leases::Holder,
+                Leases::ExpiresAtMs,
+                Leases::LastTickMs,
+            ])
+            .values_panic([job.into(), "".into(), 0i64.into(), 0i64.into()])
+            .on_conflict(
+                OnConflict::column(Leases::Name)
+                    .do_nothing_on([Leases::Name])
+                    .to_owned(),
+            )
+            .to_owned();
+        lease.execute(&insert).await?;
+        Ok(lease)
     }
 
     /// Claims the tick at `tick` for this instance; `false` if another instance ran
@@ -74,23 +77,18 @@ impl Lease {
     ) -> Result<bool, DbErr> {
         let update = Query::update()
             .table(table())
-            .value(Alias::new("holder"), self.holder.as_str())
-            .value(Alias::new("expires_at_ms"), millis(now + self.ttl))
-            .value(Alias::new("last_tick_ms"), tick.timestamp_millis())
-            .and_where(Expr::col(Alias::new("name")).eq(self.job.as_str()))
-            .and_where(Expr::col(Alias::new("last_tick_ms")).lt(tick.timestamp_millis()))
+            .value(Leases::Holder, self.holder.as_str())
+            .value(Leases::ExpiresAtMs, millis(now + self.ttl))
+            .value(Leases::LastTickMs, millis(tick))
+            .and_where(Expr::col(Leases::Name).eq(self.job.as_str()))
+            .and_where(Expr::col(Leases::LastTickMs).lt(millis(tick)))
             .and_where(
-                Expr::col(Alias::new("holder"))
+                Expr::col(Leases::Holder)
                     .eq(self.holder.as_str())
-                    .or(Expr::col(Alias::new("expires_at_ms")).lte(millis(now))),
+                    .or(Expr::col(Leases::ExpiresAtMs).lte(millis(now))),
             )
             .to_owned();
-        let claimed = self
-            .connection
-            .execute_raw(self.connection.get_database_backend().build(&update))
-            .await?
-            .rows_affected()
-            == 1;
+        let claimed = self.execute(&update).await? == 1;
         if claimed {
             self.held_from(now);
         } else {
@@ -118,17 +116,13 @@ impl Lease {
         }
         let update = Query::update()
             .table(table())
-            .value(Alias::new("expires_at_ms"), millis(now + self.ttl))
-            .and_where(Expr::col(Alias::new("name")).eq(self.job.as_str()))
-            .and_where(Expr::col(Alias::new("holder")).eq(self.holder.as_str()))
-            .and_where(Expr::col(Alias::new("expires_at_ms")).gt(millis(now)))
+            .value(Leases::ExpiresAtMs, millis(now + self.ttl))
+            .and_where(Expr::col(Leases::Name).eq(self.job.as_str()))
+            .and_where(Expr::col(Leases::Holder).eq(self.holder.as_str()))
+            .and_where(Expr::col(Leases::ExpiresAtMs).gt(millis(now)))
             .to_owned();
-        match self
-            .connection
-            .execute_raw(self.connection.get_database_backend().build(&update))
-            .await
-        {
-            Ok(result) if result.rows_affected() == 1 => self.held_from(now),
+        match self.execute(&update).await {
+            Ok(1) => self.held_from(now),
             Ok(_) => {
                 tracing::warn!(holder = %self.holder, "the singleton lease was lost");
                 self.held = None;
@@ -155,17 +149,23 @@ impl Lease {
         }
         let update = Query::update()
             .table(table())
-            .value(Alias::new("expires_at_ms"), 0i64)
-            .and_where(Expr::col(Alias::new("name")).eq(self.job.as_str()))
-            .and_where(Expr::col(Alias::new("holder")).eq(self.holder.as_str()))
+            .value(Leases::ExpiresAtMs, 0i64)
+            .and_where(Expr::col(Leases::Name).eq(self.job.as_str()))
+            .and_where(Expr::col(Leases::Holder).eq(self.holder.as_str()))
             .to_owned();
-        if let Err(err) = self
-            .connection
-            .execute_raw(self.connection.get_database_backend().build(&update))
-            .await
-        {
+        if let Err(err) = self.execute(&update).await {
             tracing::warn!(error = %err, "releasing the singleton lease failed; it expires");
         }
+    }
+
+    /// Runs `statement` on the lease table's connection; the rows it affected.
+    async fn execute(&self, statement: &impl StatementBuilder) -> Result<u64, DbErr> {
+        let statement = self.connection.get_database_backend().build(statement);
+        Ok(self
+            .connection
+            .execute_raw(statement)
+            .await?
+            .rows_affected())
     }
 
     fn held_from(&mut self, now: DateTime<Utc>) {
@@ -177,11 +177,7 @@ impl Lease {
 }
 
 fn table() -> TableRef {
-    (Alias::new(COORDINATOR_BOUNDARY), Alias::new(LEASES)).into()
-}
-
-fn columns<const N: usize>(names: [&'static str; N]) -> [Alias; N] {
-    names.map(Alias::new)
+    (Alias::new(COORDINATOR_BOUNDARY), Leases::Table).into()
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {

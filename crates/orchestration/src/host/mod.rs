@@ -37,7 +37,7 @@ pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
 /// `run` should return once `context.shutdown()` is cancelled. Returning `Ok` earlier
 /// means the worker is done (it is not restarted); returning `Err` or panicking is a
 /// failure, handled by the worker's [`Policy`]. A restart calls `run` again with a
-/// fresh context.
+/// clone of the same context.
 pub trait Worker: Send + Sync + 'static {
     /// The worker's name, unique in its host; it appears in logs, health and config.
     fn name(&self) -> &str;
@@ -188,7 +188,7 @@ pub struct HostFailure {
 /// How a host stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Workers that stopped within the timeout (or had stopped before).
+    /// Workers that ended within the timeout, or before it (failed ones included).
     pub stopped: Vec<String>,
     /// Workers still running at the timeout: abandoned.
     pub abandoned: Vec<String>,

@@ -83,10 +83,11 @@ impl Schedule {
         self.singleton_with_lease(Duration::from_secs(30))
     }
 
-    /// Each tick runs on one instance only. The instance that runs a tick holds the
-    /// job's lease and keeps renewing it (every third of `lease`) while it runs the
-    /// job; if it dies, another instance takes over once `lease` has passed since the
-    /// last renewal.
+    /// Each tick runs on one instance only. The instance that claims a tick holds the
+    /// job's lease and keeps it for as long as it runs the job's worker, between ticks
+    /// too, renewing it every third of `lease` (one `UPDATE` each time, however rare
+    /// the ticks); if it dies, another instance takes over once `lease` has passed
+    /// since the last renewal.
     #[must_use]
     pub fn singleton_with_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
@@ -234,7 +235,7 @@ impl<J: Job> ScheduledJob<J> {
             }
             let tick = Tick {
                 scheduled_at: due,
-                started_at: now,
+                started_at: clock.now(),
             };
             let span = tracing::info_span!("tick", scheduled_at = %due);
             let started = std::time::Instant::now();

@@ -177,11 +177,10 @@ async fn a_panicking_worker_is_restarted_by_its_policy() {
     .unwrap();
     let health = host.health();
     let running = host.start();
-    let status = wait_for(&health, "panics_once", |s| {
+    wait_for(&health, "panics_once", |s| {
         s.state == WorkerState::Running && s.restarts == 1
     })
     .await;
-    assert_eq!(status.restarts, 1);
     assert_eq!(*runs.lock().unwrap(), 2);
     let report = running.shutdown().await;
     assert_eq!(report.stopped, ["panics_once"]);
@@ -421,9 +420,10 @@ async fn a_singleton_job_runs_each_tick_once_across_hosts_and_survives_its_holde
         .iter()
         .map(|(tick, _)| tick.scheduled_at.timestamp_millis())
         .collect();
-    let mut unique = slots.clone();
-    unique.dedup();
-    assert_eq!(unique, slots, "each tick ran once, in order");
+    assert!(
+        slots.windows(2).all(|pair| pair[0] < pair[1]),
+        "each tick ran once, in order: {slots:?}"
+    );
     let period = i64::try_from(PERIOD.as_millis()).unwrap();
     let (before, after): (Vec<&(Tick, &str)>, Vec<_>) =
         ticks.iter().partition(|(_, host)| *host == holder_name);

@@ -4,9 +4,10 @@
 
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
-    Boundary, CommitPlan, DatabaseUrl, Fabric, FabricError, Outcome, Topology, UnitOfWorkError,
+    Boundary, CommitPlan, DatabaseUrl, Fabric, FabricError, Outcome, Topology, UnitOfWork,
+    UnitOfWorkError,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement};
 
 mod host;
 
@@ -80,9 +81,26 @@ async fn insert(tx: &DatabaseTransaction, boundary: &str) -> Result<u64, DbErr> 
     Ok(tx.execute_unprepared(&sql).await?.rows_affected())
 }
 
+/// Steps `insert_alpha` then `insert_beta`, one note each; the rows inserted.
+async fn insert_both(uow: &mut UnitOfWork<TestError>) -> Result<u64, TestError> {
+    let alpha = uow
+        .step("alpha", "insert_alpha", async |tx| {
+            insert(tx, "alpha").await
+        })
+        .await?;
+    let beta = uow
+        .step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
+        .await?;
+    Ok(alpha + beta)
+}
+
 async fn count(fabric: &Fabric, boundary: &str) -> i64 {
     let db = fabric.connection(boundary).unwrap();
-    let sql = format!("SELECT COUNT(*) AS n FROM {boundary}.notes");
+    count_of(db, format!("SELECT COUNT(*) AS n FROM {boundary}.notes")).await
+}
+
+/// The `n` of a `SELECT COUNT(*) AS n …`.
+async fn count_of(db: &DatabaseConnection, sql: String) -> i64 {
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
@@ -101,17 +119,7 @@ async fn a_unit_of_work_commits_every_step_or_none(db: TestDatabase) {
     let fabric = db.fabric();
     let done = fabric
         .unit_of_work("write_both")
-        .run(async |uow| -> Result<_, TestError> {
-            let a = uow
-                .step("alpha", "insert_alpha", async |tx| {
-                    insert(tx, "alpha").await
-                })
-                .await?;
-            let b = uow
-                .step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
-                .await?;
-            Ok(a + b)
-        })
+        .run(async |uow| -> Result<_, TestError> { insert_both(uow).await })
         .await
         .unwrap();
     assert_eq!(done.value, 2);
@@ -145,12 +153,7 @@ async fn a_unit_of_work_commits_every_step_or_none(db: TestDatabase) {
     let failed = fabric
         .unit_of_work("give_up")
         .run(async |uow| -> Result<(), TestError> {
-            uow.step("alpha", "insert_alpha", async |tx| {
-                insert(tx, "alpha").await
-            })
-            .await?;
-            uow.step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
-                .await?;
+            insert_both(uow).await?;
             Err(TestError::GaveUp)
         })
         .await;
@@ -200,14 +203,12 @@ async fn each_boundary_keeps_its_own_migration_history(db: TestDatabase) {
         .collect();
     assert_eq!(summary, [("alpha", 1, 0), ("beta", 1, 0)]);
     for boundary in ["alpha", "beta"] {
-        let conn = db.connection(boundary);
         let sql = format!("SELECT COUNT(*) AS n FROM {boundary}.seaql_migrations");
-        let row = conn
-            .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1, "{boundary}");
+        assert_eq!(
+            count_of(db.connection(boundary), sql).await,
+            1,
+            "{boundary}"
+        );
     }
     // Migrating again is a no-op.
     assert_eq!(db.fabric().migrate().await.unwrap(), states);
@@ -359,16 +360,9 @@ async fn split_postgres() -> Option<(Fabric, TestDatabase, TestDatabase)> {
 }
 
 async fn our_prepared(fabric: &Fabric, boundary: &str) -> i64 {
-    let db = fabric.connection(boundary).unwrap();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'sy:%'",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get("", "n").unwrap()
+    let sql = "SELECT COUNT(*) AS n FROM pg_prepared_xacts \
+               WHERE database = current_database() AND gid LIKE 'sy:%'";
+    count_of(fabric.connection(boundary).unwrap(), sql.to_owned()).await
 }
 
 #[tokio::test]
@@ -384,12 +378,7 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
     let done = fabric
         .unit_of_work("across")
         .run(async |uow| -> Result<_, TestError> {
-            uow.step("alpha", "insert_alpha", async |tx| {
-                insert(tx, "alpha").await
-            })
-            .await?;
-            uow.step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
-                .await?;
+            insert_both(uow).await?;
             Ok(())
         })
         .await
@@ -410,12 +399,7 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
         let failed = fabric
             .unit_of_work("across_failing")
             .run(async |uow| -> Result<(), TestError> {
-                uow.step("alpha", "insert_alpha", async |tx| {
-                    insert(tx, "alpha").await
-                })
-                .await?;
-                uow.step("beta", "insert_beta", async |tx| insert(tx, "beta").await)
-                    .await?;
+                insert_both(uow).await?;
                 uow.step(failing, "bad_insert", async |tx| {
                     let sql = format!("INSERT INTO {failing}.notes (nope) VALUES (1)");
                     tx.execute_unprepared(&sql).await
