@@ -14,3 +14,23 @@ pub(crate) fn instant<T: IntoIden>(manager: &SchemaManager<'_>, name: T) -> Colu
     column.not_null();
     column
 }
+
+/// A string of at most `len` characters that compares byte for byte on every backend:
+/// on MySQL in the binary `utf8mb4_bin` collation, whose default collations ignore case
+/// (and accents), so that a lookup for `Order:1` would find `order:1` there and nowhere
+/// else.
+pub(crate) fn exact_string<T: IntoIden>(
+    manager: &SchemaManager<'_>,
+    name: T,
+    len: u32,
+) -> ColumnDef {
+    let mut column = ColumnDef::new(name);
+    match manager.get_database_backend() {
+        DbBackend::MySql => column.custom(format!(
+            "VARCHAR({len}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )),
+        _ => column.string_len(len),
+    };
+    column.not_null();
+    column
+}

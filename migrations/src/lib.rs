@@ -5,6 +5,7 @@
 //! To add a boundary: add a module with a `Migrator`, a function returning its
 //! [`Boundary`], and list it in [`all`].
 
+pub mod audit;
 mod columns;
 pub mod inventory;
 pub mod orders;
@@ -23,9 +24,15 @@ pub fn orders() -> Boundary {
     Boundary::new::<orders::Migrator>("orders")
 }
 
+/// The audit boundary (schema `audit`).
+#[must_use]
+pub fn audit() -> Boundary {
+    Boundary::new::<audit::Migrator>("audit")
+}
+
 /// Every boundary, in the order their migrations run. The fabric's own boundary
 /// (`orchestration`, whose migrations live in the orchestration crate) comes first.
 #[must_use]
 pub fn all() -> Vec<Boundary> {
-    vec![orchestration::boundary(), inventory(), orders()]
+    vec![orchestration::boundary(), inventory(), orders(), audit()]
 }

@@ -123,6 +123,8 @@ pub struct StoreSnapshot {
     pub reserved: BTreeMap<(String, String), i64>,
     /// Ordered quantity per (order id, SKU).
     pub ordered: BTreeMap<(String, String), i64>,
+    /// `OrderPlaced` messages in the outbox per order id (one per subscriber).
+    pub order_placed: BTreeMap<String, usize>,
 }
 
 impl StoreSnapshot {
@@ -177,7 +179,46 @@ impl StoreSnapshot {
                 .entry((order_id.to_string(), sku))
                 .or_default() += quantity;
         }
+        let sql = format!(
+            "SELECT payload FROM {} WHERE event_type = '{}'",
+            q("outbox.messages"),
+            orders::OrderPlaced::NAME
+        );
+        for row in rows(orders, &sql).await {
+            let payload: String = row.try_get("", "payload").expect("payload");
+            let event: orders::OrderPlaced =
+                serde_json::from_str(&payload).expect("an OrderPlaced payload");
+            *snapshot
+                .order_placed
+                .entry(event.order_id.to_string())
+                .or_default() += 1;
+        }
         snapshot
+    }
+
+    /// Checks that the outbox holds `per_order` `OrderPlaced` messages (one per
+    /// subscriber) for every order and none for an order that does not exist: each
+    /// event committed with its order.
+    ///
+    /// # Errors
+    /// The first order whose messages are missing or extra.
+    pub fn check_events(&self, per_order: usize) -> Result<(), String> {
+        let mut ids: Vec<&String> = self.ordered.keys().map(|(id, _)| id).collect();
+        ids.dedup();
+        for id in &ids {
+            let messages = self.order_placed.get(*id).copied().unwrap_or_default();
+            if messages != per_order {
+                return Err(format!(
+                    "order {id} has {messages} OrderPlaced messages, expected {per_order}"
+                ));
+            }
+        }
+        if let Some(id) = self.order_placed.keys().find(|id| !ids.contains(id)) {
+            return Err(format!(
+                "an OrderPlaced message for order {id}, which does not exist"
+            ));
+        }
+        Ok(())
     }
 
     /// Number of distinct orders.

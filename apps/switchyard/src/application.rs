@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use orchestration::{
-    Boundary, Fabric, FabricError, Host, HostError, HostFailure, InDoubtRecovery, Policy,
-    RecoveryError, Schedule,
+    Boundary, Dispatcher, Fabric, FabricError, Host, HostError, HostFailure, InDoubtRecovery,
+    Policy, RecoveryError, Schedule,
 };
 use tokio::net::TcpListener;
 use workflows::PlaceOrder;
@@ -196,12 +196,15 @@ impl Application {
     }
 }
 
-/// Connects every boundary the app composes, placed as `config` says.
+/// Connects every boundary the app composes, placed as `config` says, with the
+/// workflows' event subscribers.
 pub(crate) async fn connect(config: &Config) -> Result<Fabric, StartError> {
     let boundaries = crate::boundaries();
     let names: Vec<&str> = boundaries.iter().map(Boundary::name).collect();
     let topology = config.topology(&names)?;
-    Ok(Fabric::connect(&topology, boundaries).await?)
+    let fabric = Fabric::connect(&topology, boundaries).await?;
+    workflows::subscribe(&fabric)?;
+    Ok(fabric)
 }
 
 /// The app's background workers, each supervised by its default policy unless
@@ -216,6 +219,11 @@ fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
         config
             .workers
             .policy(InDoubtRecovery::NAME, Policy::default()),
+    )?;
+    // Delivers events from every database's outbox; every instance runs it.
+    host.add(
+        Dispatcher::new(config.outbox.dispatcher()?),
+        config.workers.policy(Dispatcher::NAME, Policy::default()),
     )?;
     config.workers.check_names(&host.names())?;
     Ok(host)

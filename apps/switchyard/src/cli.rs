@@ -1,12 +1,14 @@
-//! The command line: `serve` (the default) and `migrate status|up|plan`.
+//! The command line: `serve` (the default), `migrate status|up|plan` and
+//! `outbox status|replay`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use orchestration::{OutboxStatus, ReplayFilter};
 
 use crate::application::{self, Application, ServeOptions, StartError};
-use crate::config::Config;
+use crate::config::{Config, ConfigDuration};
 use crate::telemetry;
 
 /// Switchyard: a modular monolith serving the inventory and orders API.
@@ -37,6 +39,30 @@ enum Command {
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
+    },
+    /// Inspect the outbox of every database, or replay dead events.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// Per database and subscriber: pending, in flight and dead events, and how long
+    /// the oldest pending event has waited.
+    Status,
+    /// Make dead events pending again, with their attempts reset.
+    Replay {
+        /// Only events of this type (e.g. `orders.order_placed`).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only deliveries to this subscriber.
+        #[arg(long)]
+        subscriber: Option<String>,
+        /// Only events emitted at least this long ago (`30s`, `15m`, `2h`).
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<ConfigDuration>,
     },
 }
 
@@ -87,6 +113,84 @@ impl Cli {
                 fabric.close().await;
                 Ok(())
             }
+            Command::Outbox { action } => {
+                let fabric = application::connect(&config).await?;
+                let result = match action {
+                    OutboxAction::Status => fabric.outbox_status().await.map(|statuses| {
+                        print_lines(&statuses.iter().map(OutboxReport).collect::<Vec<_>>());
+                    }),
+                    OutboxAction::Replay {
+                        event_type,
+                        subscriber,
+                        older_than,
+                    } => {
+                        let filter = ReplayFilter {
+                            event_type,
+                            subscriber,
+                            older_than: older_than.map(|d| d.0),
+                        };
+                        fabric.outbox_replay(&filter).await.map(|replayed| {
+                            let lines: Vec<String> = replayed
+                                .iter()
+                                .map(|(database, count)| {
+                                    format!("{database}: {count} dead events made pending again")
+                                })
+                                .collect();
+                            print_lines(&lines);
+                        })
+                    }
+                };
+                fabric.close().await;
+                Ok(result?)
+            }
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<ConfigDuration, String> {
+    ConfigDuration::parse(text)
+}
+
+/// One database's outbox, as `outbox status` prints it.
+struct OutboxReport<'a>(&'a OutboxStatus);
+
+impl std::fmt::Display for OutboxReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.0;
+        write!(
+            f,
+            "{}: {} pending ({} in flight), {} dead",
+            status.database, status.pending, status.in_flight, status.dead
+        )?;
+        match status.oldest_pending_age {
+            Some(age) => write!(f, ", oldest pending for {}", Seconds(age))?,
+            None => f.write_str(", nothing pending")?,
+        }
+        for subscriber in &status.subscribers {
+            write!(
+                f,
+                "\n  {}: {} pending ({} in flight), {} dead",
+                subscriber.subscriber, subscriber.pending, subscriber.in_flight, subscriber.dead
+            )?;
+            if let Some(error) = &subscriber.last_error {
+                write!(f, "; last error: {error}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A duration as a person reads it: `850ms`, `12.3s`, `4m 05s`, `2h 10m`.
+struct Seconds(std::time::Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_secs();
+        match secs {
+            0 => write!(f, "{}ms", self.0.as_millis()),
+            1..60 => write!(f, "{:.1}s", self.0.as_secs_f64()),
+            60..3600 => write!(f, "{}m {:02}s", secs / 60, secs % 60),
+            _ => write!(f, "{}h {:02}m", secs / 3600, secs % 3600 / 60),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use orchestration::{Backoff, DatabaseUrl, Policy, Topology};
+use orchestration::{Backoff, DatabaseUrl, DispatcherOptions, Policy, Topology};
 use serde::{Deserialize, Deserializer};
 
 /// The whole configuration.
@@ -24,6 +24,8 @@ pub struct Config {
     pub orders: OrdersConfig,
     /// Hosted workers.
     pub workers: WorkersConfig,
+    /// Event delivery from the outbox.
+    pub outbox: OutboxConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -111,6 +113,92 @@ pub struct OrdersConfig {
 impl Default for OrdersConfig {
     fn default() -> Self {
         Self { hold_minutes: 15 }
+    }
+}
+
+/// Event delivery: how the outbox dispatcher claims, delivers, retries and prunes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Messages claimed at once per database.
+    pub batch_size: u32,
+    /// Deliveries running at once per database (one key's events run one at a time).
+    pub concurrency: usize,
+    /// Deliveries of one event to one subscriber before it is dead.
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles per failure, with jitter.
+    pub initial_backoff: ConfigDuration,
+    /// Longest delay between retries.
+    pub max_backoff: ConfigDuration,
+    /// How long a claim holds its messages; a crashed claimer's messages are taken
+    /// over after it. Must exceed `handler_timeout`.
+    pub lease: ConfigDuration,
+    /// A delivery still running after this long counts as failed.
+    pub handler_timeout: ConfigDuration,
+    /// How often to look for due messages when nothing wakes the dispatcher.
+    pub poll_interval: ConfigDuration,
+    /// Wake on PostgreSQL `LISTEN/NOTIFY` (polling remains the fallback).
+    pub listen: bool,
+    /// How long delivered events and inbox records are kept.
+    pub retention: ConfigDuration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        let options = DispatcherOptions::default();
+        Self {
+            batch_size: options.batch_size,
+            concurrency: options.concurrency,
+            max_attempts: options.max_attempts,
+            initial_backoff: ConfigDuration(options.backoff_initial),
+            max_backoff: ConfigDuration(options.backoff_max),
+            lease: ConfigDuration(options.lease),
+            handler_timeout: ConfigDuration(options.handler_timeout),
+            poll_interval: ConfigDuration(options.poll_interval),
+            listen: options.listen,
+            retention: ConfigDuration(options.retention),
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// The dispatcher's options.
+    ///
+    /// # Errors
+    /// A value that would deliver twice or never, naming the key.
+    pub fn dispatcher(&self) -> Result<DispatcherOptions, ConfigError> {
+        let positive = [
+            ("outbox.batch_size", self.batch_size as usize),
+            ("outbox.concurrency", self.concurrency),
+            ("outbox.max_attempts", self.max_attempts as usize),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError(format!("{key}: must be at least 1")));
+        }
+        if self.lease.0 <= self.handler_timeout.0 {
+            return Err(ConfigError(format!(
+                "outbox.lease: {:?} must exceed outbox.handler_timeout ({:?}), or a slow delivery is claimed twice",
+                self.lease.0, self.handler_timeout.0
+            )));
+        }
+        if self.poll_interval.0.is_zero() {
+            return Err(ConfigError(
+                "outbox.poll_interval: must be more than 0".to_owned(),
+            ));
+        }
+        Ok(DispatcherOptions {
+            batch_size: self.batch_size,
+            concurrency: self.concurrency,
+            max_attempts: self.max_attempts,
+            backoff_initial: self.initial_backoff.0,
+            backoff_max: self.max_backoff.0.max(self.initial_backoff.0),
+            lease: self.lease.0,
+            handler_timeout: self.handler_timeout.0,
+            poll_interval: self.poll_interval.0,
+            listen: self.listen,
+            retention: self.retention.0,
+            ..DispatcherOptions::default()
+        })
     }
 }
 
@@ -219,12 +307,13 @@ impl WorkersConfig {
 }
 
 /// A duration in configuration: a number of seconds (`30`, `0.5`) or a number with a
-/// unit (`500ms`, `30s`, `2m`, `1h`).
+/// unit (`500ms`, `30s`, `2m`, `1h`, `7d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
 
 impl ConfigDuration {
-    fn parse(text: &str) -> Result<Self, String> {
+    /// Parses `30`, `0.5`, `500ms`, `30s`, `2m`, `1h` or `7d`.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let split = text
             .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -238,9 +327,10 @@ impl ConfigDuration {
             "ms" => number / 1000.0,
             "m" | "min" => number * 60.0,
             "h" => number * 3600.0,
+            "d" => number * 86_400.0,
             other => {
                 return Err(format!(
-                    "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+                    "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
                 ));
             }
         };
@@ -455,6 +545,37 @@ mod tests {
     }
 
     #[test]
+    fn outbox_settings_that_would_deliver_twice_or_never_are_refused_naming_the_key() {
+        let config = OutboxConfig::default();
+        let options = config.dispatcher().unwrap();
+        assert_eq!(options.lease, Duration::from_secs(60));
+        for (change, key) in [
+            (
+                (|c: &mut OutboxConfig| c.lease = ConfigDuration(Duration::from_secs(30)))
+                    as fn(&mut OutboxConfig),
+                "outbox.lease",
+            ),
+            (
+                |c: &mut OutboxConfig| c.concurrency = 0,
+                "outbox.concurrency",
+            ),
+            (
+                |c: &mut OutboxConfig| c.max_attempts = 0,
+                "outbox.max_attempts",
+            ),
+            (
+                |c: &mut OutboxConfig| c.poll_interval = ConfigDuration(Duration::ZERO),
+                "outbox.poll_interval",
+            ),
+        ] {
+            let mut bad = OutboxConfig::default();
+            change(&mut bad);
+            let err = bad.dispatcher().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn durations_read_as_seconds_or_with_a_unit() {
         for (text, expected) in [
             ("30", Duration::from_secs(30)),
@@ -462,6 +583,7 @@ mod tests {
             ("500ms", Duration::from_millis(500)),
             ("30s", Duration::from_secs(30)),
             ("2m", Duration::from_secs(120)),
+            ("7d", Duration::from_secs(7 * 86_400)),
             ("1h", Duration::from_secs(3600)),
         ] {
             assert_eq!(

@@ -24,6 +24,22 @@ pub enum FabricError {
     /// Two boundaries share a name.
     #[error("boundary `{0}` is registered twice")]
     DuplicateBoundary(&'static str),
+    /// A boundary took a name the fabric keeps for itself.
+    #[error(
+        "boundary name `{0}` is reserved: the fabric keeps its outbox under it on every database"
+    )]
+    ReservedBoundary(&'static str),
+    /// Two subscribers share a name.
+    #[error("an event subscriber named `{0}` is already registered")]
+    DuplicateSubscriber(&'static str),
+    /// The outbox of a database could not be read or changed.
+    #[error("the outbox on {database} failed: {source}")]
+    Outbox {
+        /// The database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
     /// A name refers to no registered boundary.
     #[error("no boundary named `{name}` is registered (registered: {registered})")]
     UnknownBoundary {
@@ -106,6 +122,31 @@ pub enum UnitOfWorkError {
         database: DatabaseId,
         /// The database's error.
         source: DbErr,
+    },
+    /// An emitted event does not serialise to JSON.
+    #[error("event `{event_type}` does not serialise to JSON: {source}")]
+    Serialize {
+        /// The event type.
+        event_type: &'static str,
+        /// The serialiser's error.
+        source: serde_json::Error,
+    },
+    /// Writing the outbox or the inbox failed.
+    #[error("the outbox on {database} failed: {source}")]
+    Outbox {
+        /// The database.
+        database: DatabaseId,
+        /// The database's error.
+        source: DbErr,
+    },
+    /// The inbox shows that this subscriber already handled this event and its effect
+    /// committed; the redelivery is skipped.
+    #[error("subscriber `{subscriber}` already handled event {event_id}")]
+    AlreadyHandled {
+        /// The subscriber.
+        subscriber: &'static str,
+        /// The event.
+        event_id: uuid::Uuid,
     },
     /// The commit failed; nothing of the unit of work is persisted.
     #[error("commit on {database} failed: {source}")]

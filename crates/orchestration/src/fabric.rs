@@ -1,7 +1,7 @@
 //! The fabric: every registered boundary, the databases that hold them, and the entry
 //! points for migrating and for running units of work.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -12,6 +12,7 @@ use crate::boundary::Boundary;
 use crate::database::{Backend, Database, DatabaseId};
 use crate::error::{FabricError, UnitOfWorkError};
 use crate::migrate::{BoundaryMigrations, MigrationPlan, is_migration_work};
+use crate::outbox::{EventType, Handler, OUTBOX_SCHEMA, OutboxStatus, ReplayFilter, Routes};
 use crate::topology::{Placement, Topology};
 use crate::two_phase::{RecoveryError, RecoveryReport};
 use crate::unit_of_work::{CommitPlan, Pipeline};
@@ -32,6 +33,11 @@ struct Inner {
     coordinator: Option<usize>,
     /// Distinguishes this process's prepared transactions from other instances'.
     instance: String,
+    /// Event subscribers, registered at composition time.
+    routes: RwLock<Routes>,
+    /// Per database: woken when a unit of work of this process commits messages to its
+    /// outbox.
+    outbox_wake: Vec<Arc<tokio::sync::Notify>>,
 }
 
 /// Whether one database answered.
@@ -65,6 +71,9 @@ impl Fabric {
             if boundaries[..i].iter().any(|b| b.name() == boundary.name()) {
                 return Err(FabricError::DuplicateBoundary(boundary.name()));
             }
+            if boundary.name() == OUTBOX_SCHEMA {
+                return Err(FabricError::ReservedBoundary(boundary.name()));
+            }
         }
         for (name, _) in topology.overrides() {
             if !boundaries.iter().any(|b| b.name() == name) {
@@ -89,6 +98,12 @@ impl Fabric {
             };
             groups[index].1.push(boundary);
             placed.push((boundary, index));
+        }
+        // Every database keeps an outbox for the boundaries on it.
+        for (index, (_, members)) in groups.iter_mut().enumerate() {
+            let outbox = crate::outbox::boundary();
+            members.push(outbox);
+            placed.push((outbox, index));
         }
         let mut databases = Vec::with_capacity(groups.len());
         for (url, members) in groups {
@@ -128,12 +143,15 @@ impl Fabric {
             }
         }
         let instance = Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let outbox_wake = databases.iter().map(|_| Arc::default()).collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 databases,
                 boundaries: placed,
                 coordinator,
                 instance,
+                routes: RwLock::default(),
+                outbox_wake,
             }),
         })
     }
@@ -323,6 +341,82 @@ impl Fabric {
         crate::two_phase::recover(self, older_than).await
     }
 
+    /// Subscribes `handler`, under the unique name `subscriber`, to events of
+    /// `event_type`. Subscribe at composition time, before units of work emit: an
+    /// event reaches the subscribers registered when it is emitted.
+    ///
+    /// # Errors
+    /// Another subscriber has the name `subscriber`.
+    pub fn subscribe<T, H>(
+        &self,
+        event_type: EventType<T>,
+        subscriber: &'static str,
+        handler: H,
+    ) -> Result<(), FabricError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        H: Handler<T>,
+    {
+        let mut routes = self.inner.routes.write().expect("not poisoned");
+        if routes.add(event_type, subscriber, handler) {
+            Ok(())
+        } else {
+            Err(FabricError::DuplicateSubscriber(subscriber))
+        }
+    }
+
+    /// The registered subscribers' names, sorted.
+    #[must_use]
+    pub fn subscribers(&self) -> Vec<&'static str> {
+        self.inner.routes.read().expect("not poisoned").names()
+    }
+
+    /// The outbox of every database: pending, in flight and dead messages, and the age
+    /// of the oldest pending one.
+    ///
+    /// # Errors
+    /// An outbox could not be read.
+    pub async fn outbox_status(&self) -> Result<Vec<OutboxStatus>, FabricError> {
+        let now = chrono::Utc::now();
+        let mut statuses = Vec::with_capacity(self.inner.databases.len());
+        for database in &self.inner.databases {
+            let status = crate::outbox::admin_status(&database.connection, &database.id, now)
+                .await
+                .map_err(|source| FabricError::Outbox {
+                    database: database.id.clone(),
+                    source,
+                })?;
+            statuses.push(status);
+        }
+        Ok(statuses)
+    }
+
+    /// Makes the dead messages that match `filter` pending again, with their attempts
+    /// reset; returns how many per database.
+    ///
+    /// # Errors
+    /// An outbox could not be changed; the databases before it are replayed.
+    pub async fn outbox_replay(
+        &self,
+        filter: &ReplayFilter,
+    ) -> Result<Vec<(DatabaseId, u64)>, FabricError> {
+        let now = chrono::Utc::now();
+        let mut replayed = Vec::with_capacity(self.inner.databases.len());
+        for (index, database) in self.inner.databases.iter().enumerate() {
+            let count = crate::outbox::admin_replay(&database.connection, filter, now)
+                .await
+                .map_err(|source| FabricError::Outbox {
+                    database: database.id.clone(),
+                    source,
+                })?;
+            if count > 0 {
+                self.outbox_wake(index).notify_one();
+            }
+            replayed.push((database.id.clone(), count));
+        }
+        Ok(replayed)
+    }
+
     /// Pings every database.
     pub async fn health(&self) -> Vec<DatabaseHealth> {
         let mut health = Vec::with_capacity(self.inner.databases.len());
@@ -363,6 +457,28 @@ impl Fabric {
     pub(crate) fn database(&self, index: usize) -> (&DatabaseId, &DatabaseConnection) {
         let database = &self.inner.databases[index];
         (&database.id, &database.connection)
+    }
+
+    pub(crate) fn database_count(&self) -> usize {
+        self.inner.databases.len()
+    }
+
+    pub(crate) fn outbox_wake(&self, database: usize) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.inner.outbox_wake[database])
+    }
+
+    /// The subscribers of `event_type`.
+    pub(crate) fn subscribers_of(&self, event_type: &str) -> Vec<&'static str> {
+        let routes = self.inner.routes.read().expect("not poisoned");
+        routes.subscribers_of(event_type).to_vec()
+    }
+
+    pub(crate) fn subscription(&self, name: &str) -> Option<crate::outbox::Subscription> {
+        self.inner
+            .routes
+            .read()
+            .expect("not poisoned")
+            .subscription(name)
     }
 
     pub(crate) fn coordinator(&self) -> Option<usize> {

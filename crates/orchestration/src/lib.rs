@@ -14,6 +14,7 @@ mod fabric;
 mod fault;
 mod host;
 mod migrate;
+mod outbox;
 mod schema;
 mod topology;
 mod two_phase;
@@ -34,6 +35,10 @@ pub use host::{
     WorkerStatus,
 };
 pub use migrate::{BoundaryMigrations, MigrationPlan};
+pub use outbox::{
+    Dispatcher, DispatcherOptions, Envelope, EventType, Handler, HandlerError, OUTBOX_SCHEMA,
+    OutboxStatus, ReplayFilter, SubscriberStatus,
+};
 pub use schema::{COORDINATOR_BOUNDARY, boundary};
 pub use topology::{DatabaseUrl, Placement, Topology};
 pub use two_phase::{InDoubtRecovery, RecoveryError, RecoveryReport};

@@ -268,7 +268,12 @@ async fn create_mariadb(boundaries: &[Boundary]) -> Option<(DatabaseUrl, Cleanup
     .await
     .expect("create the harness's registry");
     let mut databases = Vec::new();
-    for boundary in boundaries {
+    // The fabric adds its outbox beside the boundaries.
+    for boundary in boundaries
+        .iter()
+        .copied()
+        .chain([crate::outbox::boundary()])
+    {
         let name = boundary.name().to_owned();
         let exists: Option<(String,)> = sqlx::query_as(
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",

@@ -17,12 +17,18 @@ use crate::batch::{Batch, BatchOptions, BatchProgress};
 use crate::database::DatabaseId;
 use crate::error::UnitOfWorkError;
 use crate::fabric::Fabric;
+use crate::outbox::{Envelope, EventType, NewMessage, TraceContext};
 
 /// A named unit of work, ready to run. Made by [`Fabric::unit_of_work`].
 #[derive(Debug)]
 pub struct Pipeline<'f> {
     fabric: &'f Fabric,
     name: &'static str,
+    /// Set when the run delivers an event: the subscriber and event recorded in the
+    /// inbox of every database the run touches.
+    inbox: Option<(&'static str, Uuid)>,
+    /// The trace the run joins; a new one (its own run id) if `None`.
+    trace: Option<TraceContext>,
 }
 
 /// How a unit of work commits.
@@ -124,6 +130,8 @@ pub struct RunSummary {
     pub outcome: Outcome,
     /// Wall time from start to commit or rollback.
     pub elapsed: Duration,
+    /// Events emitted (written to the outbox if the run committed).
+    pub events: usize,
 }
 
 impl fmt::Display for RunSummary {
@@ -133,6 +141,9 @@ impl fmt::Display for RunSummary {
             "{} {} in {:.1?} ({}):",
             self.pipeline, self.outcome, self.elapsed, self.plan
         )?;
+        if self.events > 0 {
+            write!(f, " {} events;", self.events)?;
+        }
         for step in &self.steps {
             let mark = if step.succeeded { "" } else { " FAILED" };
             write!(f, " {}.{} {:.1?}", step.boundary, step.name, step.elapsed)?;
@@ -171,6 +182,16 @@ pub struct UnitOfWork<E> {
     /// How `touched` commits; recomputed only when a step touches a new boundary.
     plan: CommitPlan,
     steps: Vec<StepSummary>,
+    /// The trace this run belongs to: its own run id, unless it delivers an event.
+    trace: TraceContext,
+    run_id: Uuid,
+    /// For a delivery: the subscriber and event to record in each database's inbox.
+    inbox: Option<(&'static str, Uuid)>,
+    /// Set when the inbox showed this delivery's effect already committed.
+    already_handled: bool,
+    /// Events emitted so far, with the index of the database whose outbox takes them.
+    outgoing: Vec<(usize, NewMessage)>,
+    events: usize,
     _error: PhantomData<fn() -> E>,
 }
 
@@ -192,7 +213,21 @@ impl<E> fmt::Debug for UnitOfWork<E> {
 
 impl<'f> Pipeline<'f> {
     pub(crate) fn new(fabric: &'f Fabric, name: &'static str) -> Self {
-        Self { fabric, name }
+        Self {
+            fabric,
+            name,
+            inbox: None,
+            trace: None,
+        }
+    }
+
+    /// Makes this run the delivery of `envelope` to `subscriber`: it joins the
+    /// emitter's trace and records the delivery in the inbox of each database it
+    /// touches.
+    pub(crate) fn delivering(mut self, subscriber: &'static str, envelope: &Envelope) -> Self {
+        self.inbox = Some((subscriber, envelope.event_id));
+        self.trace = envelope.trace();
+        self
     }
 
     /// Runs `work` as one unit of work: commits if it returns `Ok`, rolls back if it
@@ -207,11 +242,23 @@ impl<'f> Pipeline<'f> {
         F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
         E: From<UnitOfWorkError> + fmt::Display,
     {
+        self.run_delivery(work).await.0
+    }
+
+    /// Runs `work` like [`Pipeline::run`], and also says whether the run stopped
+    /// because the inbox showed the delivery already handled.
+    pub(crate) async fn run_delivery<T, E, F>(self, work: F) -> (Result<Completed<T>, E>, bool)
+    where
+        F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
+        E: From<UnitOfWorkError> + fmt::Display,
+    {
         let run_id = Uuid::now_v7();
+        let trace = self.trace.unwrap_or(TraceContext { trace_id: run_id });
         let span = tracing::info_span!(
             "unit_of_work",
             pipeline = self.name,
             run_id = %run_id,
+            trace_id = %trace.trace_id.simple(),
             plan = field::Empty,
             outcome = field::Empty,
             elapsed_ms = field::Empty,
@@ -227,10 +274,17 @@ impl<'f> Pipeline<'f> {
             touched: Vec::new(),
             plan: CommitPlan::Nothing,
             steps: Vec::new(),
+            trace,
+            run_id,
+            inbox: self.inbox,
+            already_handled: false,
+            outgoing: Vec::new(),
+            events: 0,
             _error: PhantomData,
         };
         let result = async {
             let value = work(&mut uow).await?;
+            uow.write_outbox().await?;
             let mut open = std::mem::take(&mut uow.open);
             match open.len() {
                 0 => {}
@@ -256,6 +310,10 @@ impl<'f> Pipeline<'f> {
                 tracing::warn!(parent: &span, error = %err, "rollback failed");
             }
         }
+        if result.is_ok() && !uow.outgoing.is_empty() {
+            crate::fault::point("outbox.committed");
+            uow.wake_dispatchers().instrument(span.clone()).await;
+        }
         let outcome = match &result {
             Ok(_) => Outcome::Committed,
             Err(err) => Outcome::RolledBack {
@@ -269,13 +327,17 @@ impl<'f> Pipeline<'f> {
             plan: uow.plan,
             outcome,
             elapsed: started.elapsed(),
+            events: uow.events,
         };
         span.record("plan", field::display(&summary.plan));
         span.record("outcome", field::display(&summary.outcome));
         span.record("elapsed_ms", elapsed_ms(summary.elapsed));
         tracing::debug!(parent: &span, %summary, "unit of work finished");
         record_metrics(&summary);
-        result.map(|value| Completed { value, summary })
+        (
+            result.map(|value| Completed { value, summary }),
+            uow.already_handled,
+        )
     }
 }
 
@@ -357,11 +419,105 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         .await
     }
 
-    async fn run_step<T, S, F>(&mut self, boundary: &str, step: &'static str, f: F) -> Result<T, E>
-    where
-        F: AsyncFnOnce(&DatabaseTransaction) -> Result<(T, Option<u64>), S>,
-        E: From<S>,
-    {
+    /// Emits `event` of `event_type` from `boundary`: at commit, one message per
+    /// subscriber of the type is written to the outbox of the database holding
+    /// `boundary`, in the same transaction as the run's state changes. If the run rolls
+    /// back, no subscriber ever sees the event. Events of one `ordering_key` reach each
+    /// subscriber in the order they were emitted.
+    ///
+    /// # Errors
+    /// The event does not serialise to JSON, or a [`UnitOfWorkError`] as for
+    /// [`UnitOfWork::step`] (emitting touches `boundary`).
+    pub fn emit<T: serde::Serialize>(
+        &mut self,
+        boundary: &str,
+        event_type: EventType<T>,
+        ordering_key: impl Into<String>,
+        event: &T,
+    ) -> Result<(), E> {
+        let (source, database) = self.touch(boundary)?;
+        let payload =
+            serde_json::to_string(event).map_err(|source| UnitOfWorkError::Serialize {
+                event_type: event_type.name(),
+                source,
+            })?;
+        let subscribers = self.fabric.subscribers_of(event_type.name());
+        self.events += 1;
+        if subscribers.is_empty() {
+            tracing::debug!(
+                event_type = event_type.name(),
+                "no subscriber for the event; nothing to write"
+            );
+            return Ok(());
+        }
+        let message = NewMessage {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.name(),
+            subscriber: "",
+            ordering_key: ordering_key.into(),
+            source,
+            payload,
+            trace_parent: self.trace.traceparent(self.run_id),
+            occurred_at: chrono::Utc::now(),
+        };
+        for subscriber in subscribers {
+            let message = NewMessage {
+                subscriber,
+                ..message.clone()
+            };
+            self.outgoing.push((database, message));
+        }
+        Ok(())
+    }
+
+    /// Writes the emitted events into the outbox of each database, in its transaction.
+    async fn write_outbox(&mut self) -> Result<(), E> {
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        // Stable: each database's messages keep their emission order.
+        outgoing.sort_by_key(|(database, _)| *database);
+        // A transaction to be prepared cannot NOTIFY; two-phase runs notify after the
+        // commit (see `notify_after_commit`).
+        let notify = !self.two_phase();
+        for batch in outgoing.chunk_by(|(a, _), (b, _)| a == b) {
+            let database = batch[0].0;
+            let messages: Vec<NewMessage> = batch.iter().map(|(_, m)| m.clone()).collect();
+            let transaction = self.transaction_on(database).await?;
+            crate::outbox::write_messages(transaction, &messages, notify)
+                .await
+                .map_err(|source| UnitOfWorkError::Outbox {
+                    database: self.fabric.database(database).0.clone(),
+                    source,
+                })?;
+        }
+        self.outgoing = outgoing;
+        Ok(())
+    }
+
+    fn two_phase(&self) -> bool {
+        matches!(self.plan, CommitPlan::TwoPhase { .. })
+    }
+
+    /// After a committed run that wrote messages: wakes this process's dispatchers of
+    /// each database and, after a two-phase commit, notifies the listening ones
+    /// (a local transaction notified as it committed).
+    async fn wake_dispatchers(&self) {
+        let mut databases: Vec<usize> = self.outgoing.iter().map(|(db, _)| *db).collect();
+        databases.dedup();
+        for database in databases {
+            self.fabric.outbox_wake(database).notify_one();
+            if self.two_phase() {
+                let (id, connection) = self.fabric.database(database);
+                if let Err(err) = crate::outbox::notify(connection).await {
+                    // The dispatchers' polling delivers the messages regardless.
+                    tracing::warn!(database = %id, error = %err, "cannot notify outbox dispatchers");
+                }
+            }
+        }
+    }
+
+    /// Adds `boundary` to the touched boundaries, refusing it if it cannot commit
+    /// together with those before it; returns its name and database index.
+    fn touch(&mut self, boundary: &str) -> Result<(&'static str, usize), UnitOfWorkError> {
         let (boundary, database) =
             self.fabric
                 .boundary(boundary)
@@ -377,6 +533,15 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             self.plan = self.fabric.plan_for(&touched)?;
             self.touched = touched;
         }
+        Ok((boundary, database))
+    }
+
+    async fn run_step<T, S, F>(&mut self, boundary: &str, step: &'static str, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&DatabaseTransaction) -> Result<(T, Option<u64>), S>,
+        E: From<S>,
+    {
+        let (boundary, database) = self.touch(boundary)?;
         let span = tracing::info_span!(
             "step",
             pipeline = self.pipeline,
@@ -428,6 +593,28 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
                     database,
                     transaction,
                 });
+                let transaction = &self.open[self.open.len() - 1].transaction;
+                if let Some((subscriber, event_id)) = self.inbox {
+                    let first = crate::outbox::record_in_inbox(
+                        transaction,
+                        subscriber,
+                        event_id,
+                        chrono::Utc::now(),
+                    )
+                    .await
+                    .map_err(|source| UnitOfWorkError::Outbox {
+                        database: id.clone(),
+                        source,
+                    })?;
+                    if !first {
+                        self.already_handled = true;
+                        return Err(UnitOfWorkError::AlreadyHandled {
+                            subscriber,
+                            event_id,
+                        }
+                        .into());
+                    }
+                }
                 self.open.len() - 1
             }
         };

@@ -8,10 +8,12 @@
 
 mod entities;
 mod error;
+mod events;
 mod order;
 mod store;
 
 pub use error::{Error, Invalid, Result};
+pub use events::{OrderPlaced, PlacedLine};
 pub use order::{CustomerId, LineRequest, NewOrder, Order, OrderLine, OrderStatus};
 pub use store::{cancel, confirm, create, get};
 

@@ -4,6 +4,10 @@
 //! Workflows return business outcomes as values (`PlaceOrderOutcome::OutOfStock`) and
 //! infrastructure or contract failures as errors.
 
+mod audit_trail;
+mod events;
 mod place_order;
 
+pub use audit_trail::AuditOrderPlaced;
+pub use events::{ORDER_PLACED, subscribe};
 pub use place_order::{PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome};

@@ -1,14 +1,16 @@
-//! Order placement: reserve stock for every line and create the order, in one unit of
-//! work across the inventory and orders boundaries. If any line cannot be reserved,
-//! nothing is persisted.
+//! Order placement: reserve stock for every line, create the order and emit
+//! `OrderPlaced`, in one unit of work across the inventory and orders boundaries. If
+//! any line cannot be reserved, nothing is persisted and nothing is emitted.
 
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use inventory::{Quantity, Sku};
 use orchestration::{Fabric, UnitOfWorkError};
-use orders::{CustomerId, LineRequest, NewOrder, Order};
+use orders::{CustomerId, LineRequest, NewOrder, Order, OrderPlaced};
 use uuid::Uuid;
+
+use crate::events::ORDER_PLACED;
 
 /// Places orders. Its dependencies are its fields.
 #[derive(Debug, Clone)]
@@ -172,11 +174,15 @@ impl PlaceOrder {
                     })
                     .await?;
                 }
-                // Persist.
-                uow.step(orders::SCHEMA, "create_order", async |tx| {
-                    orders::create(tx, order_id, &new_order, now).await
-                })
-                .await
+                // Persist, and tell the subscribers once it has committed.
+                let order = uow
+                    .step(orders::SCHEMA, "create_order", async |tx| {
+                        orders::create(tx, order_id, &new_order, now).await
+                    })
+                    .await?;
+                let placed = OrderPlaced::of(&order);
+                uow.emit(orders::SCHEMA, ORDER_PLACED, placed.ordering_key(), &placed)?;
+                Ok(order)
             })
             .await;
         match run {

@@ -38,6 +38,8 @@ async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn s
         topology = topology.with_override(inventory::SCHEMA, url.parse()?);
     }
     let fabric = Fabric::connect(&topology, migrations::all()).await?;
+    // Events are written for the app's subscribers; this process never delivers them.
+    workflows::subscribe(&fabric)?;
     fabric.migrate().await?;
     let catalog = fabric.connection(inventory::SCHEMA)?;
     for sku in SKUS {

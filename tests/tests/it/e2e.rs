@@ -1,5 +1,5 @@
 //! The HTTP API end to end over a real socket: concurrent clients against limited
-//! stock on every engine, and bad input answered with problems.
+//! stock on every engine, the audit log, and bad input answered with problems.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -9,9 +9,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::{StoreSnapshot, TestApp};
 
+// Every boundary the app migrates: on MariaDB the harness drops only the databases it
+// was given, and refuses to reuse one it did not create.
 orchestration::engine_tests! {
-    boundaries: [orchestration::boundary(), migrations::inventory(), migrations::orders()];
+    boundaries: (migrations::all());
     fifty_clients_never_oversell,
+    the_audit_log_is_read_by_subject,
 }
 
 const SKUS: [&str; 4] = ["E2E-A", "E2E-B", "E2E-C", "E2E-D"];
@@ -118,12 +121,81 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
     let snapshot = StoreSnapshot::read(db.fabric()).await;
     assert_eq!(snapshot.order_count(), placed.len());
     snapshot.check(&initial).unwrap();
+    snapshot.check_events(1).unwrap();
+
+    // Every placed order is audited, exactly once, by the app's outbox dispatcher.
+    let audit_db = db.fabric().connection(audit::SCHEMA).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = db.fabric().outbox_status().await.unwrap();
+        if status.iter().all(|s| s.pending == 0) {
+            assert!(status.iter().all(|s| s.dead == 0), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never delivered: {status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for order in &placed {
+        let subject =
+            audit::Subject::parse(&format!("order:{}", order["id"].as_str().unwrap())).unwrap();
+        let entries = audit::entries_for(audit_db, &subject, 10).await.unwrap();
+        assert_eq!(entries.len(), 1, "{subject}: {entries:?}");
+    }
 
     let sample = &placed[0];
     let fetched: Value = app
         .get(&format!("/api/orders/{}", sample["id"].as_str().unwrap()))
         .await;
     assert_eq!(&fetched, sample);
+    app.stop().await;
+}
+
+/// `GET /api/audit` lists one subject's entries, oldest first, up to `limit`.
+async fn the_audit_log_is_read_by_subject(db: TestDatabase) {
+    let conn = db.connection(audit::SCHEMA);
+    let occurred_at = chrono::DateTime::parse_from_rfc3339("2026-11-22T09:00:00.123456Z")
+        .unwrap()
+        .to_utc();
+    for (subject, action) in [
+        ("order:1", "order.placed"),
+        ("order:2", "order.placed"),
+        ("order:1", "order.paid"),
+    ] {
+        let entry = audit::NewEntry {
+            actor: audit::Actor::parse("user:42").unwrap(),
+            action: audit::Action::parse(action).unwrap(),
+            subject: audit::Subject::parse(subject).unwrap(),
+            occurred_at,
+            data: json!({"lines": [{"sku": "W-1", "quantity": 2}]}),
+        };
+        audit::record(conn, &entry).await.unwrap();
+    }
+    let app = TestApp::spawn(&db).await;
+
+    let listed = app.get("/api/audit?subject=order%3A1").await;
+    let entries = listed["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["order.placed", "order.paid"], "{listed}");
+    assert!(
+        entries[0]["id"].as_i64() < entries[1]["id"].as_i64(),
+        "{listed}"
+    );
+    assert_eq!(entries[0]["actor"], "user:42");
+    assert_eq!(entries[0]["subject"], "order:1");
+    assert_eq!(entries[0]["occurred_at"], "2026-11-22T09:00:00.123456Z");
+    assert_eq!(
+        entries[0]["data"],
+        json!({"lines": [{"sku": "W-1", "quantity": 2}]})
+    );
+
+    let first = app.get("/api/audit?subject=order:1&limit=1").await;
+    assert_eq!(first["entries"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["entries"][0], entries[0]);
+    let unknown = app.get("/api/audit?subject=order:404").await;
+    assert_eq!(unknown, json!({"entries": []}));
     app.stop().await;
 }
 
@@ -272,6 +344,27 @@ async fn bad_input_gets_problems_not_500s() {
             http.get(app.url("/api/orders/01a2002d-6529-736a-a951-89db6c0c5d5c")),
             404,
             "not-found",
+            vec![],
+        ),
+        (
+            "audit without a subject",
+            http.get(app.url("/api/audit")),
+            400,
+            "invalid-query",
+            vec!["subject"],
+        ),
+        (
+            "audit with a blank subject and a limit too large",
+            http.get(app.url("/api/audit?subject=%20&limit=1001")),
+            400,
+            "invalid-query",
+            vec!["subject", "limit"],
+        ),
+        (
+            "audit with the subject twice",
+            http.get(app.url("/api/audit?subject=a&subject=b")),
+            400,
+            "invalid-query",
             vec![],
         ),
         (

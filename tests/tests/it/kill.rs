@@ -1,6 +1,7 @@
 //! The kill test: a child process places orders across the inventory and orders files
 //! in a loop and is SIGKILLed at random moments. After every kill, no order exists
-//! without its reservations, no reservation without its order, and stock is conserved.
+//! without its reservations, no reservation without its order, stock is conserved, and
+//! every order has its `OrderPlaced` event in the outbox.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,6 +50,9 @@ async fn sigkill_never_tears_a_cross_boundary_commit() {
         let snapshot = StoreSnapshot::read(&fabric).await;
         fabric.close().await;
         if let Err(broken) = snapshot.check(&initial) {
+            panic!("after kill {round}: {broken}");
+        }
+        if let Err(broken) = snapshot.check_events(1) {
             panic!("after kill {round}: {broken}");
         }
         let count = snapshot.order_count();

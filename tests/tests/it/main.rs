@@ -1,7 +1,8 @@
-//! Cross-module tests: the HTTP API end to end, the SQLite kill test, and the
-//! architecture rules.
+//! Cross-module tests: the HTTP API end to end, the kill tests (SQLite, two-phase
+//! commit, the outbox) and the architecture rules.
 
 mod architecture;
 mod e2e;
 mod kill;
+mod outbox_kill;
 mod two_phase_kill;

@@ -87,6 +87,7 @@ async fn killed_at(point: &str, decided: bool) {
     let initial = initial_stock();
     let snapshot = StoreSnapshot::read(&fabric).await;
     snapshot.check(&initial).unwrap();
+    snapshot.check_events(1).unwrap();
     let committed = if decided { NTH } else { NTH - 1 };
     assert_eq!(snapshot.order_count(), committed);
     fabric.close().await;

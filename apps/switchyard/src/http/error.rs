@@ -2,8 +2,9 @@
 //! Details of 5xx errors are logged, not sent.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -73,18 +74,36 @@ impl ApiError {
     }
 
     pub(crate) fn validation(errors: Vec<FieldError>) -> Self {
+        Self::field_errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid request",
+            errors,
+        )
+    }
+
+    /// Invalid query parameters: 400, naming each one in `errors`.
+    pub(crate) fn invalid_query(errors: Vec<FieldError>) -> Self {
+        Self::field_errors(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query parameters",
+            errors,
+        )
+    }
+
+    fn field_errors(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        errors: Vec<FieldError>,
+    ) -> Self {
         let detail = errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ");
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request",
-            detail,
-        )
-        .with("errors", json!(errors))
+        Self::new(status, kind, title, detail).with("errors", json!(errors))
     }
 
     pub(crate) fn unprocessable(
@@ -176,6 +195,17 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(
+            rejection.status(),
+            "invalid-query",
+            "Invalid query parameters",
+            rejection.body_text(),
+        )
+    }
+}
+
 /// A JSON request body whose rejections are problems.
 #[derive(Debug)]
 pub(crate) struct Body<T>(pub(crate) T);
@@ -185,6 +215,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Query parameters whose rejections are problems.
+#[derive(Debug)]
+pub(crate) struct Params<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
         Ok(Self(value))
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP adapters: the router, its middleware, and health endpoints. Handlers are thin:
 //! parse input into domain types, call a workflow or a module function, map the result.
 
+mod audit;
 mod error;
 mod health;
 mod ops;
@@ -67,6 +68,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/api/products/{sku}/restock", post(products::restock))
         .route("/api/orders", post(orders::place))
         .route("/api/orders/{id}", get(orders::show))
+        .route("/api/audit", get(audit::list))
         .route("/api/ops/workers", get(ops::workers))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

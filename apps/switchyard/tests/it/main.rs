@@ -96,7 +96,8 @@ async fn sigterm_stops_the_server_then_the_workers_and_exits_zero() {
     };
     assert!(position("SIGTERM received") < position("stopped accepting requests"));
     assert!(position("stopped accepting requests") < position("workers stopped"));
-    assert!(log.contains("1 stopped"), "{log}");
+    // Two workers: two-phase recovery and the outbox dispatcher.
+    assert!(log.contains("2 stopped"), "{log}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use orchestration::{
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement};
 
 mod host;
+mod outbox;
 
 mod notes {
     //! One migration creating `notes (id, body)`.
@@ -201,8 +202,9 @@ async fn each_boundary_keeps_its_own_migration_history(db: TestDatabase) {
         .iter()
         .map(|s| (s.boundary, s.applied.len(), s.pending.len()))
         .collect();
-    assert_eq!(summary, [("alpha", 1, 0), ("beta", 1, 0)]);
-    for boundary in ["alpha", "beta"] {
+    // The fabric's outbox is migrated like a boundary, after the registered ones.
+    assert_eq!(summary, [("alpha", 1, 0), ("beta", 1, 0), ("outbox", 1, 0)]);
+    for boundary in ["alpha", "beta", "outbox"] {
         let sql = format!("SELECT COUNT(*) AS n FROM {boundary}.seaql_migrations");
         assert_eq!(
             count_of(db.connection(boundary), sql).await,

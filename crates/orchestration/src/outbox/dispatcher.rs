@@ -1,0 +1,464 @@
+//! The dispatcher: a hosted worker that, on every database of the fabric, claims due
+//! outbox messages, delivers them to their subscribers, and records the outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseBackend, DatabaseConnection};
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::store::{self, AfterFailure, Claimed};
+use crate::clock::Clock;
+use crate::database::DatabaseId;
+use crate::fabric::Fabric;
+use crate::host::{Worker, WorkerContext, WorkerError};
+
+/// How the dispatcher claims, delivers, retries and prunes.
+#[derive(Debug, Clone)]
+pub struct DispatcherOptions {
+    /// Messages claimed at once per database.
+    pub batch_size: u32,
+    /// Deliveries running at once per database (different keys only: one key's
+    /// messages are delivered one after another).
+    pub concurrency: usize,
+    /// Deliveries of one message before it is dead.
+    pub max_attempts: u32,
+    /// The delay before the first retry; it doubles with each failure, up to
+    /// `backoff_max`, and each delay is jittered down by up to half.
+    pub backoff_initial: Duration,
+    /// The longest delay between retries.
+    pub backoff_max: Duration,
+    /// How long a claim holds its messages. A claimer that dies leaves them to
+    /// others once it expires; it must exceed `handler_timeout`.
+    pub lease: Duration,
+    /// How long one delivery may take before it counts as failed.
+    pub handler_timeout: Duration,
+    /// How often to look for due messages when nothing wakes the dispatcher.
+    pub poll_interval: Duration,
+    /// Wake on PostgreSQL `NOTIFY` from committing emitters (other instances too).
+    pub listen: bool,
+    /// How long delivered messages and inbox records are kept.
+    pub retention: Duration,
+    /// How often to delete what is older than `retention`.
+    pub prune_interval: Duration,
+}
+
+impl Default for DispatcherOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            concurrency: 4,
+            max_attempts: 10,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            lease: Duration::from_secs(60),
+            handler_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            listen: true,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+impl DispatcherOptions {
+    /// The delay before retry number `failures` (from 1), jittered into
+    /// `[delay / 2, delay]`.
+    fn backoff(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(30);
+        let delay = self
+            .backoff_initial
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
+        delay.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+
+/// The outbox dispatcher worker. Register it on a host; run it on every instance.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    options: Arc<DispatcherOptions>,
+}
+
+impl Dispatcher {
+    /// The worker's name.
+    pub const NAME: &'static str = "outbox_dispatcher";
+
+    /// A dispatcher with `options`.
+    ///
+    /// # Panics
+    /// If `lease` does not exceed `handler_timeout`, or `batch_size`, `concurrency` or
+    /// `max_attempts` is zero: a configuration that would deliver twice or never.
+    #[must_use]
+    pub fn new(options: DispatcherOptions) -> Self {
+        assert!(
+            options.lease > options.handler_timeout,
+            "the outbox lease must exceed the handler timeout"
+        );
+        assert!(
+            options.batch_size > 0 && options.concurrency > 0 && options.max_attempts > 0,
+            "outbox batch size, concurrency and attempts must be positive"
+        );
+        Self {
+            options: Arc::new(options),
+        }
+    }
+}
+
+impl Worker for Dispatcher {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn run(&self, context: WorkerContext) -> Result<(), WorkerError> {
+        let fabric = context.fabric().clone();
+        let mut loops = JoinSet::new();
+        for database in 0..fabric.database_count() {
+            let outbox = DatabaseOutbox::new(&fabric, database, &self.options, &context);
+            loops.spawn(outbox.run().instrument(tracing::Span::current()));
+        }
+        context.health().running();
+        while let Some(ended) = loops.join_next().await {
+            ended?;
+        }
+        Ok(())
+    }
+}
+
+/// The dispatch loop of one database.
+struct DatabaseOutbox {
+    fabric: Fabric,
+    database: DatabaseId,
+    connection: DatabaseConnection,
+    wake: Arc<Notify>,
+    options: Arc<DispatcherOptions>,
+    context: WorkerContext,
+    holder: String,
+}
+
+/// How one delivery ended.
+enum Delivered {
+    Handled,
+    /// The inbox showed an earlier delivery's effect committed.
+    AlreadyHandled,
+    Failed {
+        error: String,
+        permanent: bool,
+    },
+}
+
+impl DatabaseOutbox {
+    fn new(
+        fabric: &Fabric,
+        database: usize,
+        options: &Arc<DispatcherOptions>,
+        context: &WorkerContext,
+    ) -> Self {
+        let (id, connection) = fabric.database(database);
+        Self {
+            fabric: fabric.clone(),
+            database: id.clone(),
+            connection: connection.clone(),
+            wake: fabric.outbox_wake(database),
+            options: Arc::clone(options),
+            context: context.clone(),
+            holder: format!("{}:{}", fabric.instance(), std::process::id()),
+        }
+    }
+
+    fn clock(&self) -> &Clock {
+        self.context.clock()
+    }
+
+    async fn run(self) {
+        let shutdown = self.context.shutdown().clone();
+        let mut listener = self.listen().await;
+        let mut next_prune = self.clock().now();
+        let mut failures: u32 = 0;
+        while !shutdown.is_cancelled() {
+            let now = self.clock().now();
+            let wake_at = match self.dispatch_once(now, &mut next_prune).await {
+                Ok(None) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(Some(next_due)) => {
+                    failures = 0;
+                    next_due.min(now + self.options.poll_interval)
+                }
+                Err(err) => {
+                    failures += 1;
+                    metrics::counter!("switchyard_outbox_errors_total", "database" => self.database.to_string())
+                        .increment(1);
+                    tracing::warn!(database = %self.database, error = %err, "outbox dispatch failed; retrying");
+                    now + self.options.poll_interval.saturating_mul(failures.min(30))
+                }
+            };
+            if listener.is_none() && failures == 0 {
+                listener = self.listen().await;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                woke = notification(&mut listener) => {
+                    if let Err(err) = woke {
+                        tracing::warn!(database = %self.database, error = %err, "outbox LISTEN connection lost; polling until it is back");
+                        listener = None;
+                    }
+                }
+                () = self.clock().sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    /// A `LISTEN` on the outbox channel, on PostgreSQL when enabled.
+    async fn listen(&self) -> Option<PgListener> {
+        if !self.options.listen
+            || self.connection.get_database_backend() != DatabaseBackend::Postgres
+        {
+            return None;
+        }
+        let pool = self.connection.get_postgres_connection_pool();
+        let result = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(store::CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        match result {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                tracing::warn!(database = %self.database, error = %err, "cannot LISTEN for outbox messages; polling");
+                None
+            }
+        }
+    }
+
+    /// Claims and delivers one batch. `None` if the batch was full (more may be due
+    /// now); otherwise when the next pending message is due, if any.
+    async fn dispatch_once(
+        &self,
+        now: DateTime<Utc>,
+        next_prune: &mut DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, sea_orm::DbErr> {
+        let claimed = store::claim(
+            &self.connection,
+            &self.holder,
+            now,
+            self.options.lease,
+            u64::from(self.options.batch_size),
+        )
+        .await?;
+        let full = claimed.len() == self.options.batch_size as usize;
+        if !claimed.is_empty() {
+            self.deliver_batch(claimed).await?;
+        }
+        if full {
+            return Ok(None);
+        }
+        if now >= *next_prune {
+            *next_prune = now + self.options.prune_interval;
+            let before = now - self.options.retention;
+            let (messages, inbox) = store::prune(&self.connection, before).await?;
+            if messages + inbox > 0 {
+                tracing::info!(database = %self.database, messages, inbox, "pruned the outbox");
+            }
+        }
+        let (oldest, next_due) = store::pending_times(&self.connection).await?;
+        let lag = oldest.map_or(0.0, |at| (now - at).as_seconds_f64().max(0.0));
+        metrics::gauge!("switchyard_outbox_lag_seconds", "database" => self.database.to_string())
+            .set(lag);
+        let far = now + self.options.poll_interval;
+        Ok(Some(next_due.map_or(far, |due| due.max(now))))
+    }
+
+    /// Delivers a claimed batch, `concurrency` at a time, and records the outcomes.
+    async fn deliver_batch(&self, claimed: Vec<Claimed>) -> Result<(), sea_orm::DbErr> {
+        let permits = Arc::new(Semaphore::new(self.options.concurrency));
+        let mut deliveries = JoinSet::new();
+        for message in claimed {
+            let permit = Arc::clone(&permits)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let fabric = self.fabric.clone();
+            let timeout = self.options.handler_timeout;
+            deliveries.spawn(async move {
+                let delivered = deliver(&fabric, &message, timeout).await;
+                drop(permit);
+                (message, delivered)
+            });
+        }
+        let mut handled = Vec::new();
+        let mut failed = Vec::new();
+        while let Some(joined) = deliveries.join_next().await {
+            let (message, delivered) = match joined {
+                Ok(done) => done,
+                // A panicking handler leaves its message claimed; it is retried once
+                // the lease expires.
+                Err(err) => {
+                    tracing::error!(error = %err, "an outbox delivery panicked");
+                    continue;
+                }
+            };
+            let subscriber = message.subscriber.clone();
+            match delivered {
+                Delivered::Handled => {
+                    metrics::counter!("switchyard_outbox_delivered_total", "subscriber" => subscriber)
+                        .increment(1);
+                    handled.push(message);
+                }
+                Delivered::AlreadyHandled => {
+                    metrics::counter!("switchyard_outbox_duplicates_total", "subscriber" => subscriber)
+                        .increment(1);
+                    handled.push(message);
+                }
+                Delivered::Failed { error, permanent } => failed.push((message, error, permanent)),
+            }
+        }
+        let now = self.clock().now();
+        for (message, error, permanent) in failed {
+            self.record_failure(&message, &error, permanent, now)
+                .await?;
+        }
+        let ids: Vec<&str> = handled.iter().map(|m| m.id.as_str()).collect();
+        store::complete(&self.connection, &self.holder, &ids, now).await?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        message: &Claimed,
+        error: &str,
+        permanent: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), sea_orm::DbErr> {
+        let attempts = message.attempts + 1;
+        let subscriber = message.subscriber.clone();
+        let next = if permanent || attempts >= self.options.max_attempts {
+            AfterFailure::Dead
+        } else {
+            AfterFailure::RetryAt(now + self.options.backoff(attempts))
+        };
+        match next {
+            AfterFailure::Dead => {
+                metrics::counter!("switchyard_outbox_dead_total", "subscriber" => subscriber)
+                    .increment(1);
+                tracing::error!(
+                    subscriber = %message.subscriber,
+                    event_type = %message.envelope.event_type,
+                    event_id = %message.envelope.event_id,
+                    attempts,
+                    error,
+                    "outbox message is dead; replay it with `switchyard outbox replay` once mended"
+                );
+            }
+            AfterFailure::RetryAt(at) => {
+                metrics::counter!("switchyard_outbox_failed_total", "subscriber" => subscriber)
+                    .increment(1);
+                tracing::warn!(
+                    subscriber = %message.subscriber,
+                    event_type = %message.envelope.event_type,
+                    event_id = %message.envelope.event_id,
+                    attempts,
+                    retry_at = %at,
+                    error,
+                    "outbox delivery failed; retrying"
+                );
+            }
+        }
+        store::fail(
+            &self.connection,
+            &self.holder,
+            &message.id,
+            attempts,
+            error,
+            next,
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The next notification, or never without a listener.
+async fn notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await.map(drop),
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the subscriber's handler for one message in a unit of work of its own.
+async fn deliver(fabric: &Fabric, message: &Claimed, timeout: Duration) -> Delivered {
+    let envelope = &message.envelope;
+    let Some(subscription) = fabric.subscription(&message.subscriber) else {
+        return Delivered::Failed {
+            error: format!(
+                "no subscriber named `{}` is registered on this instance",
+                message.subscriber
+            ),
+            permanent: false,
+        };
+    };
+    let span = tracing::info_span!(
+        "deliver",
+        subscriber = subscription.name,
+        event_type = %envelope.event_type,
+        event_id = %envelope.event_id,
+        attempt = envelope.attempt,
+        trace_parent = envelope.trace_parent.as_deref().unwrap_or_default(),
+    );
+    let started = Instant::now();
+    let run = fabric
+        .unit_of_work(subscription.name)
+        .delivering(subscription.name, envelope)
+        .run_delivery(async |uow| subscription.handler.handle(envelope, uow).await);
+    let result = tokio::time::timeout(timeout, run).instrument(span).await;
+    metrics::histogram!("switchyard_outbox_handling_seconds", "subscriber" => subscription.name)
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok((Ok(_), _)) => Delivered::Handled,
+        Ok((Err(_), true)) => Delivered::AlreadyHandled,
+        Ok((Err(err), false)) => Delivered::Failed {
+            permanent: err.is_permanent(),
+            error: err.to_string(),
+        },
+        Err(_) => Delivered::Failed {
+            error: format!("the handler did not finish within {timeout:?}"),
+            permanent: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_with_jitter_of_at_most_half() {
+        let options = DispatcherOptions {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..DispatcherOptions::default()
+        };
+        for (failures, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            let full = Duration::from_millis(full);
+            for _ in 0..50 {
+                let delay = options.backoff(failures);
+                assert!(delay <= full && delay >= full / 2, "{failures}: {delay:?}");
+            }
+        }
+    }
+}

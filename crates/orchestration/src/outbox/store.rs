@@ -1,0 +1,380 @@
+//! The outbox's SQL: writing messages at commit, the inbox record, claiming due
+//! messages, and recording how a delivery ended. Built with sea-query, so one
+//! statement serves every engine; times are milliseconds since the Unix epoch.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
+    StatementBuilder, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::schema::{Inbox, Messages, OUTBOX_SCHEMA};
+use super::{Envelope, TraceContext};
+
+pub(super) const PENDING: &str = "pending";
+pub(super) const DONE: &str = "done";
+pub(super) const DEAD: &str = "dead";
+
+/// The PostgreSQL channel on which a commit that wrote messages notifies dispatchers.
+pub(super) const CHANNEL: &str = "switchyard_outbox";
+
+/// Rows per `INSERT`: 9 values each keeps every engine's parameter limit far away.
+const INSERT_CHUNK: usize = 500;
+
+/// A message to write at commit.
+#[derive(Debug, Clone)]
+pub(crate) struct NewMessage {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: &'static str,
+    pub(crate) subscriber: &'static str,
+    pub(crate) ordering_key: String,
+    pub(crate) source: &'static str,
+    pub(crate) payload: String,
+    pub(crate) trace_parent: String,
+    pub(crate) occurred_at: DateTime<Utc>,
+}
+
+pub(super) fn messages() -> TableRef {
+    (Alias::new(OUTBOX_SCHEMA), Messages::Table).into()
+}
+
+fn inbox() -> TableRef {
+    (Alias::new(OUTBOX_SCHEMA), Inbox::Table).into()
+}
+
+pub(super) fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+pub(super) async fn execute(
+    db: &impl ConnectionTrait,
+    statement: &impl StatementBuilder,
+) -> Result<u64, DbErr> {
+    let statement = db.get_database_backend().build(statement);
+    Ok(db.execute_raw(statement).await?.rows_affected())
+}
+
+/// Writes `batch` into the outbox in the caller's transaction and, on PostgreSQL with
+/// `notify`, notifies listening dispatchers (delivered only if the transaction
+/// commits). A transaction that will be prepared for two-phase commit cannot notify
+/// (PostgreSQL refuses to prepare it); its caller notifies after the commit instead.
+pub(crate) async fn write_messages(
+    tx: &impl ConnectionTrait,
+    batch: &[NewMessage],
+    notify: bool,
+) -> Result<(), DbErr> {
+    for chunk in batch.chunks(INSERT_CHUNK) {
+        let mut insert = Query::insert();
+        insert.into_table(messages()).columns([
+            Messages::Id,
+            Messages::EventId,
+            Messages::EventType,
+            Messages::Subscriber,
+            Messages::OrderingKey,
+            Messages::Source,
+            Messages::Payload,
+            Messages::TraceParent,
+            Messages::OccurredAtMs,
+            Messages::Status,
+            Messages::Attempts,
+            Messages::AvailableAtMs,
+        ]);
+        for message in chunk {
+            let at = millis(message.occurred_at);
+            insert.values_panic([
+                Uuid::now_v7().to_string().into(),
+                message.event_id.to_string().into(),
+                message.event_type.into(),
+                message.subscriber.into(),
+                message.ordering_key.as_str().into(),
+                message.source.into(),
+                message.payload.as_str().into(),
+                message.trace_parent.as_str().into(),
+                at.into(),
+                PENDING.into(),
+                0i32.into(),
+                at.into(),
+            ]);
+        }
+        execute(tx, &insert).await?;
+    }
+    if notify {
+        self::notify(tx).await?;
+    }
+    Ok(())
+}
+
+/// Wakes the dispatchers listening on this PostgreSQL database; nothing elsewhere.
+pub(crate) async fn notify(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_unprepared(&format!("SELECT pg_notify('{CHANNEL}', '')"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records that `subscriber` handled `event_id`, in the caller's transaction; `false`
+/// if it already had. A concurrent delivery of the same event waits on the first one's
+/// record and then finds it.
+pub(crate) async fn record_in_inbox(
+    tx: &impl ConnectionTrait,
+    subscriber: &str,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let backend = tx.get_database_backend();
+    // sea-query's "do nothing" on MySQL is an update of the key to itself, which
+    // MySQL counts as an affected row; `INSERT IGNORE` affects none.
+    let sql = match backend {
+        DatabaseBackend::MySql => {
+            "INSERT IGNORE INTO `outbox`.`inbox` (`subscriber`, `event_id`, `handled_at_ms`) VALUES (?, ?, ?)"
+        }
+        _ => {
+            r#"INSERT INTO "outbox"."inbox" ("subscriber", "event_id", "handled_at_ms") VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"#
+        }
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            subscriber.into(),
+            event_id.to_string().into(),
+            millis(now).into(),
+        ],
+    );
+    Ok(tx.execute_raw(statement).await?.rows_affected() == 1)
+}
+
+/// A message claimed for delivery.
+#[derive(Debug, Clone)]
+pub(super) struct Claimed {
+    pub(super) id: String,
+    pub(super) subscriber: String,
+    pub(super) envelope: Envelope,
+    /// Failed deliveries before this one.
+    pub(super) attempts: u32,
+}
+
+/// Claims up to `limit` due messages for `holder` until `now + lease`: at most one per
+/// subscriber and key (the earliest pending one), so a batch can run in parallel and
+/// keys stay in order. Concurrent claimers skip each other's locked rows (PostgreSQL,
+/// MySQL); on SQLite the immediate transaction makes the claim a single claimer.
+pub(super) async fn claim(
+    db: &DatabaseConnection,
+    holder: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: u64,
+) -> Result<Vec<Claimed>, DbErr> {
+    let tx = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let rows = tx
+        .query_all_raw(tx.get_database_backend().build(&due(now, limit)))
+        .await?;
+    let claimed: Vec<Claimed> = rows.iter().map(claimed_from).collect::<Result<_, _>>()?;
+    if !claimed.is_empty() {
+        let until = now + lease;
+        let update = Query::update()
+            .table(messages())
+            .value(Messages::ClaimedBy, holder)
+            .value(Messages::AvailableAtMs, millis(until))
+            .and_where(Expr::col(Messages::Id).is_in(claimed.iter().map(|c| c.id.as_str())))
+            .to_owned();
+        execute(&tx, &update).await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Due messages that are the earliest pending one of their subscriber and key.
+fn due(now: DateTime<Utc>, limit: u64) -> SelectStatement {
+    let m = Alias::new("m");
+    let e = Alias::new("e");
+    let earlier = Query::select()
+        .expr(Expr::val(1))
+        .from_as(messages(), e.clone())
+        .and_where(
+            Expr::col((e.clone(), Messages::Subscriber)).equals((m.clone(), Messages::Subscriber)),
+        )
+        .and_where(
+            Expr::col((e.clone(), Messages::OrderingKey))
+                .equals((m.clone(), Messages::OrderingKey)),
+        )
+        .and_where(Expr::col((e.clone(), Messages::Status)).eq(PENDING))
+        .and_where(Expr::col((e, Messages::Id)).lt(Expr::col((m.clone(), Messages::Id))))
+        .to_owned();
+    Query::select()
+        .columns(
+            [
+                Messages::Id,
+                Messages::EventId,
+                Messages::EventType,
+                Messages::Subscriber,
+                Messages::OrderingKey,
+                Messages::Source,
+                Messages::Payload,
+                Messages::TraceParent,
+                Messages::OccurredAtMs,
+                Messages::Attempts,
+            ]
+            .map(|c| (m.clone(), c)),
+        )
+        .from_as(messages(), m.clone())
+        .and_where(Expr::col((m.clone(), Messages::Status)).eq(PENDING))
+        .and_where(Expr::col((m.clone(), Messages::AvailableAtMs)).lte(millis(now)))
+        .and_where(Expr::exists(earlier).not())
+        .order_by((m, Messages::Id), Order::Asc)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned()
+}
+
+fn claimed_from(row: &QueryResult) -> Result<Claimed, DbErr> {
+    let text = |column: &str| row.try_get::<String>("", column);
+    let event_id = text("event_id")?;
+    let attempts: i32 = row.try_get("", "attempts")?;
+    let attempts = u32::try_from(attempts).unwrap_or(0);
+    Ok(Claimed {
+        id: text("id")?,
+        subscriber: text("subscriber")?,
+        attempts,
+        envelope: Envelope {
+            event_id: Uuid::parse_str(&event_id)
+                .map_err(|e| DbErr::Custom(format!("outbox event id `{event_id}`: {e}")))?,
+            event_type: text("event_type")?,
+            ordering_key: text("ordering_key")?,
+            source: text("source")?,
+            occurred_at: from_millis(row.try_get("", "occurred_at_ms")?),
+            trace_parent: row.try_get("", "trace_parent")?,
+            attempt: attempts + 1,
+            payload: text("payload")?,
+        },
+    })
+}
+
+impl Envelope {
+    /// The trace this event belongs to.
+    pub(crate) fn trace(&self) -> Option<TraceContext> {
+        self.trace_parent.as_deref().and_then(TraceContext::parse)
+    }
+}
+
+/// Marks `ids` delivered, if `holder` still holds them.
+pub(super) async fn complete(
+    db: &impl ConnectionTrait,
+    holder: &str,
+    ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let update = Query::update()
+        .table(messages())
+        .value(Messages::Status, DONE)
+        .value(Messages::ClaimedBy, Option::<String>::None)
+        .value(Messages::FinishedAtMs, millis(now))
+        .and_where(Expr::col(Messages::Id).is_in(ids.iter().copied()))
+        .and_where(Expr::col(Messages::ClaimedBy).eq(holder))
+        .to_owned();
+    execute(db, &update).await
+}
+
+/// How a failed delivery continues.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterFailure {
+    /// Retry no earlier than this.
+    RetryAt(DateTime<Utc>),
+    /// Give up: the message is dead until replayed.
+    Dead,
+}
+
+/// Records a failed delivery of message `id`, if `holder` still holds it.
+pub(super) async fn fail(
+    db: &impl ConnectionTrait,
+    holder: &str,
+    id: &str,
+    attempts: u32,
+    error: &str,
+    next: AfterFailure,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let mut update = Query::update();
+    update
+        .table(messages())
+        .value(Messages::Attempts, i64::from(attempts))
+        .value(Messages::LastError, error)
+        .value(Messages::ClaimedBy, Option::<String>::None)
+        .and_where(Expr::col(Messages::Id).eq(id))
+        .and_where(Expr::col(Messages::ClaimedBy).eq(holder));
+    match next {
+        AfterFailure::RetryAt(at) => {
+            update.value(Messages::AvailableAtMs, millis(at));
+        }
+        AfterFailure::Dead => {
+            update
+                .value(Messages::Status, DEAD)
+                .value(Messages::FinishedAtMs, millis(now));
+        }
+    }
+    execute(db, &update).await
+}
+
+/// The oldest pending message's emission time and the earliest time a pending message
+/// becomes due, if any is pending.
+pub(super) async fn pending_times(
+    db: &impl ConnectionTrait,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), DbErr> {
+    let select = Query::select()
+        .expr_as(
+            Expr::col(Messages::OccurredAtMs).min(),
+            Alias::new("oldest"),
+        )
+        .expr_as(
+            Expr::col(Messages::AvailableAtMs).min(),
+            Alias::new("next_due"),
+        )
+        .from(messages())
+        .and_where(Expr::col(Messages::Status).eq(PENDING))
+        .to_owned();
+    let row = db
+        .query_one_raw(db.get_database_backend().build(&select))
+        .await?;
+    let Some(row) = row else {
+        return Ok((None, None));
+    };
+    let oldest: Option<i64> = row.try_get("", "oldest")?;
+    let next_due: Option<i64> = row.try_get("", "next_due")?;
+    Ok((oldest.map(from_millis), next_due.map(from_millis)))
+}
+
+/// Deletes delivered messages and inbox records older than `before`.
+pub(super) async fn prune(
+    db: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+) -> Result<(u64, u64), DbErr> {
+    let messages = Query::delete()
+        .from_table(messages())
+        .and_where(Expr::col(Messages::Status).eq(DONE))
+        .and_where(Expr::col(Messages::FinishedAtMs).lt(millis(before)))
+        .to_owned();
+    let inbox = Query::delete()
+        .from_table(inbox())
+        .and_where(Expr::col(Inbox::HandledAtMs).lt(millis(before)))
+        .to_owned();
+    Ok((execute(db, &messages).await?, execute(db, &inbox).await?))
+}

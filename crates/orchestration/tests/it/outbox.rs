@@ -1,0 +1,361 @@
+//! The outbox and inbox on every engine: events exist only if their unit of work
+//! committed, a redelivered event takes effect once, a poison event goes dead and
+//! replays once mended, one key's events arrive in order while keys run in parallel,
+//! and (on PostgreSQL) three dispatchers deliver 10,000 events exactly once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orchestration::testing::{Engine, TestDatabase};
+use orchestration::{
+    Dispatcher, DispatcherOptions, Envelope, EventType, Fabric, Handler, HandlerError, Host,
+    Policy, ReplayFilter, RunningHost, UnitOfWork,
+};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
+use serde::{Deserialize, Serialize};
+
+use super::{TestError, alpha, count};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Noted {
+    body: String,
+    key: String,
+    seq: u32,
+}
+
+const NOTED: EventType<Noted> = EventType::new("test.noted");
+
+/// Writes the event's body into `alpha.notes`, and keeps count of what it saw.
+#[derive(Debug, Default)]
+struct Note {
+    calls: AtomicUsize,
+    /// While set, bodies starting with `poison` fail.
+    poisoned: AtomicBool,
+    /// Sleep a little in each delivery, so that deliveries overlap.
+    dawdle: bool,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+    /// (key, seq) in the order handled.
+    handled: Mutex<Vec<(String, u32)>>,
+}
+
+impl Handler<Noted> for Arc<Note> {
+    async fn handle(
+        &self,
+        event: Noted,
+        _envelope: &Envelope,
+        uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.poisoned.load(Ordering::SeqCst) && event.body.starts_with("poison") {
+            return Err(HandlerError::msg("cannot digest poison"));
+        }
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        if self.dawdle {
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(1..4))).await;
+        }
+        let written = uow
+            .step("alpha", "note", async |tx| note(tx, &event.body).await)
+            .await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        written?;
+        self.handled.lock().unwrap().push((event.key, event.seq));
+        Ok(())
+    }
+}
+
+async fn note(tx: &DatabaseTransaction, body: &str) -> Result<u64, DbErr> {
+    let backend = tx.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::MySql => "INSERT INTO alpha.notes (body) VALUES (?)",
+        _ => "INSERT INTO alpha.notes (body) VALUES ($1)",
+    };
+    let statement = Statement::from_sql_and_values(backend, sql, [body.into()]);
+    Ok(tx.execute_raw(statement).await?.rows_affected())
+}
+
+fn fast_options() -> DispatcherOptions {
+    DispatcherOptions {
+        max_attempts: 3,
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        lease: Duration::from_secs(20),
+        handler_timeout: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(100),
+        ..DispatcherOptions::default()
+    }
+}
+
+fn start_dispatcher(fabric: &Fabric, options: DispatcherOptions) -> RunningHost {
+    let mut host = Host::new(fabric.clone());
+    host.add(Dispatcher::new(options), Policy::StopHost)
+        .unwrap();
+    host.start()
+}
+
+async fn stop(host: RunningHost) {
+    let report = host.shutdown().await;
+    assert!(
+        report.abandoned.is_empty() && report.failure.is_none(),
+        "{report}"
+    );
+}
+
+/// Emits one event per `(body, key, seq)` in one unit of work, committed or not.
+async fn emit(fabric: &Fabric, events: &[Noted], commit: bool) {
+    let result = fabric
+        .unit_of_work("emit_notes")
+        .run(async |uow: &mut UnitOfWork<TestError>| {
+            for event in events {
+                uow.emit("alpha", NOTED, event.key.clone(), event)?;
+            }
+            if commit {
+                Ok(())
+            } else {
+                Err(TestError::GaveUp)
+            }
+        })
+        .await;
+    assert_eq!(result.is_ok(), commit, "{result:?}");
+}
+
+fn noted(body: &str, key: &str, seq: u32) -> Noted {
+    Noted {
+        body: body.to_owned(),
+        key: key.to_owned(),
+        seq,
+    }
+}
+
+/// Waits until no message is pending on any database.
+async fn drained(fabric: &Fabric) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let statuses = fabric.outbox_status().await.unwrap();
+        if statuses.iter().all(|s| s.pending == 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outbox never drained: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn bodies(fabric: &Fabric) -> Vec<String> {
+    let db = fabric.connection("alpha").unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT body FROM alpha.notes ORDER BY body",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get("", "body").unwrap())
+        .collect()
+}
+
+orchestration::engine_tests! {
+    boundaries: [alpha()];
+    an_event_reaches_subscribers_only_if_its_unit_of_work_commits,
+    a_redelivered_event_takes_effect_once,
+    a_poison_event_goes_dead_and_replays_once_mended,
+    one_keys_events_arrive_in_order_while_keys_run_in_parallel,
+}
+
+async fn an_event_reaches_subscribers_only_if_its_unit_of_work_commits(db: TestDatabase) {
+    let fabric = db.fabric();
+    let handler = Arc::new(Note::default());
+    fabric
+        .subscribe(NOTED, "note", Arc::clone(&handler))
+        .unwrap();
+    emit(fabric, &[noted("rolled back", "a", 1)], false).await;
+    emit(fabric, &[noted("committed", "a", 2)], true).await;
+    let host = start_dispatcher(fabric, fast_options());
+    drained(fabric).await;
+    assert_eq!(bodies(fabric).await, ["committed"]);
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+    // Emitted while the dispatcher runs: woken, not left for the next poll.
+    let started = Instant::now();
+    emit(fabric, &[noted("while running", "b", 1)], true).await;
+    drained(fabric).await;
+    assert_eq!(bodies(fabric).await, ["committed", "while running"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    stop(host).await;
+}
+
+async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
+    let fabric = db.fabric();
+    let handler = Arc::new(Note::default());
+    fabric
+        .subscribe(NOTED, "note", Arc::clone(&handler))
+        .unwrap();
+    emit(fabric, &[noted("once", "a", 1)], true).await;
+    let host = start_dispatcher(fabric, fast_options());
+    drained(fabric).await;
+    // Force a redelivery, as after a dispatcher that died between the handler's
+    // commit and marking the message delivered.
+    let outbox = fabric.connection("alpha").unwrap();
+    outbox
+        .execute_unprepared(
+            "UPDATE outbox.messages SET status = 'pending', claimed_by = NULL, finished_at_ms = NULL",
+        )
+        .await
+        .unwrap();
+    fabric
+        .outbox_replay(&ReplayFilter::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handler.calls.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "never redelivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drained(fabric).await;
+    assert_eq!(bodies(fabric).await, ["once"]);
+    stop(host).await;
+}
+
+async fn a_poison_event_goes_dead_and_replays_once_mended(db: TestDatabase) {
+    let fabric = db.fabric();
+    let handler = Arc::new(Note::default());
+    handler.poisoned.store(true, Ordering::SeqCst);
+    fabric
+        .subscribe(NOTED, "note", Arc::clone(&handler))
+        .unwrap();
+    emit(
+        fabric,
+        &[noted("poison", "a", 1), noted("wholesome", "b", 1)],
+        true,
+    )
+    .await;
+    let host = start_dispatcher(fabric, fast_options());
+    drained(fabric).await;
+    // The poison failed its three attempts and is dead; the other event flowed past.
+    assert_eq!(bodies(fabric).await, ["wholesome"]);
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+    let status = fabric.outbox_status().await.unwrap();
+    let database = &status[0];
+    assert_eq!((database.pending, database.dead), (0, 1), "{status:?}");
+    let subscriber = &database.subscribers[0];
+    assert_eq!(subscriber.subscriber, "note");
+    assert_eq!(
+        subscriber.last_error.as_deref(),
+        Some("cannot digest poison")
+    );
+    // Replaying by another type matches nothing; once mended, replay delivers it once.
+    let other = ReplayFilter {
+        event_type: Some("test.other".to_owned()),
+        ..ReplayFilter::default()
+    };
+    assert_eq!(fabric.outbox_replay(&other).await.unwrap()[0].1, 0);
+    handler.poisoned.store(false, Ordering::SeqCst);
+    let this = ReplayFilter {
+        event_type: Some(NOTED.name().to_owned()),
+        subscriber: Some("note".to_owned()),
+        older_than: Some(Duration::ZERO),
+    };
+    assert_eq!(fabric.outbox_replay(&this).await.unwrap()[0].1, 1);
+    drained(fabric).await;
+    assert_eq!(bodies(fabric).await, ["poison", "wholesome"]);
+    assert_eq!(fabric.outbox_status().await.unwrap()[0].dead, 0);
+    stop(host).await;
+}
+
+async fn one_keys_events_arrive_in_order_while_keys_run_in_parallel(db: TestDatabase) {
+    let fabric = db.fabric();
+    let handler = Arc::new(Note {
+        dawdle: true,
+        ..Note::default()
+    });
+    fabric
+        .subscribe(NOTED, "note", Arc::clone(&handler))
+        .unwrap();
+    let keys = ["k1", "k2", "k3", "k4", "k5", "k6"];
+    // Interleaved across keys, in several units of work.
+    for seq in 0..20 {
+        let events: Vec<Noted> = keys
+            .iter()
+            .map(|key| noted(&format!("{key}-{seq:02}"), key, seq))
+            .collect();
+        emit(fabric, &events, true).await;
+    }
+    let host = start_dispatcher(
+        fabric,
+        DispatcherOptions {
+            concurrency: 4,
+            ..fast_options()
+        },
+    );
+    drained(fabric).await;
+    let handled = handler.handled.lock().unwrap().clone();
+    let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (key, seq) in handled {
+        per_key.entry(key).or_default().push(seq);
+    }
+    for key in keys {
+        assert_eq!(per_key[key], (0..20).collect::<Vec<_>>(), "key {key}");
+    }
+    assert!(
+        handler.most_running.load(Ordering::SeqCst) > 1,
+        "deliveries of different keys never overlapped"
+    );
+    stop(host).await;
+}
+
+/// Three instances (fabrics with their own pools and dispatchers) on one PostgreSQL
+/// database deliver 10,000 events, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
+    let Some(db) = TestDatabase::create(Engine::Postgres, [alpha()]).await else {
+        return;
+    };
+    const EVENTS: usize = 10_000;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let fabric = Fabric::connect(db.topology(), [alpha()]).await.unwrap();
+        let handler = Arc::new(Note::default());
+        fabric
+            .subscribe(NOTED, "note", Arc::clone(&handler))
+            .unwrap();
+        let host = start_dispatcher(&fabric, fast_options());
+        instances.push((fabric, handler, host));
+    }
+    // Emitted by the instances in turn while all three dispatch.
+    for chunk in 0..EVENTS / 100 {
+        let events: Vec<Noted> = (0..100)
+            .map(|i| {
+                let n = chunk * 100 + i;
+                noted(&format!("event-{n:05}"), &format!("key-{}", n % 50), 0)
+            })
+            .collect();
+        emit(&instances[chunk % 3].0, &events, true).await;
+    }
+    drained(&instances[0].0).await;
+    let fabric = &instances[0].0;
+    let bodies = bodies(fabric).await;
+    assert_eq!(bodies.len(), EVENTS, "every effect, none twice");
+    let mut distinct = bodies.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), EVENTS, "no effect twice");
+    assert_eq!(count(fabric, "alpha").await, EVENTS as i64);
+    let calls: Vec<usize> = instances
+        .iter()
+        .map(|(_, handler, _)| handler.calls.load(Ordering::SeqCst))
+        .collect();
+    eprintln!("deliveries per instance: {calls:?}");
+    assert!(calls.iter().sum::<usize>() >= EVENTS);
+    for (fabric, _, host) in instances {
+        stop(host).await;
+        fabric.close().await;
+    }
+}

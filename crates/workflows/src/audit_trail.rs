@@ -1,0 +1,45 @@
+//! The audit trail: subscribers that record an audit entry for business events. They
+//! run after the event's unit of work committed, so an audit failure never changes or
+//! delays the outcome that caused it; the outbox retries it instead.
+
+use audit::{Action, Actor, NewEntry, Subject};
+use orchestration::{Envelope, Handler, HandlerError, UnitOfWork};
+use orders::OrderPlaced;
+
+/// Records `order.placed` on subject `order:<id>`, by actor `customer:<id>`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditOrderPlaced;
+
+impl AuditOrderPlaced {
+    /// The subscriber's name.
+    pub const NAME: &'static str = "audit_order_placed";
+}
+
+impl Handler<OrderPlaced> for AuditOrderPlaced {
+    async fn handle(
+        &self,
+        event: OrderPlaced,
+        envelope: &Envelope,
+        uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let entry = NewEntry {
+            actor: Actor::parse(&format!("customer:{}", event.customer_id))
+                .map_err(HandlerError::permanent)?,
+            action: Action::parse("order.placed").map_err(HandlerError::permanent)?,
+            subject: Subject::parse(&format!("order:{}", event.order_id))
+                .map_err(HandlerError::permanent)?,
+            occurred_at: event.placed_at,
+            data: serde_json::json!({
+                "event_id": envelope.event_id,
+                "currency": event.currency,
+                "total_minor": event.total_minor,
+                "lines": event.lines,
+            }),
+        };
+        uow.step(audit::SCHEMA, "record_entry", async |tx| {
+            audit::record(tx, &entry).await
+        })
+        .await?;
+        Ok(())
+    }
+}

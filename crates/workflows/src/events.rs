@@ -1,0 +1,19 @@
+//! The event types the workflows emit and subscribe to, and the registration of every
+//! workflow subscriber on a fabric.
+
+use orchestration::{EventType, Fabric, FabricError};
+use orders::OrderPlaced;
+
+use crate::audit_trail::AuditOrderPlaced;
+
+/// An order was placed (published by `orders`).
+pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAME);
+
+/// Subscribes every workflow subscriber to its events on `fabric`. Call it once, when
+/// composing the application, before any unit of work emits.
+///
+/// # Errors
+/// A subscriber is already registered under the same name.
+pub fn subscribe(fabric: &Fabric) -> Result<(), FabricError> {
+    fabric.subscribe(ORDER_PLACED, AuditOrderPlaced::NAME, AuditOrderPlaced)
+}

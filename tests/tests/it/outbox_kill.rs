@@ -1,0 +1,80 @@
+//! Killed between commit and dispatch: `order-loop` writes `OrderPlaced` events but
+//! never delivers them; it freezes right after the commit of its third order, at the
+//! `outbox.committed` pause point, and is SIGKILLed there. The app, started afterwards
+//! on the same files, delivers every committed order's event: each order gets exactly
+//! one audit entry.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use orchestration::testing::{PAUSE_AT_VAR, PAUSED};
+use orchestration::{DatabaseUrl, Fabric, Topology};
+use switchyard::Config;
+use tests::{StoreSnapshot, TestApp};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const NTH: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_before_a_kill_is_delivered_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().display());
+    let point = "outbox.committed";
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-loop"))
+        .arg(&url)
+        .env(PAUSE_AT_VAR, format!("{point}@{NTH}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-loop");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line == format!("{PAUSED}{point}") {
+                return;
+            }
+            eprintln!("order-loop: {line}");
+        }
+        panic!("order-loop ended without reaching {point}");
+    })
+    .await
+    .expect("order-loop reached the pause point in time");
+    child.kill().await.unwrap(); // SIGKILL
+
+    // The three orders committed with their events, which nobody has delivered.
+    let topology = Topology::new(DatabaseUrl::Sqlite {
+        dir: dir.path().to_owned(),
+    });
+    let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();
+    let snapshot = StoreSnapshot::read(&fabric).await;
+    assert_eq!(snapshot.order_count(), NTH);
+    snapshot.check_events(1).unwrap();
+    let status = fabric.outbox_status().await.unwrap();
+    assert_eq!(status[0].pending, NTH as u64, "{status:?}");
+    fabric.close().await;
+
+    // Restarted, the app delivers them: one audit entry per order.
+    let mut config = Config::default();
+    config.database.url = url;
+    let app = TestApp::spawn_with(config).await;
+    let mut ids: Vec<&String> = snapshot.ordered.keys().map(|(id, _)| id).collect();
+    ids.dedup();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in ids {
+        let path = format!("/api/audit?subject=order:{id}");
+        loop {
+            let body = app.get(&path).await;
+            let entries = body["entries"].as_array().expect("entries").clone();
+            if !entries.is_empty() {
+                assert_eq!(entries.len(), 1, "{body}");
+                assert_eq!(entries[0]["action"], "order.placed");
+                assert_eq!(entries[0]["actor"], "customer:killer");
+                break;
+            }
+            assert!(Instant::now() < deadline, "order {id} was never audited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    app.stop().await;
+}
