@@ -94,7 +94,7 @@ async fn switchyard(engine: Engine, concurrency: usize, events: usize) -> Option
     let mut host = Host::new(fabric.clone());
     let options = DispatcherOptions {
         concurrency,
-        batch_size: 64,
+        handler_timeout: Duration::from_secs(2),
         ..DispatcherOptions::default()
     };
     host.add(Dispatcher::new(options), Policy::StopHost)

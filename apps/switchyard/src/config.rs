@@ -131,7 +131,8 @@ pub struct OutboxConfig {
     /// Longest delay between retries.
     pub max_backoff: ConfigDuration,
     /// How long a claim holds its messages; a crashed claimer's messages are taken
-    /// over after it. Must exceed `handler_timeout`.
+    /// over after it. Must exceed `handler_timeout` × `batch_size` / `concurrency`
+    /// (rounded up): the time a claimed batch may take.
     pub lease: ConfigDuration,
     /// A delivery still running after this long counts as failed.
     pub handler_timeout: ConfigDuration,
@@ -167,26 +168,7 @@ impl OutboxConfig {
     /// # Errors
     /// A value that would deliver twice or never, naming the key.
     pub fn dispatcher(&self) -> Result<DispatcherOptions, ConfigError> {
-        let positive = [
-            ("outbox.batch_size", self.batch_size as usize),
-            ("outbox.concurrency", self.concurrency),
-            ("outbox.max_attempts", self.max_attempts as usize),
-        ];
-        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(ConfigError(format!("{key}: must be at least 1")));
-        }
-        if self.lease.0 <= self.handler_timeout.0 {
-            return Err(ConfigError(format!(
-                "outbox.lease: {:?} must exceed outbox.handler_timeout ({:?}), or a slow delivery is claimed twice",
-                self.lease.0, self.handler_timeout.0
-            )));
-        }
-        if self.poll_interval.0.is_zero() {
-            return Err(ConfigError(
-                "outbox.poll_interval: must be more than 0".to_owned(),
-            ));
-        }
-        Ok(DispatcherOptions {
+        let options = DispatcherOptions {
             batch_size: self.batch_size,
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
@@ -198,7 +180,11 @@ impl OutboxConfig {
             listen: self.listen,
             retention: self.retention.0,
             ..DispatcherOptions::default()
-        })
+        };
+        options
+            .validate()
+            .map_err(|e| ConfigError(format!("outbox.{}: {}", e.option, e.reason)))?;
+        Ok(options)
     }
 }
 
@@ -551,7 +537,7 @@ mod tests {
         assert_eq!(options.lease, Duration::from_secs(60));
         for (change, key) in [
             (
-                (|c: &mut OutboxConfig| c.lease = ConfigDuration(Duration::from_secs(30)))
+                (|c: &mut OutboxConfig| c.lease = ConfigDuration(Duration::from_secs(40)))
                     as fn(&mut OutboxConfig),
                 "outbox.lease",
             ),

@@ -410,7 +410,11 @@ impl Fabric {
                     source,
                 })?;
             if count > 0 {
+                // Wake this process's dispatchers and, on PostgreSQL, the others'.
                 self.outbox_wake(index).notify_one();
+                if let Err(err) = crate::outbox::notify(&database.connection).await {
+                    tracing::warn!(database = %database.id, error = %err, "cannot notify outbox dispatchers");
+                }
             }
             replayed.push((database.id.clone(), count));
         }

@@ -36,8 +36,8 @@ pub use host::{
 };
 pub use migrate::{BoundaryMigrations, MigrationPlan};
 pub use outbox::{
-    Dispatcher, DispatcherOptions, Envelope, EventType, Handler, HandlerError, OUTBOX_SCHEMA,
-    OutboxStatus, ReplayFilter, SubscriberStatus,
+    Dispatcher, DispatcherOptions, Envelope, EventType, Handler, HandlerError, InvalidOptions,
+    OUTBOX_SCHEMA, OutboxStatus, ReplayFilter, SubscriberStatus,
 };
 pub use schema::{COORDINATOR_BOUNDARY, boundary};
 pub use topology::{DatabaseUrl, Placement, Topology};

@@ -284,6 +284,14 @@ impl<'f> Pipeline<'f> {
         };
         let result = async {
             let value = work(&mut uow).await?;
+            if let (true, Some((subscriber, event_id))) = (uow.already_handled, uow.inbox) {
+                // The work went on after its inbox check failed: roll it all back.
+                return Err(UnitOfWorkError::AlreadyHandled {
+                    subscriber,
+                    event_id,
+                }
+                .into());
+            }
             uow.write_outbox().await?;
             let mut open = std::mem::take(&mut uow.open);
             match open.len() {

@@ -50,13 +50,13 @@ pub struct DispatcherOptions {
 impl Default for DispatcherOptions {
     fn default() -> Self {
         Self {
-            batch_size: 64,
+            batch_size: 16,
             concurrency: 4,
             max_attempts: 10,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             lease: Duration::from_secs(60),
-            handler_timeout: Duration::from_secs(30),
+            handler_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             listen: true,
             retention: Duration::from_secs(7 * 24 * 3600),
@@ -65,7 +65,60 @@ impl Default for DispatcherOptions {
     }
 }
 
+/// An option that would make the dispatcher deliver twice or never.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {reason}")]
+pub struct InvalidOptions {
+    /// The option, as named in [`DispatcherOptions`] (and in configuration).
+    pub option: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
 impl DispatcherOptions {
+    /// Checks that the options can work.
+    ///
+    /// # Errors
+    /// A count of zero, a zero poll interval, or a lease too short for a claimed
+    /// batch: a batch of `batch_size` runs in `ceil(batch_size / concurrency)` rounds of
+    /// up to `handler_timeout` each, and the claim must outlive them, or another
+    /// instance claims messages that are still queued here.
+    pub fn validate(&self) -> Result<(), InvalidOptions> {
+        let invalid = |option, reason: &str| {
+            Err(InvalidOptions {
+                option,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.batch_size == 0 {
+            return invalid("batch_size", "must be at least 1");
+        }
+        if self.concurrency == 0 {
+            return invalid("concurrency", "must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "must be at least 1");
+        }
+        if self.poll_interval.is_zero() {
+            return invalid("poll_interval", "must be more than 0");
+        }
+        let rounds = (self.batch_size as usize).div_ceil(self.concurrency);
+        let needed = self
+            .handler_timeout
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
+        if self.lease <= needed {
+            return Err(InvalidOptions {
+                option: "lease",
+                reason: format!(
+                    "{:?} must exceed {rounds} rounds of handler_timeout ({:?}) = {needed:?}: a batch of \
+                     {} runs {} at a time, and its claim must outlive it",
+                    self.lease, self.handler_timeout, self.batch_size, self.concurrency
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The delay before retry number `failures` (from 1), jittered into
     /// `[delay / 2, delay]`.
     fn backoff(&self, failures: u32) -> Duration {
@@ -91,18 +144,13 @@ impl Dispatcher {
     /// A dispatcher with `options`.
     ///
     /// # Panics
-    /// If `lease` does not exceed `handler_timeout`, or `batch_size`, `concurrency` or
-    /// `max_attempts` is zero: a configuration that would deliver twice or never.
+    /// If the options are invalid ([`DispatcherOptions::validate`]): check options
+    /// that come from configuration first.
     #[must_use]
     pub fn new(options: DispatcherOptions) -> Self {
-        assert!(
-            options.lease > options.handler_timeout,
-            "the outbox lease must exceed the handler timeout"
-        );
-        assert!(
-            options.batch_size > 0 && options.concurrency > 0 && options.max_attempts > 0,
-            "outbox batch size, concurrency and attempts must be positive"
-        );
+        if let Err(err) = options.validate() {
+            panic!("invalid outbox dispatcher options: {err}");
+        }
         Self {
             options: Arc::new(options),
         }
@@ -129,7 +177,11 @@ impl Worker for Dispatcher {
     }
 }
 
+/// How long to wait before trying `LISTEN` again after it failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(30);
+
 /// The dispatch loop of one database.
+#[derive(Clone)]
 struct DatabaseOutbox {
     fabric: Fabric,
     database: DatabaseId,
@@ -176,19 +228,42 @@ impl DatabaseOutbox {
 
     async fn run(self) {
         let shutdown = self.context.shutdown().clone();
-        let mut listener = self.listen().await;
+        let mut listener = None;
+        let mut next_listen = self.clock().now();
         let mut next_prune = self.clock().now();
+        let mut next_lag = self.clock().now();
         let mut failures: u32 = 0;
         while !shutdown.is_cancelled() {
             let now = self.clock().now();
-            let wake_at = match self.dispatch_once(now, &mut next_prune).await {
-                Ok(None) => {
+            if listener.is_none() && now >= next_listen {
+                next_listen = now + LISTEN_RETRY;
+                listener = self.listen().await;
+            }
+            if now >= next_lag {
+                next_lag = now + self.options.poll_interval;
+                self.report_lag(now).await;
+            }
+            if now >= next_prune {
+                next_prune = now + self.options.prune_interval;
+                self.prune(now).await;
+            }
+            let wake_at = match self.dispatch_once(now).await {
+                // Something was delivered: the next messages of its keys may be due now.
+                Ok(true) => {
                     failures = 0;
                     continue;
                 }
-                Ok(Some(next_due)) => {
+                Ok(false) => {
                     failures = 0;
-                    next_due.min(now + self.options.poll_interval)
+                    let poll = now + self.options.poll_interval;
+                    match store::next_due_after(&self.connection, now).await {
+                        Ok(Some(due)) => due.min(poll),
+                        Ok(None) => poll,
+                        Err(err) => {
+                            tracing::warn!(database = %self.database, error = %err, "reading the outbox failed");
+                            poll
+                        }
+                    }
                 }
                 Err(err) => {
                     failures += 1;
@@ -198,9 +273,6 @@ impl DatabaseOutbox {
                     now + self.options.poll_interval.saturating_mul(failures.min(30))
                 }
             };
-            if listener.is_none() && failures == 0 {
-                listener = self.listen().await;
-            }
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.wake.notified() => {}
@@ -232,52 +304,65 @@ impl DatabaseOutbox {
         match result {
             Ok(listener) => Some(listener),
             Err(err) => {
-                tracing::warn!(database = %self.database, error = %err, "cannot LISTEN for outbox messages; polling");
+                tracing::warn!(database = %self.database, error = %err, "cannot LISTEN for outbox messages; polling, and trying again in 30 s");
                 None
             }
         }
     }
 
-    /// Claims and delivers one batch. `None` if the batch was full (more may be due
-    /// now); otherwise when the next pending message is due, if any.
-    async fn dispatch_once(
-        &self,
-        now: DateTime<Utc>,
-        next_prune: &mut DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, sea_orm::DbErr> {
+    /// Sets the lag gauge: how long the oldest pending message has waited.
+    async fn report_lag(&self, now: DateTime<Utc>) {
+        match store::oldest_pending(&self.connection).await {
+            Ok(oldest) => {
+                let lag = oldest.map_or(0.0, |at| (now - at).as_seconds_f64().max(0.0));
+                metrics::gauge!("switchyard_outbox_lag_seconds", "database" => self.database.to_string())
+                    .set(lag);
+            }
+            Err(err) => {
+                tracing::warn!(database = %self.database, error = %err, "reading the outbox lag failed");
+            }
+        }
+    }
+
+    /// Deletes delivered messages and inbox records older than the retention.
+    async fn prune(&self, now: DateTime<Utc>) {
+        match store::prune(&self.connection, now - self.options.retention).await {
+            Ok((0, 0)) => {}
+            Ok((messages, inbox)) => {
+                tracing::info!(database = %self.database, messages, inbox, "pruned the outbox");
+            }
+            Err(err) => {
+                tracing::warn!(database = %self.database, error = %err, "pruning the outbox failed");
+            }
+        }
+    }
+
+    /// Claims one batch for the subscribers registered here and delivers it; `false`
+    /// if nothing was due.
+    async fn dispatch_once(&self, now: DateTime<Utc>) -> Result<bool, sea_orm::DbErr> {
+        let subscribers = self.fabric.subscribers();
+        if subscribers.is_empty() {
+            return Ok(false);
+        }
         let claimed = store::claim(
             &self.connection,
             &self.holder,
+            &subscribers,
             now,
             self.options.lease,
             u64::from(self.options.batch_size),
         )
         .await?;
-        let full = claimed.len() == self.options.batch_size as usize;
-        if !claimed.is_empty() {
-            self.deliver_batch(claimed).await?;
+        if claimed.is_empty() {
+            return Ok(false);
         }
-        if full {
-            return Ok(None);
-        }
-        if now >= *next_prune {
-            *next_prune = now + self.options.prune_interval;
-            let before = now - self.options.retention;
-            let (messages, inbox) = store::prune(&self.connection, before).await?;
-            if messages + inbox > 0 {
-                tracing::info!(database = %self.database, messages, inbox, "pruned the outbox");
-            }
-        }
-        let (oldest, next_due) = store::pending_times(&self.connection).await?;
-        let lag = oldest.map_or(0.0, |at| (now - at).as_seconds_f64().max(0.0));
-        metrics::gauge!("switchyard_outbox_lag_seconds", "database" => self.database.to_string())
-            .set(lag);
-        let far = now + self.options.poll_interval;
-        Ok(Some(next_due.map_or(far, |due| due.max(now))))
+        self.deliver_batch(claimed).await;
+        Ok(true)
     }
 
-    /// Delivers a claimed batch, `concurrency` at a time, and records the outcomes.
-    async fn deliver_batch(&self, claimed: Vec<Claimed>) -> Result<(), sea_orm::DbErr> {
+    /// Delivers a claimed batch, `concurrency` at a time; each delivery's outcome is
+    /// recorded as soon as it is known.
+    async fn deliver_batch(&self, claimed: Vec<Claimed>) {
         let permits = Arc::new(Semaphore::new(self.options.concurrency));
         let mut deliveries = JoinSet::new();
         for message in claimed {
@@ -285,48 +370,51 @@ impl DatabaseOutbox {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let fabric = self.fabric.clone();
-            let timeout = self.options.handler_timeout;
+            let outbox = self.clone();
             deliveries.spawn(async move {
-                let delivered = deliver(&fabric, &message, timeout).await;
+                let fabric = outbox.fabric.clone();
+                let timeout = outbox.options.handler_timeout;
+                let delivering = message.clone();
+                // Its own task, so that a panicking handler fails its delivery only.
+                let delivered =
+                    match tokio::spawn(async move { deliver(&fabric, &delivering, timeout).await })
+                        .await
+                    {
+                        Ok(delivered) => delivered,
+                        Err(err) => Delivered::Failed {
+                            error: format!("the handler panicked: {err}"),
+                            permanent: false,
+                        },
+                    };
                 drop(permit);
-                (message, delivered)
+                if let Err(err) = outbox.record(&message, delivered).await {
+                    // The claim expires and the message is delivered again; the inbox
+                    // keeps its effect from repeating.
+                    tracing::warn!(database = %outbox.database, error = %err, "recording an outbox delivery failed");
+                }
             });
         }
-        let mut handled = Vec::new();
-        let mut failed = Vec::new();
-        while let Some(joined) = deliveries.join_next().await {
-            let (message, delivered) = match joined {
-                Ok(done) => done,
-                // A panicking handler leaves its message claimed; it is retried once
-                // the lease expires.
-                Err(err) => {
-                    tracing::error!(error = %err, "an outbox delivery panicked");
-                    continue;
-                }
-            };
-            let subscriber = message.subscriber.clone();
-            match delivered {
-                Delivered::Handled => {
-                    metrics::counter!("switchyard_outbox_delivered_total", "subscriber" => subscriber)
-                        .increment(1);
-                    handled.push(message);
-                }
-                Delivered::AlreadyHandled => {
-                    metrics::counter!("switchyard_outbox_duplicates_total", "subscriber" => subscriber)
-                        .increment(1);
-                    handled.push(message);
-                }
-                Delivered::Failed { error, permanent } => failed.push((message, error, permanent)),
+        while deliveries.join_next().await.is_some() {}
+    }
+
+    /// Records how the delivery of `message` ended.
+    async fn record(&self, message: &Claimed, delivered: Delivered) -> Result<(), sea_orm::DbErr> {
+        let now = self.clock().now();
+        let subscriber = message.subscriber.clone();
+        match delivered {
+            Delivered::Handled => {
+                metrics::counter!("switchyard_outbox_delivered_total", "subscriber" => subscriber)
+                    .increment(1);
+            }
+            Delivered::AlreadyHandled => {
+                metrics::counter!("switchyard_outbox_duplicates_total", "subscriber" => subscriber)
+                    .increment(1);
+            }
+            Delivered::Failed { error, permanent } => {
+                return self.record_failure(message, &error, permanent, now).await;
             }
         }
-        let now = self.clock().now();
-        for (message, error, permanent) in failed {
-            self.record_failure(&message, &error, permanent, now)
-                .await?;
-        }
-        let ids: Vec<&str> = handled.iter().map(|m| m.id.as_str()).collect();
-        store::complete(&self.connection, &self.holder, &ids, now).await?;
+        store::complete(&self.connection, &self.holder, &message.id, now).await?;
         Ok(())
     }
 

@@ -28,7 +28,7 @@ use crate::unit_of_work::UnitOfWork;
 
 pub use admin::{OutboxStatus, ReplayFilter, SubscriberStatus};
 pub(crate) use admin::{replay as admin_replay, status as admin_status};
-pub use dispatcher::{Dispatcher, DispatcherOptions};
+pub use dispatcher::{Dispatcher, DispatcherOptions, InvalidOptions};
 pub(crate) use routes::{Routes, Subscription};
 pub use schema::OUTBOX_SCHEMA;
 pub(crate) use schema::boundary;

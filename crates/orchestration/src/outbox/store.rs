@@ -24,7 +24,7 @@ pub(super) const DEAD: &str = "dead";
 /// The PostgreSQL channel on which a commit that wrote messages notifies dispatchers.
 pub(super) const CHANNEL: &str = "switchyard_outbox";
 
-/// Rows per `INSERT`: 9 values each keeps every engine's parameter limit far away.
+/// Rows per `INSERT`: 12 values each keeps every engine's parameter limit far away.
 const INSERT_CHUNK: usize = 500;
 
 /// A message to write at commit.
@@ -165,13 +165,15 @@ pub(super) struct Claimed {
     pub(super) attempts: u32,
 }
 
-/// Claims up to `limit` due messages for `holder` until `now + lease`: at most one per
-/// subscriber and key (the earliest pending one), so a batch can run in parallel and
-/// keys stay in order. Concurrent claimers skip each other's locked rows (PostgreSQL,
-/// MySQL); on SQLite the immediate transaction makes the claim a single claimer.
+/// Claims up to `limit` due messages of `subscribers` for `holder` until
+/// `now + lease`: at most one per subscriber and key (the earliest pending one), so a
+/// batch can run in parallel and keys stay in order. Concurrent claimers skip each
+/// other's locked rows (PostgreSQL, MySQL); on SQLite the immediate transaction makes
+/// the claim a single claimer.
 pub(super) async fn claim(
     db: &DatabaseConnection,
     holder: &str,
+    subscribers: &[&str],
     now: DateTime<Utc>,
     lease: Duration,
     limit: u64,
@@ -183,7 +185,10 @@ pub(super) async fn claim(
         })
         .await?;
     let rows = tx
-        .query_all_raw(tx.get_database_backend().build(&due(now, limit)))
+        .query_all_raw(
+            tx.get_database_backend()
+                .build(&due(subscribers, now, limit)),
+        )
         .await?;
     let claimed: Vec<Claimed> = rows.iter().map(claimed_from).collect::<Result<_, _>>()?;
     if !claimed.is_empty() {
@@ -200,44 +205,38 @@ pub(super) async fn claim(
     Ok(claimed)
 }
 
-/// Due messages that are the earliest pending one of their subscriber and key.
-fn due(now: DateTime<Utc>, limit: u64) -> SelectStatement {
-    let m = Alias::new("m");
-    let e = Alias::new("e");
-    let earlier = Query::select()
-        .expr(Expr::val(1))
-        .from_as(messages(), e.clone())
-        .and_where(
-            Expr::col((e.clone(), Messages::Subscriber)).equals((m.clone(), Messages::Subscriber)),
-        )
-        .and_where(
-            Expr::col((e.clone(), Messages::OrderingKey))
-                .equals((m.clone(), Messages::OrderingKey)),
-        )
-        .and_where(Expr::col((e.clone(), Messages::Status)).eq(PENDING))
-        .and_where(Expr::col((e, Messages::Id)).lt(Expr::col((m.clone(), Messages::Id))))
+/// Due messages of `subscribers` that are the earliest pending one of their
+/// subscriber and key. The heads are found by one grouped scan of the pending
+/// messages, which stays linear however stale the planner's statistics are (a
+/// correlated `NOT EXISTS` per candidate went quadratic on PostgreSQL under a fast
+/// growing backlog).
+fn due(subscribers: &[&str], now: DateTime<Utc>, limit: u64) -> SelectStatement {
+    let heads = Query::select()
+        .expr(Expr::col(Messages::Id).min())
+        .from(messages())
+        .and_where(Expr::col(Messages::Status).eq(PENDING))
+        .and_where(Expr::col(Messages::Subscriber).is_in(subscribers.iter().copied()))
+        .group_by_columns([Messages::Subscriber, Messages::OrderingKey])
         .to_owned();
     Query::select()
-        .columns(
-            [
-                Messages::Id,
-                Messages::EventId,
-                Messages::EventType,
-                Messages::Subscriber,
-                Messages::OrderingKey,
-                Messages::Source,
-                Messages::Payload,
-                Messages::TraceParent,
-                Messages::OccurredAtMs,
-                Messages::Attempts,
-            ]
-            .map(|c| (m.clone(), c)),
-        )
-        .from_as(messages(), m.clone())
-        .and_where(Expr::col((m.clone(), Messages::Status)).eq(PENDING))
-        .and_where(Expr::col((m.clone(), Messages::AvailableAtMs)).lte(millis(now)))
-        .and_where(Expr::exists(earlier).not())
-        .order_by((m, Messages::Id), Order::Asc)
+        .columns([
+            Messages::Id,
+            Messages::EventId,
+            Messages::EventType,
+            Messages::Subscriber,
+            Messages::OrderingKey,
+            Messages::Source,
+            Messages::Payload,
+            Messages::TraceParent,
+            Messages::OccurredAtMs,
+            Messages::Attempts,
+        ])
+        .from(messages())
+        .and_where(Expr::col(Messages::Id).in_subquery(heads))
+        // Checked again on the row as locked: another claimer may have changed it.
+        .and_where(Expr::col(Messages::Status).eq(PENDING))
+        .and_where(Expr::col(Messages::AvailableAtMs).lte(millis(now)))
+        .order_by(Messages::Id, Order::Asc)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .to_owned()
@@ -273,22 +272,19 @@ impl Envelope {
     }
 }
 
-/// Marks `ids` delivered, if `holder` still holds them.
+/// Marks message `id` delivered, if `holder` still holds it.
 pub(super) async fn complete(
     db: &impl ConnectionTrait,
     holder: &str,
-    ids: &[&str],
+    id: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
     let update = Query::update()
         .table(messages())
         .value(Messages::Status, DONE)
         .value(Messages::ClaimedBy, Option::<String>::None)
         .value(Messages::FinishedAtMs, millis(now))
-        .and_where(Expr::col(Messages::Id).is_in(ids.iter().copied()))
+        .and_where(Expr::col(Messages::Id).eq(id))
         .and_where(Expr::col(Messages::ClaimedBy).eq(holder))
         .to_owned();
     execute(db, &update).await
@@ -316,7 +312,10 @@ pub(super) async fn fail(
     let mut update = Query::update();
     update
         .table(messages())
-        .value(Messages::Attempts, i64::from(attempts))
+        .value(
+            Messages::Attempts,
+            i32::try_from(attempts).unwrap_or(i32::MAX),
+        )
         .value(Messages::LastError, error)
         .value(Messages::ClaimedBy, Option::<String>::None)
         .and_where(Expr::col(Messages::Id).eq(id))
@@ -334,32 +333,45 @@ pub(super) async fn fail(
     execute(db, &update).await
 }
 
-/// The oldest pending message's emission time and the earliest time a pending message
-/// becomes due, if any is pending.
-pub(super) async fn pending_times(
+/// When the oldest pending message was emitted, if any is pending.
+pub(super) async fn oldest_pending(
     db: &impl ConnectionTrait,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), DbErr> {
+) -> Result<Option<DateTime<Utc>>, DbErr> {
     let select = Query::select()
-        .expr_as(
-            Expr::col(Messages::OccurredAtMs).min(),
-            Alias::new("oldest"),
-        )
-        .expr_as(
-            Expr::col(Messages::AvailableAtMs).min(),
-            Alias::new("next_due"),
-        )
+        .expr_as(Expr::col(Messages::OccurredAtMs).min(), Alias::new("at"))
         .from(messages())
         .and_where(Expr::col(Messages::Status).eq(PENDING))
         .to_owned();
+    min_time(db, &select).await
+}
+
+/// The earliest time after `now` at which a pending message's retry delay or claim
+/// ends, if any does: when something may become due without a wake-up.
+pub(super) async fn next_due_after(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let select = Query::select()
+        .expr_as(Expr::col(Messages::AvailableAtMs).min(), Alias::new("at"))
+        .from(messages())
+        .and_where(Expr::col(Messages::Status).eq(PENDING))
+        .and_where(Expr::col(Messages::AvailableAtMs).gt(millis(now)))
+        .to_owned();
+    min_time(db, &select).await
+}
+
+async fn min_time(
+    db: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
     let row = db
-        .query_one_raw(db.get_database_backend().build(&select))
+        .query_one_raw(db.get_database_backend().build(select))
         .await?;
-    let Some(row) = row else {
-        return Ok((None, None));
+    let at: Option<i64> = match row {
+        Some(row) => row.try_get("", "at")?,
+        None => None,
     };
-    let oldest: Option<i64> = row.try_get("", "oldest")?;
-    let next_due: Option<i64> = row.try_get("", "next_due")?;
-    Ok((oldest.map(from_millis), next_due.map(from_millis)))
+    Ok(at.map(from_millis))
 }
 
 /// Deletes delivered messages and inbox records older than `before`.
