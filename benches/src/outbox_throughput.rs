@@ -262,8 +262,13 @@ async fn latencies(engine: Engine, wake: Wake, samples: usize) -> Option<Vec<Dur
         let committed = Instant::now();
         let at = handled.recv().await.expect("handled");
         measured.push(at.saturating_duration_since(committed));
-        // Land the next emit at a random point of the polling interval.
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(1..20))).await;
+        // Land the next emit at a random point of the polling interval (the loop
+        // would otherwise emit just after each poll).
+        let pause = match wake {
+            Wake::Poll => fastrand::u64(1..1_000),
+            Wake::Notify | Wake::InProcess => fastrand::u64(1..20),
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     running.shutdown().await;
     measured.sort();

@@ -17,7 +17,7 @@ use crate::batch::{Batch, BatchOptions, BatchProgress};
 use crate::database::DatabaseId;
 use crate::error::UnitOfWorkError;
 use crate::fabric::Fabric;
-use crate::outbox::{Envelope, EventType, NewMessage, TraceContext};
+use crate::outbox::{Completion, Envelope, EventType, NewMessage, TraceContext};
 
 /// A named unit of work, ready to run. Made by [`Fabric::unit_of_work`].
 #[derive(Debug)]
@@ -29,6 +29,18 @@ pub struct Pipeline<'f> {
     inbox: Option<(&'static str, Uuid)>,
     /// The trace the run joins; a new one (its own run id) if `None`.
     trace: Option<TraceContext>,
+    /// Set when the run delivers an event: the outbox message to mark delivered in the
+    /// run's own transaction, if the run touches the message's database.
+    completion: Option<Completion>,
+}
+
+/// How a delivery's unit of work went, besides its result.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DeliveryRun {
+    /// The inbox showed the event already handled; nothing was committed.
+    pub(crate) already_handled: bool,
+    /// The outbox message was marked delivered in the committed transaction.
+    pub(crate) completed: bool,
 }
 
 /// How a unit of work commits.
@@ -187,6 +199,8 @@ pub struct UnitOfWork<E> {
     run_id: Uuid,
     /// For a delivery: the subscriber and event to record in each database's inbox.
     inbox: Option<(&'static str, Uuid)>,
+    completion: Option<Completion>,
+    completed: bool,
     /// Set when the inbox showed this delivery's effect already committed.
     already_handled: bool,
     /// Events emitted so far, with the index of the database whose outbox takes them.
@@ -218,15 +232,22 @@ impl<'f> Pipeline<'f> {
             name,
             inbox: None,
             trace: None,
+            completion: None,
         }
     }
 
     /// Makes this run the delivery of `envelope` to `subscriber`: it joins the
     /// emitter's trace and records the delivery in the inbox of each database it
     /// touches.
-    pub(crate) fn delivering(mut self, subscriber: &'static str, envelope: &Envelope) -> Self {
+    pub(crate) fn delivering(
+        mut self,
+        subscriber: &'static str,
+        envelope: &Envelope,
+        completion: Completion,
+    ) -> Self {
         self.inbox = Some((subscriber, envelope.event_id));
         self.trace = envelope.trace();
+        self.completion = Some(completion);
         self
     }
 
@@ -246,8 +267,12 @@ impl<'f> Pipeline<'f> {
     }
 
     /// Runs `work` like [`Pipeline::run`], and also says whether the run stopped
-    /// because the inbox showed the delivery already handled.
-    pub(crate) async fn run_delivery<T, E, F>(self, work: F) -> (Result<Completed<T>, E>, bool)
+    /// because the inbox showed the delivery already handled, and whether it marked
+    /// the message delivered in its own transaction.
+    pub(crate) async fn run_delivery<T, E, F>(
+        self,
+        work: F,
+    ) -> (Result<Completed<T>, E>, DeliveryRun)
     where
         F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
         E: From<UnitOfWorkError> + fmt::Display,
@@ -277,6 +302,8 @@ impl<'f> Pipeline<'f> {
             trace,
             run_id,
             inbox: self.inbox,
+            completion: self.completion,
+            completed: false,
             already_handled: false,
             outgoing: Vec::new(),
             events: 0,
@@ -293,6 +320,7 @@ impl<'f> Pipeline<'f> {
                 .into());
             }
             uow.write_outbox().await?;
+            uow.complete_in_transaction().await?;
             let mut open = std::mem::take(&mut uow.open);
             match open.len() {
                 0 => {}
@@ -342,10 +370,11 @@ impl<'f> Pipeline<'f> {
         span.record("elapsed_ms", elapsed_ms(summary.elapsed));
         tracing::debug!(parent: &span, %summary, "unit of work finished");
         record_metrics(&summary);
-        (
-            result.map(|value| Completed { value, summary }),
-            uow.already_handled,
-        )
+        let delivery = DeliveryRun {
+            already_handled: uow.already_handled,
+            completed: uow.completed && result.is_ok(),
+        };
+        (result.map(|value| Completed { value, summary }), delivery)
     }
 }
 
@@ -498,6 +527,31 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
                 })?;
         }
         self.outgoing = outgoing;
+        Ok(())
+    }
+
+    /// Marks the delivered message done in this run's transaction on its database, if
+    /// the run has one there: the effect and the completion then commit together, and
+    /// the dispatcher saves a write.
+    async fn complete_in_transaction(&mut self) -> Result<(), E> {
+        let Some(completion) = &self.completion else {
+            return Ok(());
+        };
+        let Some(open) = self.open.iter().find(|o| o.database == completion.database) else {
+            return Ok(());
+        };
+        crate::outbox::complete(
+            &open.transaction,
+            &completion.holder,
+            &completion.message_id,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|source| UnitOfWorkError::Outbox {
+            database: self.fabric.database(completion.database).0.clone(),
+            source,
+        })?;
+        self.completed = true;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::Completion;
 use super::store::{self, AfterFailure, Claimed};
 use crate::clock::Clock;
 use crate::database::DatabaseId;
@@ -184,6 +185,8 @@ const LISTEN_RETRY: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 struct DatabaseOutbox {
     fabric: Fabric,
+    /// The fabric's index of the database.
+    index: usize,
     database: DatabaseId,
     connection: DatabaseConnection,
     wake: Arc<Notify>,
@@ -194,7 +197,10 @@ struct DatabaseOutbox {
 
 /// How one delivery ended.
 enum Delivered {
-    Handled,
+    /// Handled; `completed` if the message was marked done with the effect.
+    Handled {
+        completed: bool,
+    },
     /// The inbox showed an earlier delivery's effect committed.
     AlreadyHandled,
     Failed {
@@ -213,6 +219,7 @@ impl DatabaseOutbox {
         let (id, connection) = fabric.database(database);
         Self {
             fabric: fabric.clone(),
+            index: database,
             database: id.clone(),
             connection: connection.clone(),
             wake: fabric.outbox_wake(database),
@@ -375,10 +382,16 @@ impl DatabaseOutbox {
                 let fabric = outbox.fabric.clone();
                 let timeout = outbox.options.handler_timeout;
                 let delivering = message.clone();
+                let completion = Completion {
+                    database: outbox.index,
+                    message_id: message.id.clone(),
+                    holder: outbox.holder.clone(),
+                };
                 // Its own task, so that a panicking handler fails its delivery only.
-                let delivered =
-                    match tokio::spawn(async move { deliver(&fabric, &delivering, timeout).await })
-                        .await
+                let delivered = match tokio::spawn(async move {
+                    deliver(&fabric, &delivering, completion, timeout).await
+                })
+                .await
                     {
                         Ok(delivered) => delivered,
                         Err(err) => Delivered::Failed {
@@ -402,9 +415,12 @@ impl DatabaseOutbox {
         let now = self.clock().now();
         let subscriber = message.subscriber.clone();
         match delivered {
-            Delivered::Handled => {
+            Delivered::Handled { completed } => {
                 metrics::counter!("switchyard_outbox_delivered_total", "subscriber" => subscriber)
                     .increment(1);
+                if completed {
+                    return Ok(());
+                }
             }
             Delivered::AlreadyHandled => {
                 metrics::counter!("switchyard_outbox_duplicates_total", "subscriber" => subscriber)
@@ -482,7 +498,12 @@ async fn notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Err
 }
 
 /// Runs the subscriber's handler for one message in a unit of work of its own.
-async fn deliver(fabric: &Fabric, message: &Claimed, timeout: Duration) -> Delivered {
+async fn deliver(
+    fabric: &Fabric,
+    message: &Claimed,
+    completion: Completion,
+    timeout: Duration,
+) -> Delivered {
     let envelope = &message.envelope;
     let Some(subscription) = fabric.subscription(&message.subscriber) else {
         return Delivered::Failed {
@@ -504,15 +525,17 @@ async fn deliver(fabric: &Fabric, message: &Claimed, timeout: Duration) -> Deliv
     let started = Instant::now();
     let run = fabric
         .unit_of_work(subscription.name)
-        .delivering(subscription.name, envelope)
+        .delivering(subscription.name, envelope, completion)
         .run_delivery(async |uow| subscription.handler.handle(envelope, uow).await);
     let result = tokio::time::timeout(timeout, run).instrument(span).await;
     metrics::histogram!("switchyard_outbox_handling_seconds", "subscriber" => subscription.name)
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok((Ok(_), _)) => Delivered::Handled,
-        Ok((Err(_), true)) => Delivered::AlreadyHandled,
-        Ok((Err(err), false)) => Delivered::Failed {
+        Ok((Ok(_), run)) => Delivered::Handled {
+            completed: run.completed,
+        },
+        Ok((Err(_), run)) if run.already_handled => Delivered::AlreadyHandled,
+        Ok((Err(err), _)) => Delivered::Failed {
             permanent: err.is_permanent(),
             error: err.to_string(),
         },

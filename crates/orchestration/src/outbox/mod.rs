@@ -32,7 +32,17 @@ pub use dispatcher::{Dispatcher, DispatcherOptions, InvalidOptions};
 pub(crate) use routes::{Routes, Subscription};
 pub use schema::OUTBOX_SCHEMA;
 pub(crate) use schema::boundary;
-pub(crate) use store::{NewMessage, notify, record_in_inbox, write_messages};
+pub(crate) use store::{NewMessage, complete, notify, record_in_inbox, write_messages};
+
+/// The outbox message a delivery's unit of work marks done in its own transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    /// The fabric's index of the database holding the message.
+    pub(crate) database: usize,
+    pub(crate) message_id: String,
+    /// The claimer, which must still hold the message.
+    pub(crate) holder: String,
+}
 
 /// The name of an event type, tied to the Rust type of its payload.
 ///

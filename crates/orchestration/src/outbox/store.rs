@@ -273,7 +273,7 @@ impl Envelope {
 }
 
 /// Marks message `id` delivered, if `holder` still holds it.
-pub(super) async fn complete(
+pub(crate) async fn complete(
     db: &impl ConnectionTrait,
     holder: &str,
     id: &str,
