@@ -20,111 +20,65 @@ fn parse_text(s: &str, max: usize, invalid: Invalid) -> Result<String, Invalid> 
     Ok(s.to_owned())
 }
 
-/// Who acted: a user, a service or a worker, e.g. `user:42` or `worker:reservation_expiry`.
-/// 1–128 characters, trimmed, without control characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Actor(String);
+/// A trimmed text of 1 to `$max` characters without control characters, parsed by
+/// [`parse_text`]; `$invalid` is the refusal's message.
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $max:literal, $invalid:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        pub struct $name(String);
 
-impl Actor {
-    /// The most characters an actor may have.
-    pub const MAX_CHARS: usize = 128;
+        impl $name {
+            /// The most characters it may have.
+            pub const MAX_CHARS: usize = $max;
 
-    /// Parses an actor, trimming surrounding whitespace.
-    ///
-    /// # Errors
-    /// Blank, longer than [`Actor::MAX_CHARS`], or containing control characters.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
-        parse_text(
-            s,
-            Self::MAX_CHARS,
-            Invalid("must be 1 to 128 characters, not blank, without control characters"),
-        )
-        .map(Self)
-    }
+            /// Parses it, trimming surrounding whitespace.
+            ///
+            /// # Errors
+            /// Blank, longer than `MAX_CHARS`, or containing control characters.
+            pub fn parse(s: &str) -> Result<Self, Invalid> {
+                parse_text(s, Self::MAX_CHARS, Invalid($invalid)).map(Self)
+            }
 
-    /// The actor as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// It as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_type!(
+    /// Who acted: a user, a service or a worker, e.g. `user:42` or
+    /// `worker:reservation_expiry`. 1–128 characters, trimmed, without control characters.
+    Actor,
+    128,
+    "must be 1 to 128 characters, not blank, without control characters"
+);
 
-/// What was done, e.g. `order.placed` or `product.restocked`.
-/// 1–128 characters, trimmed, without control characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Action(String);
+text_type!(
+    /// What was done, e.g. `order.placed` or `product.restocked`.
+    /// 1–128 characters, trimmed, without control characters.
+    Action,
+    128,
+    "must be 1 to 128 characters, not blank, without control characters"
+);
 
-impl Action {
-    /// The most characters an action may have.
-    pub const MAX_CHARS: usize = 128;
-
-    /// Parses an action, trimming surrounding whitespace.
-    ///
-    /// # Errors
-    /// Blank, longer than [`Action::MAX_CHARS`], or containing control characters.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
-        parse_text(
-            s,
-            Self::MAX_CHARS,
-            Invalid("must be 1 to 128 characters, not blank, without control characters"),
-        )
-        .map(Self)
-    }
-
-    /// The action as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What was acted on, e.g. `order:0193…` or `product:WIDGET-1`; entries are looked up
-/// by subject. 1–255 characters, trimmed, without control characters. Compared exactly
-/// (case matters) on every backend.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Subject(String);
-
-impl Subject {
-    /// The most characters a subject may have.
-    pub const MAX_CHARS: usize = 255;
-
-    /// Parses a subject, trimming surrounding whitespace.
-    ///
-    /// # Errors
-    /// Blank, longer than [`Subject::MAX_CHARS`], or containing control characters.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
-        parse_text(
-            s,
-            Self::MAX_CHARS,
-            Invalid("must be 1 to 255 characters, not blank, without control characters"),
-        )
-        .map(Self)
-    }
-
-    /// The subject as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_type!(
+    /// What was acted on, e.g. `order:0193…` or `product:WIDGET-1`; entries are looked up
+    /// by subject. 1–255 characters, trimmed, without control characters. Compared exactly
+    /// (case matters) on every backend.
+    Subject,
+    255,
+    "must be 1 to 255 characters, not blank, without control characters"
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, StatementBuilder};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -357,4 +357,13 @@ fn server_url(url: &DatabaseUrl) -> String {
         url::Url::parse(&url.connection_string()).expect("a parsed DatabaseUrl is a valid URL");
     server.set_path("");
     server.to_string()
+}
+
+/// Builds `statement` for `db`'s engine and runs it; the rows it affected.
+pub(crate) async fn execute(
+    db: &impl ConnectionTrait,
+    statement: &impl StatementBuilder,
+) -> Result<u64, DbErr> {
+    let statement = db.get_database_backend().build(statement);
+    Ok(db.execute_raw(statement).await?.rows_affected())
 }

@@ -563,6 +563,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     /// each database and, after a two-phase commit, notifies the listening ones
     /// (a local transaction notified as it committed).
     async fn wake_dispatchers(&self) {
+        // `write_outbox` left the messages sorted by database.
         let mut databases: Vec<usize> = self.outgoing.iter().map(|(db, _)| *db).collect();
         databases.dedup();
         for database in databases {

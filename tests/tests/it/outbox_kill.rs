@@ -4,14 +4,11 @@
 //! on the same files, delivers every committed order's event: each order gets exactly
 //! one audit entry.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use orchestration::testing::{PAUSE_AT_VAR, PAUSED};
 use orchestration::{DatabaseUrl, Fabric, Topology};
 use switchyard::Config;
 use tests::{StoreSnapshot, TestApp};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const NTH: usize = 3;
 
@@ -19,28 +16,7 @@ const NTH: usize = 3;
 async fn an_event_committed_before_a_kill_is_delivered_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().display());
-    let point = "outbox.committed";
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-loop"))
-        .arg(&url)
-        .env(PAUSE_AT_VAR, format!("{point}@{NTH}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start order-loop");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if line == format!("{PAUSED}{point}") {
-                return;
-            }
-            eprintln!("order-loop: {line}");
-        }
-        panic!("order-loop ended without reaching {point}");
-    })
-    .await
-    .expect("order-loop reached the pause point in time");
-    child.kill().await.unwrap(); // SIGKILL
+    super::kill_order_loop_at(std::slice::from_ref(&url), "outbox.committed", NTH).await;
 
     // The three orders committed with their events, which nobody has delivered.
     let topology = Topology::new(DatabaseUrl::Sqlite {

@@ -5,15 +5,12 @@
 //! resolves what was left in doubt: both databases agree for every order, and nothing
 //! of ours stays in `pg_prepared_xacts`.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use orchestration::testing::{PAUSE_AT_VAR, PAUSED};
 use orchestration::{Fabric, Topology};
 use sea_orm::{ConnectionTrait, Statement};
 use tests::StoreSnapshot;
 use tests::order_loop::initial_stock;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_prepare_rolls_back() {
@@ -35,29 +32,11 @@ async fn killed_at(point: &str, decided: bool) {
     let orders_url = orders_db.topology().default_url().clone();
     let inventory_url = inventory_db.topology().default_url().clone();
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-loop"))
-        .arg(orders_url.connection_string())
-        .arg(inventory_url.connection_string())
-        .env(PAUSE_AT_VAR, format!("{point}@{NTH}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start order-loop");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let paused = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if line.starts_with(PAUSED) {
-                return line;
-            }
-            eprintln!("order-loop: {line}");
-        }
-        panic!("order-loop ended without reaching {point}");
-    })
-    .await
-    .expect("order-loop reached the pause point in time");
-    assert_eq!(paused, format!("{PAUSED}{point}"));
-    child.kill().await.unwrap(); // SIGKILL
+    let args = [
+        orders_url.connection_string(),
+        inventory_url.connection_string(),
+    ];
+    super::kill_order_loop_at(&args, point, NTH).await;
 
     let topology = Topology::new(orders_url).with_override(inventory::SCHEMA, inventory_url);
     let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, TableRef};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, StatementBuilder};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::COORDINATOR_BOUNDARY;
+use crate::database::execute;
 use crate::fabric::Fabric;
 use crate::schema::WorkerLeasesTable as Leases;
 
@@ -64,7 +65,7 @@ impl Lease {
                     .to_owned(),
             )
             .to_owned();
-        lease.execute(&insert).await?;
+        execute(&lease.connection, &insert).await?;
         Ok(lease)
     }
 
@@ -88,7 +89,7 @@ impl Lease {
                     .or(Expr::col(Leases::ExpiresAtMs).lte(millis(now))),
             )
             .to_owned();
-        let claimed = self.execute(&update).await? == 1;
+        let claimed = execute(&self.connection, &update).await? == 1;
         if claimed {
             self.held_from(now);
         } else {
@@ -121,7 +122,7 @@ impl Lease {
             .and_where(Expr::col(Leases::Holder).eq(self.holder.as_str()))
             .and_where(Expr::col(Leases::ExpiresAtMs).gt(millis(now)))
             .to_owned();
-        match self.execute(&update).await {
+        match execute(&self.connection, &update).await {
             Ok(1) => self.held_from(now),
             Ok(_) => {
                 tracing::warn!(holder = %self.holder, "the singleton lease was lost");
@@ -153,19 +154,9 @@ impl Lease {
             .and_where(Expr::col(Leases::Name).eq(self.job.as_str()))
             .and_where(Expr::col(Leases::Holder).eq(self.holder.as_str()))
             .to_owned();
-        if let Err(err) = self.execute(&update).await {
+        if let Err(err) = execute(&self.connection, &update).await {
             tracing::warn!(error = %err, "releasing the singleton lease failed; it expires");
         }
-    }
-
-    /// Runs `statement` on the lease table's connection; the rows it affected.
-    async fn execute(&self, statement: &impl StatementBuilder) -> Result<u64, DbErr> {
-        let statement = self.connection.get_database_backend().build(statement);
-        Ok(self
-            .connection
-            .execute_raw(statement)
-            .await?
-            .rows_affected())
     }
 
     fn held_from(&mut self, now: DateTime<Utc>) {

@@ -19,7 +19,8 @@ pub struct OutboxStatus {
     /// Messages waiting for delivery, including those in flight and those waiting
     /// for a retry.
     pub pending: u64,
-    /// Pending messages claimed by a dispatcher right now.
+    /// Pending messages claimed by a dispatcher (a claim whose lease ran out counts
+    /// until another dispatcher takes the message over).
     pub in_flight: u64,
     /// Messages that failed every attempt, until replayed.
     pub dead: u64,
@@ -176,5 +177,5 @@ pub(crate) async fn replay(
         let before = now - older_than;
         update.and_where(Expr::col(Messages::OccurredAtMs).lte(store::millis(before)));
     }
-    store::execute(db, &update).await
+    crate::database::execute(db, &update).await
 }

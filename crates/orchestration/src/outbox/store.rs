@@ -10,12 +10,13 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
-    StatementBuilder, TransactionTrait,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::schema::{Inbox, Messages, OUTBOX_SCHEMA};
 use super::{Envelope, TraceContext};
+use crate::database::execute;
 
 pub(super) const PENDING: &str = "pending";
 pub(super) const DONE: &str = "done";
@@ -26,6 +27,20 @@ pub(super) const CHANNEL: &str = "switchyard_outbox";
 
 /// Rows per `INSERT`: 12 values each keeps every engine's parameter limit far away.
 const INSERT_CHUNK: usize = 500;
+
+/// The columns a message is written with and claimed by: its id, its subscriber and
+/// its envelope.
+const ENVELOPE: [Messages; 9] = [
+    Messages::Id,
+    Messages::EventId,
+    Messages::EventType,
+    Messages::Subscriber,
+    Messages::OrderingKey,
+    Messages::Source,
+    Messages::Payload,
+    Messages::TraceParent,
+    Messages::OccurredAtMs,
+];
 
 /// A message to write at commit.
 #[derive(Debug, Clone)]
@@ -56,14 +71,6 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-pub(super) async fn execute(
-    db: &impl ConnectionTrait,
-    statement: &impl StatementBuilder,
-) -> Result<u64, DbErr> {
-    let statement = db.get_database_backend().build(statement);
-    Ok(db.execute_raw(statement).await?.rows_affected())
-}
-
 /// Writes `batch` into the outbox in the caller's transaction and, on PostgreSQL with
 /// `notify`, notifies listening dispatchers (delivered only if the transaction
 /// commits). A transaction that will be prepared for two-phase commit cannot notify
@@ -75,20 +82,13 @@ pub(crate) async fn write_messages(
 ) -> Result<(), DbErr> {
     for chunk in batch.chunks(INSERT_CHUNK) {
         let mut insert = Query::insert();
-        insert.into_table(messages()).columns([
-            Messages::Id,
-            Messages::EventId,
-            Messages::EventType,
-            Messages::Subscriber,
-            Messages::OrderingKey,
-            Messages::Source,
-            Messages::Payload,
-            Messages::TraceParent,
-            Messages::OccurredAtMs,
-            Messages::Status,
-            Messages::Attempts,
-            Messages::AvailableAtMs,
-        ]);
+        insert
+            .into_table(messages())
+            .columns(ENVELOPE.into_iter().chain([
+                Messages::Status,
+                Messages::Attempts,
+                Messages::AvailableAtMs,
+            ]));
         for message in chunk {
             let at = millis(message.occurred_at);
             insert.values_panic([
@@ -219,18 +219,7 @@ fn due(subscribers: &[&str], now: DateTime<Utc>, limit: u64) -> SelectStatement 
         .group_by_columns([Messages::Subscriber, Messages::OrderingKey])
         .to_owned();
     Query::select()
-        .columns([
-            Messages::Id,
-            Messages::EventId,
-            Messages::EventType,
-            Messages::Subscriber,
-            Messages::OrderingKey,
-            Messages::Source,
-            Messages::Payload,
-            Messages::TraceParent,
-            Messages::OccurredAtMs,
-            Messages::Attempts,
-        ])
+        .columns(ENVELOPE.into_iter().chain([Messages::Attempts]))
         .from(messages())
         .and_where(Expr::col(Messages::Id).in_subquery(heads))
         // Checked again on the row as locked: another claimer may have changed it.

@@ -218,7 +218,7 @@ async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
     let outbox = fabric.connection("alpha").unwrap();
     outbox
         .execute_unprepared(
-            "UPDATE outbox.messages SET status = 'pending', claimed_by = NULL, finished_at_ms = NULL",
+            "UPDATE outbox.messages SET status = 'pending', claimed_by = NULL, finished_at_ms = NULL, available_at_ms = 0",
         )
         .await
         .unwrap();
