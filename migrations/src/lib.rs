@@ -9,6 +9,7 @@ pub mod audit;
 mod columns;
 pub mod inventory;
 pub mod orders;
+pub mod payments;
 
 use orchestration::Boundary;
 
@@ -30,9 +31,21 @@ pub fn audit() -> Boundary {
     Boundary::new::<audit::Migrator>("audit")
 }
 
+/// The payments boundary (schema `payments`).
+#[must_use]
+pub fn payments() -> Boundary {
+    Boundary::new::<payments::Migrator>("payments")
+}
+
 /// Every boundary, in the order their migrations run. The fabric's own boundary
 /// (`orchestration`, whose migrations live in the orchestration crate) comes first.
 #[must_use]
 pub fn all() -> Vec<Boundary> {
-    vec![orchestration::boundary(), inventory(), orders(), audit()]
+    vec![
+        orchestration::boundary(),
+        inventory(),
+        orders(),
+        audit(),
+        payments(),
+    ]
 }

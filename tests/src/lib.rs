@@ -18,6 +18,28 @@ pub mod order_loop {
     /// Enough that the loop never runs out within the test.
     pub const INITIAL_STOCK: u32 = 1_000_000;
 
+    /// The placement saga as `order-loop` and the tests that finish its runs register
+    /// it: a simulated gateway that always answers.
+    ///
+    /// # Errors
+    /// The saga cannot be registered on `fabric`.
+    pub fn place_order(
+        fabric: &orchestration::Fabric,
+    ) -> Result<workflows::PlaceOrder, orchestration::FabricError> {
+        let gateway = payments::SimulatedGateway::new(
+            fabric.connection(payments::SCHEMA)?.clone(),
+            payments::SimulatedGatewayOptions::default(),
+        );
+        let settings = workflows::PlaceOrderSettings {
+            hold: chrono::Duration::minutes(15),
+            gateway: std::sync::Arc::new(gateway),
+            policy: payments::PaymentPolicy {
+                verification_threshold_minor: i64::MAX,
+            },
+        };
+        workflows::PlaceOrder::register(fabric, settings)
+    }
+
     /// Each SKU's starting stock, as [`crate::StoreSnapshot::check`] takes it.
     #[must_use]
     pub fn initial_stock() -> std::collections::BTreeMap<String, i64> {
@@ -114,12 +136,98 @@ pub async fn split_postgres() -> Option<(TestDatabase, TestDatabase)> {
     Some((orders, inventory))
 }
 
+/// Stands in for a restarted instance after a crash: fast-forwards past the dead
+/// instance's leases (a real restart waits them out), then lets saga recovery drive
+/// every unfinished run to its end. The placement saga must be registered on
+/// `fabric`.
+///
+/// # Panics
+/// If a run is still unfinished after a minute, or a query fails.
+pub async fn finish_runs(fabric: &Fabric) {
+    use orchestration::{Host, Policy, RunFilter, RunState, SagaRecovery, SagaRecoveryOptions};
+
+    let db = fabric
+        .connection(orchestration::COORDINATOR_BOUNDARY)
+        .expect("orchestration");
+    let sql = format!(
+        "UPDATE {} SET lease_expires_at_ms = 0 WHERE status IN ('running', 'compensating')",
+        quote(db.get_database_backend(), "orchestration.saga_runs")
+    );
+    db.execute_unprepared(&sql)
+        .await
+        .expect("expire the leases");
+    let mut host = Host::new(fabric.clone());
+    let options = SagaRecoveryOptions {
+        poll_interval: std::time::Duration::from_millis(20),
+        concurrency: 8,
+    };
+    host.add(SagaRecovery::new(options), Policy::StopHost)
+        .expect("add recovery");
+    let host = host.start();
+    let active = RunFilter {
+        states: vec![RunState::Running, RunState::Compensating],
+        limit: None,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let runs = fabric.saga_runs(&active).await.expect("list runs");
+        if runs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs never finished: {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    host.shutdown().await;
+}
+
+/// Checks the simulated gateway's record: no key charged twice (each key is one
+/// request), at most one charge per placement, and every charge of a placement
+/// without an order refunded.
+///
+/// # Errors
+/// The first charge that breaks the rule.
+pub async fn check_charges(fabric: &Fabric, snapshot: &StoreSnapshot) -> Result<(), String> {
+    let db = fabric.connection(payments::SCHEMA).expect("payments");
+    let requests = payments::gateway_requests(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut charged: BTreeMap<String, usize> = BTreeMap::new();
+    let refunded: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.outcome == payments::GatewayRequestOutcome::Refunded)
+        .filter_map(|r| r.charge_key.as_deref())
+        .collect();
+    for request in &requests {
+        if request.outcome == payments::GatewayRequestOutcome::Charged {
+            let placement = request.key.split('/').next().unwrap_or_default().to_owned();
+            *charged.entry(placement).or_default() += 1;
+            let has_order = snapshot
+                .ordered
+                .keys()
+                .any(|(id, _)| request.key.starts_with(id.as_str()));
+            if !has_order && !refunded.contains(&request.key.as_str()) {
+                return Err(format!(
+                    "{} was charged, has no order and was not refunded",
+                    request.key
+                ));
+            }
+        }
+    }
+    if let Some((placement, n)) = charged.iter().find(|(_, n)| **n > 1) {
+        return Err(format!("placement {placement} was charged {n} times"));
+    }
+    Ok(())
+}
+
 /// Everything the stock and order invariants are about, read straight from the tables.
 #[derive(Debug, Default)]
 pub struct StoreSnapshot {
     /// `(available, reserved)` per SKU.
     pub stock: BTreeMap<String, (i64, i64)>,
-    /// Reserved quantity per (reference, SKU) over held reservations.
+    /// Reserved quantity per (reference, SKU) over held and committed reservations.
     pub reserved: BTreeMap<(String, String), i64>,
     /// Ordered quantity per (order id, SKU).
     pub ordered: BTreeMap<(String, String), i64>,
@@ -153,7 +261,7 @@ impl StoreSnapshot {
             snapshot.stock.insert(sku, (available, reserved));
         }
         let sql = format!(
-            "SELECT reference, sku, quantity FROM {} WHERE status = 'held'",
+            "SELECT reference, sku, quantity FROM {} WHERE status IN ('held', 'committed')",
             q("inventory.reservations")
         );
         for row in rows(inventory, &sql).await {

@@ -4,12 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use orchestration::{
     Boundary, Dispatcher, Fabric, FabricError, Host, HostError, HostFailure, InDoubtRecovery,
-    Policy, RecoveryError, Schedule,
+    Policy, RecoveryError, SagaRecovery, SagaRecoveryOptions, Schedule,
 };
+use payments::SimulatedGateway;
 use tokio::net::TcpListener;
-use workflows::PlaceOrder;
+use workflows::{PlaceOrder, PlaceOrderSettings, ReleaseExpiredHolds};
 
 use crate::config::{Config, ConfigError};
 use crate::http;
@@ -36,14 +39,9 @@ pub enum StartError {
     /// A database could not be connected, prepared or migrated.
     #[error(transparent)]
     Fabric(#[from] FabricError),
-    /// The topology places a workflow's boundaries where they cannot commit together.
-    #[error("the database topology does not work for `{workflow}`: {source}")]
-    Topology {
-        /// The workflow.
-        workflow: &'static str,
-        /// Why its boundaries cannot commit together.
-        source: orchestration::UnitOfWorkError,
-    },
+    /// A saga run could not be found or changed (the `runs` commands).
+    #[error(transparent)]
+    Saga(#[from] orchestration::SagaError),
     /// In-doubt transactions could not be recovered at start-up.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
@@ -94,14 +92,10 @@ impl Application {
                 );
             }
         }
-        // A topology under which a workflow could never commit is a configuration
-        // error: refuse it now rather than fail every request.
-        fabric
-            .plan(&PlaceOrder::BOUNDARIES)
-            .map_err(|source| StartError::Topology {
-                workflow: "place_order",
-                source,
-            })?;
+        // Registering the saga checks that each of its steps can commit with its
+        // checkpoint on this topology: a configuration error, refused now rather
+        // than on every request.
+        let place_order = place_order(config, &fabric)?;
         let report = fabric
             .recover_in_doubt(config.database.in_doubt_timeout())
             .await?;
@@ -117,7 +111,8 @@ impl Application {
         let host = workers(config, &fabric)?;
         let state = http::AppState::new(
             fabric.clone(),
-            PlaceOrder::new(fabric.clone(), config.order_hold()),
+            place_order,
+            config.orders.placement_wait(&config.http)?,
             host.health(),
             options.migrate,
         );
@@ -207,6 +202,21 @@ pub(crate) async fn connect(config: &Config) -> Result<Fabric, StartError> {
     Ok(fabric)
 }
 
+/// The order placement saga, with the simulated payment gateway on the payments
+/// boundary's database.
+pub(crate) fn place_order(config: &Config, fabric: &Fabric) -> Result<PlaceOrder, StartError> {
+    let gateway = SimulatedGateway::new(
+        fabric.connection(payments::SCHEMA)?.clone(),
+        config.payments.gateway()?,
+    );
+    let settings = PlaceOrderSettings {
+        hold: config.order_hold(),
+        gateway: Arc::new(gateway),
+        policy: config.payments.policy()?,
+    };
+    Ok(PlaceOrder::register(fabric, settings)?)
+}
+
 /// The app's background workers, each supervised by its default policy unless
 /// `workers.<name>` in the configuration says otherwise.
 fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
@@ -224,6 +234,26 @@ fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
     host.add(
         Dispatcher::new(config.outbox.dispatcher()?),
         config.workers.policy(Dispatcher::NAME, Policy::default()),
+    )?;
+    // Resumes saga runs whose instance died; every instance runs it.
+    host.add(
+        SagaRecovery::new(SagaRecoveryOptions::default()),
+        config.workers.policy(SagaRecovery::NAME, Policy::default()),
+    )?;
+    // Gives back stock held by placements that are over.
+    host.add_job(
+        ReleaseExpiredHolds::new(100),
+        Schedule::every(
+            config
+                .orders
+                .release_holds_every
+                .0
+                .max(Duration::from_secs(1)),
+        )
+        .singleton(),
+        config
+            .workers
+            .policy(ReleaseExpiredHolds::NAME, Policy::default()),
     )?;
     config.workers.check_names(&host.names())?;
     Ok(host)

@@ -1,11 +1,12 @@
-//! The command line: `serve` (the default), `migrate status|up|plan` and
-//! `outbox status|replay`.
+//! The command line: `serve` (the default), `migrate status|up|plan`,
+//! `outbox status|replay` and `runs list|show|retry|cancel`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orchestration::{OutboxStatus, ReplayFilter};
+use orchestration::{OutboxStatus, ReplayFilter, RunDetails, RunFilter, RunState, RunStatus};
+use uuid::Uuid;
 
 use crate::application::{self, Application, ServeOptions, StartError};
 use crate::config::{Config, ConfigDuration};
@@ -44,6 +45,40 @@ enum Command {
     Outbox {
         #[command(subcommand)]
         action: OutboxAction,
+    },
+    /// Inspect, retry or cancel saga runs (order placements).
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsAction {
+    /// Runs, newest first.
+    List {
+        /// Only runs in this state.
+        #[arg(long, value_parser = parse_state)]
+        status: Option<RunState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// One run: its input, steps, outputs, errors and timings.
+    Show {
+        /// The run's id.
+        id: Uuid,
+    },
+    /// Make a failed run compensate again (a running instance's recovery drives it).
+    Retry {
+        /// The run's id.
+        id: Uuid,
+    },
+    /// Cancel a run: a running run stops before its next step and undoes what took
+    /// effect; a failed run is abandoned.
+    Cancel {
+        /// The run's id.
+        id: Uuid,
     },
 }
 
@@ -143,7 +178,146 @@ impl Cli {
                 fabric.close().await;
                 Ok(result?)
             }
+            Command::Runs { action } => {
+                let fabric = application::connect(&config).await?;
+                let result = match action {
+                    RunsAction::List { status, limit } => {
+                        let filter = RunFilter {
+                            states: status.into_iter().collect(),
+                            limit: Some(limit),
+                        };
+                        fabric.saga_runs(&filter).await.map(|runs| {
+                            if runs.is_empty() {
+                                print_lines(&["no runs"]);
+                            }
+                            print_lines(&runs.iter().map(RunLine).collect::<Vec<_>>());
+                        })
+                    }
+                    RunsAction::Show { id } => fabric
+                        .saga_run(id)
+                        .await
+                        .map(|run| print_lines(&[RunReport(&run)])),
+                    RunsAction::Retry { id } => fabric.retry_saga_run(id).await.map(|run| {
+                        print_lines(&[
+                            RunLine(&run.run).to_string(),
+                            "compensation will resume on a running instance".to_owned(),
+                        ]);
+                    }),
+                    RunsAction::Cancel { id } => fabric.cancel_saga_run(id).await.map(|run| {
+                        let next = if run.run.state == RunState::Cancelled {
+                            "abandoned"
+                        } else {
+                            "cancellation requested: it stops before its next step and undoes what took effect"
+                        };
+                        print_lines(&[RunLine(&run.run).to_string(), next.to_owned()]);
+                    }),
+                };
+                fabric.close().await;
+                Ok(result?)
+            }
         }
+    }
+}
+
+fn parse_state(text: &str) -> Result<RunState, String> {
+    RunState::parse(text).ok_or_else(|| {
+        let states: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown state `{text}`; one of {}", states.join(", "))
+    })
+}
+
+/// One run on one line, as `runs list` prints it.
+struct RunLine<'a>(&'a RunStatus);
+
+impl std::fmt::Display for RunLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let run = self.0;
+        write!(
+            f,
+            "{} {} {} step {} key {} started {}",
+            run.id,
+            run.saga,
+            run.state,
+            run.current_step,
+            run.idempotency_key,
+            run.created_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+        )?;
+        if let Some(error) = &run.last_error {
+            write!(f, "; last error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A run in full, as `runs show` prints it.
+struct RunReport<'a>(&'a RunDetails);
+
+impl std::fmt::Display for RunReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let RunDetails { run, input, steps } = self.0;
+        writeln!(f, "run {} ({})", run.id, run.saga)?;
+        writeln!(f, "  state:    {}", run.state)?;
+        writeln!(f, "  key:      {}", run.idempotency_key)?;
+        writeln!(f, "  input:    {input}")?;
+        let time =
+            |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+        write!(f, "  started:  {}", time(run.created_at))?;
+        match run.finished_at {
+            Some(at) => writeln!(
+                f,
+                ", finished {} ({})",
+                time(at),
+                Seconds((at - run.created_at).to_std().unwrap_or_default())
+            )?,
+            None => writeln!(f, ", updated {}", time(run.updated_at))?,
+        }
+        if run.state.is_active() {
+            writeln!(
+                f,
+                "  at step {} (attempts {}), held by {} until {}",
+                run.current_step,
+                run.attempts,
+                run.lease_holder.as_deref().unwrap_or("nobody"),
+                time(run.lease_expires_at)
+            )?;
+        }
+        if run.cancel_requested {
+            writeln!(f, "  cancel requested")?;
+        }
+        if let Some(rejection) = &run.rejection {
+            writeln!(f, "  refused:  {rejection}")?;
+        }
+        if let Some(error) = &run.last_error {
+            writeln!(f, "  error:    {error}")?;
+        }
+        write!(f, "  steps:")?;
+        if steps.is_empty() {
+            write!(f, " none took effect")?;
+        }
+        for step in steps {
+            write!(
+                f,
+                "\n    {}. {} {} after {} attempt(s)",
+                step.position + 1,
+                step.name,
+                step.state,
+                step.attempts
+            )?;
+            if let Some(done) = step.completed_at {
+                write!(
+                    f,
+                    " in {}",
+                    Seconds((done - step.started_at).to_std().unwrap_or_default())
+                )?;
+            }
+            if let Some(undone) = step.compensated_at {
+                write!(f, ", compensated {}", time(undone))?;
+            }
+            if let Some(output) = &step.output {
+                write!(f, "\n       output: {output}")?;
+            }
+        }
+        Ok(())
     }
 }
 

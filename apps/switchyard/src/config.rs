@@ -26,6 +26,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// Event delivery from the outbox.
     pub outbox: OutboxConfig,
+    /// Payments and the payment gateway.
+    pub payments: PaymentsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -106,13 +108,113 @@ pub struct BoundaryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrdersConfig {
-    /// How long stock stays reserved for a pending order, in minutes.
+    /// How long stock stays held for a placement, in minutes; an expired hold whose
+    /// placement is over goes back to available stock.
     pub hold_minutes: u32,
+    /// How long `POST /api/orders` waits for the placement before answering
+    /// `202 Accepted` with a status URL.
+    pub placement_wait: ConfigDuration,
+    /// How often expired holds are looked for.
+    pub release_holds_every: ConfigDuration,
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        Self { hold_minutes: 15 }
+        Self {
+            hold_minutes: 15,
+            placement_wait: ConfigDuration(Duration::from_secs(5)),
+            release_holds_every: ConfigDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl OrdersConfig {
+    /// How long a placement request waits before answering `202 Accepted`.
+    ///
+    /// # Errors
+    /// A wait the HTTP request timeout would cut short, naming the key.
+    pub fn placement_wait(&self, http: &HttpConfig) -> Result<Duration, ConfigError> {
+        let timeout = http.request_timeout();
+        if self.placement_wait.0 >= timeout {
+            return Err(ConfigError(format!(
+                "orders.placement_wait: {:?} must be shorter than http.request_timeout_secs ({timeout:?})",
+                self.placement_wait.0
+            )));
+        }
+        Ok(self.placement_wait.0)
+    }
+}
+
+/// Payments: the rule for unverified customers and the (simulated) gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// The largest amount, in minor units, an unverified customer may pay.
+    pub verification_threshold_minor: i64,
+    /// The simulated payment gateway.
+    pub gateway: GatewayConfig,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            verification_threshold_minor: payments::PaymentPolicy::default()
+                .verification_threshold_minor,
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+/// The simulated payment gateway's behaviour.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// How long each request takes.
+    pub latency: ConfigDuration,
+    /// The share of requests (0 to 1) that fail as if the gateway were unavailable,
+    /// half of them after taking effect (a lost response).
+    pub failure_rate: f64,
+    /// The share of charges (0 to 1) that are declined.
+    pub decline_rate: f64,
+}
+
+impl PaymentsConfig {
+    /// The payments rule.
+    ///
+    /// # Errors
+    /// A negative threshold, naming the key.
+    pub fn policy(&self) -> Result<payments::PaymentPolicy, ConfigError> {
+        if self.verification_threshold_minor < 0 {
+            return Err(ConfigError(format!(
+                "payments.verification_threshold_minor: {} must not be negative",
+                self.verification_threshold_minor
+            )));
+        }
+        Ok(payments::PaymentPolicy {
+            verification_threshold_minor: self.verification_threshold_minor,
+        })
+    }
+
+    /// The simulated gateway's options.
+    ///
+    /// # Errors
+    /// A rate outside 0 to 1, naming the key.
+    pub fn gateway(&self) -> Result<payments::SimulatedGatewayOptions, ConfigError> {
+        for (key, rate) in [
+            ("failure_rate", self.gateway.failure_rate),
+            ("decline_rate", self.gateway.decline_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(ConfigError(format!(
+                    "payments.gateway.{key}: {rate} must be between 0 and 1"
+                )));
+            }
+        }
+        Ok(payments::SimulatedGatewayOptions {
+            latency: self.gateway.latency.0,
+            failure_rate: self.gateway.failure_rate,
+            decline_rate: self.gateway.decline_rate,
+        })
     }
 }
 
@@ -294,7 +396,7 @@ impl WorkersConfig {
 
 /// A duration in configuration: a number of seconds (`30`, `0.5`) or a number with a
 /// unit (`500ms`, `30s`, `2m`, `1h`, `7d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
 
 impl ConfigDuration {

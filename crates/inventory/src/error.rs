@@ -36,7 +36,7 @@ pub enum Error {
         /// The id asked for.
         id: Uuid,
     },
-    /// The reservation is not held any more (already released).
+    /// The reservation is not held any more (already released, or committed).
     #[error("reservation {id} is not held")]
     ReservationNotHeld {
         /// The reservation.

@@ -13,7 +13,9 @@ mod types;
 
 pub use error::{Error, Result};
 pub use products::{NewProduct, Product, add_product, find_products, get, restock};
-pub use reservations::{Reservation, ReservationStatus, release, reservations_for, reserve};
+pub use reservations::{
+    Reservation, ReservationStatus, commit_holds, expired_holds, release, reservations_for, reserve,
+};
 pub use types::{Currency, Invalid, Money, ProductName, Quantity, Sku};
 
 /// The boundary's name, which is also its schema.

@@ -17,8 +17,11 @@ use crate::types::{Quantity, Sku};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationStatus {
-    /// The stock is held.
+    /// The stock is held until the reservation expires.
     Held,
+    /// The stock stays reserved for a confirmed order: the hold no longer expires and
+    /// cannot be released.
+    Committed,
     /// The stock went back to available.
     Released,
 }
@@ -27,6 +30,7 @@ impl ReservationStatus {
     fn as_str(self) -> &'static str {
         match self {
             Self::Held => "held",
+            Self::Committed => "committed",
             Self::Released => "released",
         }
     }
@@ -34,6 +38,7 @@ impl ReservationStatus {
     fn parse(s: &str) -> Option<Self> {
         match s {
             "held" => Some(Self::Held),
+            "committed" => Some(Self::Committed),
             "released" => Some(Self::Released),
             _ => None,
         }
@@ -53,7 +58,7 @@ pub struct Reservation {
     pub status: ReservationStatus,
     /// The caller's reference.
     pub reference: String,
-    /// When the hold lapses.
+    /// When the hold lapses, while it is held (a committed reservation never lapses).
     pub expires_at: DateTime<Utc>,
 }
 
@@ -128,8 +133,8 @@ pub async fn reserve(
 /// Returns a held reservation's units to available stock.
 ///
 /// # Errors
-/// [`Error::UnknownReservation`], [`Error::ReservationNotHeld`] (already released),
-/// or [`Error::Database`].
+/// [`Error::UnknownReservation`], [`Error::ReservationNotHeld`] (already released or
+/// committed), or [`Error::Database`].
 pub async fn release(
     db: &impl ConnectionTrait,
     id: Uuid,
@@ -170,6 +175,89 @@ pub async fn release(
     let mut reservation = to_reservation(row)?;
     reservation.status = ReservationStatus::Released;
     Ok(reservation)
+}
+
+/// Commits every held reservation of `reference`: its stock stays reserved for a
+/// confirmed order and the hold no longer expires. Returns every committed reservation
+/// of `reference` (those committed now and before), oldest first, so a repeated call
+/// changes nothing and returns the same list.
+///
+/// A hold past its expiry that no one has released yet still holds its stock, so it is
+/// committed too. Released reservations are left as they are.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn commit_holds(
+    db: &impl ConnectionTrait,
+    reference: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Reservation>> {
+    // Lock, decide, write, as `release` does: a concurrent release (say, by the expiry
+    // worker) of one of these holds queues on the row lock, so each hold ends either
+    // committed or released, never both.
+    let rows = reservations::Entity::find()
+        .filter(reservations::Column::Reference.eq(reference))
+        .order_by_asc(reservations::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?;
+    let held: Vec<Uuid> = rows
+        .iter()
+        .filter(|row| row.status == ReservationStatus::Held.as_str())
+        .map(|row| row.id)
+        .collect();
+    if !held.is_empty() {
+        reservations::Entity::update_many()
+            .col_expr(
+                reservations::Column::Status,
+                Expr::val(ReservationStatus::Committed.as_str()),
+            )
+            .col_expr(reservations::Column::UpdatedAt, Expr::val(now))
+            .filter(reservations::Column::Id.is_in(held.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    let mut committed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut reservation = to_reservation(row)?;
+        if reservation.status == ReservationStatus::Held {
+            reservation.status = ReservationStatus::Committed;
+        }
+        if reservation.status == ReservationStatus::Committed {
+            committed.push(reservation);
+        }
+    }
+    Ok(committed)
+}
+
+/// Held reservations whose hold has lapsed (`expires_at <= now`), the earliest expiry
+/// first, at most `limit` of them: what an expiry worker releases.
+///
+/// Committed and released reservations are never listed. Nothing is locked: release
+/// each one with [`release`], which locks and re-checks it, and treat
+/// [`Error::ReservationNotHeld`] as someone else having got there first.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn expired_holds(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Reservation>> {
+    // PostgreSQL's LIMIT is a signed 64-bit integer.
+    let limit = Ord::min(limit, i64::MAX.unsigned_abs());
+    // Served by the `(status, expires_at)` index.
+    reservations::Entity::find()
+        .filter(reservations::Column::Status.eq(ReservationStatus::Held.as_str()))
+        .filter(reservations::Column::ExpiresAt.lte(now))
+        .order_by_asc(reservations::Column::ExpiresAt)
+        .order_by_asc(reservations::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_reservation)
+        .collect()
 }
 
 /// Every reservation made for `reference`, oldest first.

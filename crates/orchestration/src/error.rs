@@ -32,6 +32,17 @@ pub enum FabricError {
     /// Two subscribers share a name.
     #[error("an event subscriber named `{0}` is already registered")]
     DuplicateSubscriber(&'static str),
+    /// Two sagas share a name.
+    #[error("a saga named `{0}` is already registered")]
+    DuplicateSaga(&'static str),
+    /// A saga's definition cannot run on this fabric.
+    #[error("saga `{saga}` cannot run: {reason}")]
+    InvalidSaga {
+        /// The saga.
+        saga: &'static str,
+        /// Why not.
+        reason: String,
+    },
     /// The outbox of a database could not be read or changed.
     #[error("the outbox on {database} failed: {source}")]
     Outbox {

@@ -13,6 +13,7 @@ use crate::database::{Backend, Database, DatabaseId};
 use crate::error::{FabricError, UnitOfWorkError};
 use crate::migrate::{BoundaryMigrations, MigrationPlan, is_migration_work};
 use crate::outbox::{EventType, Handler, OUTBOX_SCHEMA, OutboxStatus, ReplayFilter, Routes};
+use crate::saga::{RunDetails, RunFilter, RunStatus, Saga, SagaError, SagaHandle};
 use crate::topology::{Placement, Topology};
 use crate::two_phase::{RecoveryError, RecoveryReport};
 use crate::unit_of_work::{CommitPlan, Pipeline};
@@ -38,6 +39,8 @@ struct Inner {
     /// Per database: woken when a unit of work of this process commits messages to its
     /// outbox.
     outbox_wake: Vec<Arc<tokio::sync::Notify>>,
+    /// Sagas, registered at composition time.
+    sagas: RwLock<crate::saga::Registry>,
 }
 
 /// Whether one database answered.
@@ -152,6 +155,7 @@ impl Fabric {
                 instance,
                 routes: RwLock::default(),
                 outbox_wake,
+                sagas: RwLock::default(),
             }),
         })
     }
@@ -444,6 +448,97 @@ impl Fabric {
         for database in &self.inner.databases {
             database.connection.clone().close().await.ok();
         }
+    }
+
+    /// Registers `saga`, so that runs of it can start here and the recovery worker of
+    /// this instance can resume its abandoned runs.
+    ///
+    /// # Errors
+    /// The `orchestration` boundary (which holds the runs) is not registered, a saga
+    /// of this name already is, or the definition cannot run on this topology (no
+    /// steps, a local step that cannot commit with its checkpoint, a lease shorter
+    /// than a step's timeout plus backoff).
+    pub fn register_saga<I>(&self, saga: Saga<I>) -> Result<SagaHandle<I>, FabricError>
+    where
+        I: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        if self.boundary(COORDINATOR_BOUNDARY).is_none() {
+            return Err(FabricError::UnknownBoundary {
+                name: COORDINATOR_BOUNDARY.to_owned(),
+                registered: self.registered_names(),
+            });
+        }
+        saga.check(self)
+            .map_err(|reason| FabricError::InvalidSaga {
+                saga: saga.name(),
+                reason,
+            })?;
+        let name = saga.name();
+        let saga = Arc::new(saga);
+        let added = self
+            .inner
+            .sagas
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(name, Arc::new(Arc::clone(&saga)));
+        if !added {
+            return Err(FabricError::DuplicateSaga(name));
+        }
+        Ok(SagaHandle::new(self.clone(), saga))
+    }
+
+    /// Saga runs, newest first.
+    ///
+    /// # Errors
+    /// The runs' database could not be read.
+    pub async fn saga_runs(&self, filter: &RunFilter) -> Result<Vec<RunStatus>, SagaError> {
+        crate::saga::admin_list(self, filter).await
+    }
+
+    /// One saga run with its input and checkpoints.
+    ///
+    /// # Errors
+    /// [`SagaError::UnknownRun`], or the runs' database could not be read.
+    pub async fn saga_run(&self, id: Uuid) -> Result<RunDetails, SagaError> {
+        crate::saga::admin_show(self, id).await
+    }
+
+    /// Makes a `failed` run compensate again; the recovery worker of a running
+    /// instance that knows its saga drives it.
+    ///
+    /// # Errors
+    /// [`SagaError::InvalidState`] if the run is not `failed`, [`SagaError::UnknownRun`],
+    /// or a database failure.
+    pub async fn retry_saga_run(&self, id: Uuid) -> Result<RunDetails, SagaError> {
+        crate::saga::admin_retry(self, id).await
+    }
+
+    /// Cancels a run: a `running` run stops before its next step and compensates what
+    /// took effect, ending `cancelled`; a `failed` run is abandoned as `cancelled`.
+    ///
+    /// # Errors
+    /// [`SagaError::InvalidState`] for a run in any other state,
+    /// [`SagaError::UnknownRun`], or a database failure.
+    pub async fn cancel_saga_run(&self, id: Uuid) -> Result<RunDetails, SagaError> {
+        crate::saga::admin_cancel(self, id).await
+    }
+
+    /// The registered sagas' names and their longest lease.
+    pub(crate) fn saga_names_and_lease(&self) -> (Vec<&'static str>, Duration) {
+        let sagas = self
+            .inner
+            .sagas
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (sagas.names(), sagas.longest_lease())
+    }
+
+    pub(crate) fn registered_saga(&self, name: &str) -> Option<Arc<dyn crate::saga::Driven>> {
+        self.inner
+            .sagas
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
     }
 
     pub(crate) fn boundary(&self, name: &str) -> Option<(Boundary, usize)> {

@@ -1,6 +1,6 @@
 //! Switchyard's infrastructure: persistence boundaries, their placement on databases,
 //! per-boundary migrations, units of work that span boundaries, and the host that
-//! supervises background workers and scheduled jobs.
+//! supervises background workers and scheduled jobs; the outbox and durable sagas.
 //!
 //! This crate knows no domain. Domain crates reach it only as data: a boundary's name
 //! and migrator, and closures that run inside a unit of work.
@@ -15,6 +15,7 @@ mod fault;
 mod host;
 mod migrate;
 mod outbox;
+mod saga;
 mod schema;
 mod topology;
 mod two_phase;
@@ -38,6 +39,11 @@ pub use migrate::{BoundaryMigrations, MigrationPlan};
 pub use outbox::{
     Dispatcher, DispatcherOptions, Envelope, EventType, Handler, HandlerError, InvalidOptions,
     OUTBOX_SCHEMA, OutboxStatus, ReplayFilter, SubscriberStatus,
+};
+pub use saga::{
+    ExternalStep, IdempotencyKey, LocalStep, MAX_KEY_LEN, RetryPolicy, RunDetails, RunFilter,
+    RunState, RunStatus, Saga, SagaContext, SagaError, SagaHandle, SagaRecovery,
+    SagaRecoveryOptions, StepError, StepRecord, StepState, check_key,
 };
 pub use schema::{COORDINATOR_BOUNDARY, boundary};
 pub use topology::{DatabaseUrl, Placement, Topology};

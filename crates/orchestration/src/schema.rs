@@ -1,5 +1,5 @@
 //! The `orchestration` boundary: the fabric's own tables (the two-phase commit
-//! decision log, import cursors, singleton job leases). Its migrations live here, beside the code that uses the tables.
+//! decision log, import cursors, singleton job leases, saga runs). Its migrations live here, beside the code that uses the tables.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(TwoPhaseDecisionLog),
             Box::new(ImportCursors),
             Box::new(WorkerLeases),
+            Box::new(crate::saga::SagaTables),
         ]
     }
 }

@@ -168,6 +168,12 @@ impl NewOrder {
     pub fn total_minor(&self) -> i64 {
         self.total_minor
     }
+
+    /// The ISO 4217 currency of every amount.
+    #[must_use]
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
 }
 
 /// A stored order.

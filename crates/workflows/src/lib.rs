@@ -1,13 +1,18 @@
 //! Cross-module use cases built on orchestration. Each workflow fetches, lets the
 //! domain decide, acts and persists; business rules stay in the domain crates.
 //!
-//! Workflows return business outcomes as values (`PlaceOrderOutcome::OutOfStock`) and
+//! Workflows return business outcomes as values (`PlaceOrderOutcome::Refused`) and
 //! infrastructure or contract failures as errors.
 
 mod audit_trail;
 mod events;
+mod expired_holds;
 mod place_order;
 
 pub use audit_trail::AuditOrderPlaced;
 pub use events::{ORDER_PLACED, subscribe};
-pub use place_order::{PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome};
+pub use expired_holds::ReleaseExpiredHolds;
+pub use place_order::{
+    PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, PlaceOrderSettings,
+    Placement, Refusal,
+};

@@ -1,27 +1,30 @@
-//! Order placement: reserve stock for every line, create the order and emit
-//! `OrderPlaced`, in one unit of work across the inventory and orders boundaries. If
-//! any line cannot be reserved, nothing is persisted and nothing is emitted.
+//! Order placement as a durable saga: hold the stock (inventory reservations with an
+//! expiry) → charge the customer (payments, through the gateway) → confirm the order
+//! and emit `OrderPlaced`. A refusal at any step undoes the steps before it: the
+//! charge is refunded, the hold released. The run's id is the order's id.
 
-use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use inventory::{Quantity, Sku};
-use orchestration::{Fabric, UnitOfWorkError};
+use orchestration::{
+    ExternalStep, Fabric, FabricError, IdempotencyKey, LocalStep, RunDetails, RunState, Saga,
+    SagaContext, SagaError, SagaHandle, StepError, UnitOfWork,
+};
 use orders::{CustomerId, LineRequest, NewOrder, Order, OrderPlaced};
+use payments::{
+    ChargeOutcome, ChargeRequest, GatewayError, NewPayment, PaymentGateway, PaymentPolicy,
+    RefundRequest,
+};
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::ORDER_PLACED;
 
-/// Places orders. Its dependencies are its fields.
-#[derive(Debug, Clone)]
-pub struct PlaceOrder {
-    fabric: Fabric,
-    /// How long reserved stock is held for a pending order.
-    hold: Duration,
-}
-
 /// What the customer asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaceOrderCommand {
     /// Who orders.
     pub customer_id: CustomerId,
@@ -29,166 +32,571 @@ pub struct PlaceOrderCommand {
     pub lines: Vec<(Sku, Quantity)>,
 }
 
-/// How a placement ended, as far as the business is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlaceOrderOutcome {
-    /// The order exists and its stock is reserved.
-    Placed(Order),
-    /// A line asked for more than is available; nothing was reserved.
+/// The saga's input, as stored with its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Input {
+    customer_id: String,
+    lines: Vec<InputLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InputLine {
+    sku: String,
+    quantity: u32,
+}
+
+impl From<&PlaceOrderCommand> for Input {
+    fn from(command: &PlaceOrderCommand) -> Self {
+        Self {
+            customer_id: command.customer_id.as_str().to_owned(),
+            lines: command
+                .lines
+                .iter()
+                .map(|(sku, quantity)| InputLine {
+                    sku: sku.as_str().to_owned(),
+                    quantity: quantity.get(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a placement was refused: the run's rejection, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    /// A line asked for more than is available.
     OutOfStock {
         /// The product.
-        sku: Sku,
+        sku: String,
         /// The quantity asked for.
         requested: u32,
         /// The quantity available.
         available: i64,
     },
-    /// A line names a product that does not exist; nothing was reserved.
+    /// A line names a product that does not exist.
     UnknownProduct {
         /// The SKU.
-        sku: Sku,
+        sku: String,
     },
+    /// The order breaks a rule of the orders domain (e.g. products in different
+    /// currencies).
+    InvalidOrder {
+        /// The rule.
+        message: String,
+    },
+    /// The customer must be verified before paying this much.
+    VerificationRequired {
+        /// The order total, in minor units.
+        amount_minor: i64,
+        /// The most an unverified customer may pay.
+        threshold_minor: i64,
+    },
+    /// The payment gateway declined the charge.
+    PaymentDeclined {
+        /// The gateway's reason.
+        reason: String,
+    },
+}
+
+/// How a placement stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaceOrderOutcome {
+    /// The order is confirmed: stock held for it, the customer charged.
+    Placed(Order),
+    /// Refused; whatever had taken effect was undone (a charge refunded, stock
+    /// released).
+    Refused(Refusal),
+    /// Still running (for example, the gateway is slow or retrying); ask again later.
+    Pending,
+    /// Gave up for a reason that is not a business refusal (the gateway kept failing,
+    /// an operator cancelled it). `state` says whether it was undone (`compensated`,
+    /// `cancelled`) or needs an operator (`failed`).
+    Abandoned {
+        /// The run's state.
+        state: RunState,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A placement: its id (the order's id, once placed) and how it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The placement's id: its saga run's id, and the order's id.
+    pub id: Uuid,
+    /// How it stands.
+    pub outcome: PlaceOrderOutcome,
 }
 
 /// A placement failed for a reason that is not a business outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceOrderError {
-    /// The order breaks a rule of the orders domain (e.g. products in different currencies).
-    #[error("invalid order: {0}")]
-    InvalidOrder(#[from] orders::Invalid),
-    /// Inventory failed.
+    /// The idempotency key was used before for a different order.
+    #[error("idempotency key `{key}` was used for another order ({placement})")]
+    KeyReused {
+        /// The key.
+        key: String,
+        /// The placement that holds it.
+        placement: Uuid,
+    },
+    /// The saga could not start or be read.
     #[error(transparent)]
-    Inventory(inventory::Error),
+    Saga(SagaError),
     /// Orders failed.
     #[error(transparent)]
     Orders(#[from] orders::Error),
-    /// The unit of work failed.
-    #[error(transparent)]
-    UnitOfWork(#[from] UnitOfWorkError),
 }
 
-/// Why the unit of work stopped: a business outcome that rolls it back, or a failure.
-#[derive(Debug)]
-enum Abort {
-    Rejected(PlaceOrderOutcome),
-    Failed(PlaceOrderError),
-}
-
-impl From<inventory::Error> for Abort {
-    fn from(err: inventory::Error) -> Self {
+impl From<SagaError> for PlaceOrderError {
+    fn from(err: SagaError) -> Self {
         match err {
-            inventory::Error::OutOfStock {
-                sku,
-                requested,
-                available,
-            } => Self::Rejected(PlaceOrderOutcome::OutOfStock {
-                sku,
-                requested,
-                available,
-            }),
-            inventory::Error::UnknownProduct { sku } => {
-                Self::Rejected(PlaceOrderOutcome::UnknownProduct { sku })
-            }
-            other => Self::Failed(PlaceOrderError::Inventory(other)),
+            SagaError::KeyConflict { key, run_id, .. } => Self::KeyReused {
+                key,
+                placement: run_id,
+            },
+            other => Self::Saga(other),
         }
     }
 }
 
-impl<E: Into<PlaceOrderError>> From<E> for Abort {
-    fn from(err: E) -> Self {
-        Self::Failed(err.into())
-    }
+/// What placing orders needs.
+#[derive(Debug, Clone)]
+pub struct PlaceOrderSettings {
+    /// How long stock is held for a placement before the expired-holds job may
+    /// release it (once the placement's run is over).
+    pub hold: chrono::Duration,
+    /// The payment gateway.
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// The payments rule for unverified customers.
+    pub policy: PaymentPolicy,
 }
 
-impl fmt::Display for Abort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Rejected(outcome) => write!(f, "rejected: {outcome:?}"),
-            Self::Failed(err) => err.fmt(f),
-        }
-    }
+/// Places orders. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PlaceOrder {
+    fabric: Fabric,
+    saga: SagaHandle<Input>,
 }
 
 impl PlaceOrder {
-    /// The boundaries a placement touches: they must be able to commit together.
-    pub const BOUNDARIES: [&'static str; 2] = [inventory::SCHEMA, orders::SCHEMA];
+    /// The saga's name.
+    pub const SAGA: &'static str = "place_order";
 
-    /// A workflow placing orders on `fabric`, holding stock for `hold`.
-    #[must_use]
-    pub fn new(fabric: Fabric, hold: Duration) -> Self {
-        Self { fabric, hold }
-    }
-
-    /// Places an order at `now`.
+    /// Registers the placement saga on `fabric`.
     ///
     /// # Errors
-    /// An invalid order, or an infrastructure failure; business refusals are
-    /// [`PlaceOrderOutcome`] values.
+    /// The saga cannot run on the fabric's topology (a step's boundaries cannot
+    /// commit with the run's checkpoint), or it is registered already.
+    pub fn register(fabric: &Fabric, settings: PlaceOrderSettings) -> Result<Self, FabricError> {
+        let saga = Saga::new(Self::SAGA)
+            .local(
+                "hold_stock",
+                HoldStock {
+                    hold: settings.hold,
+                },
+            )
+            .external(
+                "charge",
+                Charge {
+                    fabric: fabric.clone(),
+                    gateway: settings.gateway,
+                    policy: settings.policy,
+                },
+            )
+            .local("confirm_order", ConfirmOrder);
+        Ok(Self {
+            fabric: fabric.clone(),
+            saga: fabric.register_saga(saga)?,
+        })
+    }
+
+    /// Places an order under idempotency `key` (a fresh one if `None`) and waits up
+    /// to `wait` for the outcome. A key used before with the same order returns
+    /// that placement and repeats nothing.
+    ///
+    /// # Errors
+    /// [`PlaceOrderError::KeyReused`] for a key used with a different order, or an
+    /// infrastructure failure; business refusals are [`PlaceOrderOutcome`] values.
     pub async fn place(
         &self,
+        key: Option<&str>,
         command: &PlaceOrderCommand,
-        now: DateTime<Utc>,
-    ) -> Result<PlaceOrderOutcome, PlaceOrderError> {
-        let order_id = Uuid::now_v7();
-        let reference = order_id.to_string();
-        let expires_at = now + self.hold;
-        let mut skus: Vec<Sku> = command.lines.iter().map(|(sku, _)| sku.clone()).collect();
+        wait: Duration,
+    ) -> Result<Placement, PlaceOrderError> {
+        let fresh;
+        let key = match key {
+            Some(key) => key,
+            None => {
+                fresh = Uuid::now_v7().to_string();
+                &fresh
+            }
+        };
+        let run = self.saga.start(key, &Input::from(command), wait).await?;
+        self.placement(run).await
+    }
+
+    /// The placement with this id, as it stands; `None` if there is none.
+    ///
+    /// # Errors
+    /// An infrastructure failure.
+    pub async fn placement_of(&self, id: Uuid) -> Result<Option<Placement>, PlaceOrderError> {
+        match self.saga.run(id).await {
+            Ok(run) if run.run.saga == Self::SAGA => self.placement(run).await.map(Some),
+            Ok(_) | Err(SagaError::UnknownRun(_)) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn placement(&self, run: RunDetails) -> Result<Placement, PlaceOrderError> {
+        let id = run.run.id;
+        let abandoned = |run: &RunDetails| PlaceOrderOutcome::Abandoned {
+            state: run.run.state,
+            error: run
+                .run
+                .last_error
+                .clone()
+                .unwrap_or_else(|| run.run.state.to_string()),
+        };
+        let outcome = match run.run.state {
+            RunState::Running | RunState::Compensating => PlaceOrderOutcome::Pending,
+            RunState::Completed => {
+                let orders = self.fabric.connection(orders::SCHEMA).map_err(|err| {
+                    PlaceOrderError::Orders(orders::Error::Corrupt(err.to_string()))
+                })?;
+                let order = orders::get(orders, id)
+                    .await?
+                    .ok_or_else(|| orders::Error::UnknownOrder { id })?;
+                PlaceOrderOutcome::Placed(order)
+            }
+            RunState::Compensated => match run
+                .run
+                .rejection
+                .clone()
+                .map(serde_json::from_value::<Refusal>)
+            {
+                Some(Ok(refusal)) => PlaceOrderOutcome::Refused(refusal),
+                // No refusal: a step kept failing, and what took effect was undone.
+                _ => abandoned(&run),
+            },
+            RunState::Failed | RunState::Cancelled => abandoned(&run),
+        };
+        Ok(Placement { id, outcome })
+    }
+}
+
+/// The hold: the priced lines and the reservations holding their stock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Held {
+    currency: String,
+    total_minor: i64,
+    lines: Vec<PricedLine>,
+    reservations: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PricedLine {
+    sku: String,
+    quantity: u32,
+    unit_price_minor: i64,
+    currency: String,
+}
+
+impl Held {
+    fn order(&self, customer_id: &str) -> Result<NewOrder, StepError> {
+        let customer = CustomerId::parse(customer_id).map_err(StepError::permanent)?;
+        let lines: Vec<LineRequest> = self
+            .lines
+            .iter()
+            .map(|line| LineRequest {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+                unit_price_minor: line.unit_price_minor,
+                currency: line.currency.clone(),
+            })
+            .collect();
+        NewOrder::price(customer, &lines).map_err(|invalid| {
+            StepError::reject(&Refusal::InvalidOrder {
+                message: invalid.to_string(),
+            })
+        })
+    }
+}
+
+fn inventory_error(err: inventory::Error) -> StepError {
+    match err {
+        inventory::Error::OutOfStock {
+            sku,
+            requested,
+            available,
+        } => StepError::reject(&Refusal::OutOfStock {
+            sku: sku.as_str().to_owned(),
+            requested,
+            available,
+        }),
+        inventory::Error::UnknownProduct { sku } => StepError::reject(&Refusal::UnknownProduct {
+            sku: sku.as_str().to_owned(),
+        }),
+        inventory::Error::Database(err) => StepError::transient(err),
+        other => StepError::permanent(other),
+    }
+}
+
+fn orders_error(err: orders::Error) -> StepError {
+    match err {
+        orders::Error::Database(err) => StepError::transient(err),
+        other => StepError::permanent(other),
+    }
+}
+
+fn payments_error(err: payments::Error) -> StepError {
+    match err {
+        payments::Error::VerificationRequired {
+            amount_minor,
+            threshold_minor,
+            ..
+        } => StepError::reject(&Refusal::VerificationRequired {
+            amount_minor,
+            threshold_minor,
+        }),
+        payments::Error::Database(err) => StepError::transient(err),
+        other => StepError::permanent(other),
+    }
+}
+
+fn gateway_error(err: GatewayError) -> StepError {
+    if err.is_transient() {
+        StepError::transient(err)
+    } else {
+        StepError::permanent(err)
+    }
+}
+
+/// Step 1: prices the order and holds its stock, in SKU order (so concurrent
+/// placements lock stock rows in one order and cannot deadlock). Undone by releasing
+/// the holds.
+#[derive(Debug)]
+struct HoldStock {
+    hold: chrono::Duration,
+}
+
+impl LocalStep<Input> for HoldStock {
+    type Output = Held;
+    const BOUNDARIES: &'static [&'static str] = &[inventory::SCHEMA];
+
+    async fn act(
+        &self,
+        run: &SagaContext<'_, Input>,
+        uow: &mut UnitOfWork<StepError>,
+    ) -> Result<Held, StepError> {
+        let input = run.input();
+        let mut wanted = Vec::with_capacity(input.lines.len());
+        for line in &input.lines {
+            let sku = Sku::parse(&line.sku).map_err(StepError::permanent)?;
+            let quantity = Quantity::new(i64::from(line.quantity)).map_err(StepError::permanent)?;
+            wanted.push((sku, quantity));
+        }
+        let mut skus: Vec<Sku> = wanted.iter().map(|(sku, _)| sku.clone()).collect();
         skus.sort();
         skus.dedup();
-        // Reserve in SKU order so that concurrent placements lock stock rows in one
-        // order and cannot deadlock each other.
-        let mut reservation_order: Vec<&(Sku, Quantity)> = command.lines.iter().collect();
-        reservation_order.sort_by(|a, b| a.0.cmp(&b.0));
-
-        let run = self
-            .fabric
-            .unit_of_work("place_order")
-            .run(async |uow| -> Result<Order, Abort> {
-                // Fetch.
-                let products = uow
-                    .step(inventory::SCHEMA, "find_products", async |tx| {
-                        inventory::find_products(tx, &skus).await
-                    })
-                    .await?;
-                // Let the domain decide: every product must exist, and orders prices
-                // the lines and computes the totals.
-                let mut lines = Vec::with_capacity(command.lines.len());
-                for (sku, quantity) in &command.lines {
-                    let Some(product) = products.iter().find(|p| &p.sku == sku) else {
-                        return Err(Abort::Rejected(PlaceOrderOutcome::UnknownProduct {
-                            sku: sku.clone(),
-                        }));
-                    };
-                    lines.push(LineRequest {
-                        sku: sku.as_str().to_owned(),
-                        quantity: quantity.get(),
-                        unit_price_minor: product.price.minor,
-                        currency: product.price.currency.as_str().to_owned(),
-                    });
-                }
-                let new_order = NewOrder::price(command.customer_id.clone(), &lines)?;
-                // Act.
-                for (sku, quantity) in &reservation_order {
-                    uow.step(inventory::SCHEMA, "reserve_stock", async |tx| {
-                        inventory::reserve(tx, sku, *quantity, &reference, expires_at, now).await
-                    })
-                    .await?;
-                }
-                // Persist, and tell the subscribers once it has committed.
-                let order = uow
-                    .step(orders::SCHEMA, "create_order", async |tx| {
-                        orders::create(tx, order_id, &new_order, now).await
-                    })
-                    .await?;
-                let placed = OrderPlaced::of(&order);
-                uow.emit(orders::SCHEMA, ORDER_PLACED, placed.ordering_key(), &placed)?;
-                Ok(order)
+        let products = uow
+            .step(inventory::SCHEMA, "find_products", async |tx| {
+                inventory::find_products(tx, &skus)
+                    .await
+                    .map_err(inventory_error)
             })
-            .await;
-        match run {
-            Ok(done) => Ok(PlaceOrderOutcome::Placed(done.value)),
-            Err(Abort::Rejected(outcome)) => Ok(outcome),
-            Err(Abort::Failed(err)) => Err(err),
+            .await?;
+        // Let the domains decide: every product must exist, and orders prices the
+        // lines (one currency, totals that fit).
+        let mut lines = Vec::with_capacity(wanted.len());
+        for (sku, quantity) in &wanted {
+            let product = products.iter().find(|p| &p.sku == sku).ok_or_else(|| {
+                inventory_error(inventory::Error::UnknownProduct { sku: sku.clone() })
+            })?;
+            lines.push(PricedLine {
+                sku: sku.as_str().to_owned(),
+                quantity: quantity.get(),
+                unit_price_minor: product.price.minor,
+                currency: product.price.currency.as_str().to_owned(),
+            });
         }
+        let mut held = Held {
+            currency: String::new(),
+            total_minor: 0,
+            lines,
+            reservations: Vec::with_capacity(wanted.len()),
+        };
+        let order = held.order(&input.customer_id)?;
+        held.currency = order.currency().to_owned();
+        held.total_minor = order.total_minor();
+        let now = Utc::now();
+        let reference = run.run_id().to_string();
+        wanted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (sku, quantity) in &wanted {
+            let reservation = uow
+                .step(inventory::SCHEMA, "reserve_stock", async |tx| {
+                    inventory::reserve(tx, sku, *quantity, &reference, now + self.hold, now)
+                        .await
+                        .map_err(inventory_error)
+                })
+                .await?;
+            held.reservations.push(reservation.id);
+        }
+        Ok(held)
+    }
+
+    async fn compensate(
+        &self,
+        _run: &SagaContext<'_, Input>,
+        held: Held,
+        uow: &mut UnitOfWork<StepError>,
+    ) -> Result<(), StepError> {
+        let now = Utc::now();
+        for id in held.reservations {
+            uow.step(inventory::SCHEMA, "release_stock", async |tx| {
+                match inventory::release(tx, id, now).await {
+                    // Released already (by the expired-holds job): nothing to undo.
+                    Ok(_) | Err(inventory::Error::ReservationNotHeld { .. }) => Ok(()),
+                    Err(err) => Err(inventory_error(err)),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Step 2: opens the payment (where the verification rule applies) and charges it
+/// through the gateway under the step's idempotency key. Undone by a refund under
+/// the compensation's key.
+#[derive(Debug)]
+struct Charge {
+    fabric: Fabric,
+    gateway: Arc<dyn PaymentGateway>,
+    policy: PaymentPolicy,
+}
+
+/// The charge that went through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Charged {
+    gateway_reference: String,
+}
+
+impl Charge {
+    fn payments(&self) -> Result<&sea_orm::DatabaseConnection, StepError> {
+        self.fabric
+            .connection(payments::SCHEMA)
+            .map_err(StepError::permanent)
+    }
+}
+
+impl ExternalStep<Input> for Charge {
+    type Output = Charged;
+
+    async fn act(
+        &self,
+        run: &SagaContext<'_, Input>,
+        key: &IdempotencyKey,
+    ) -> Result<Charged, StepError> {
+        let held: Held = run.output("hold_stock")?;
+        let db = self.payments()?;
+        let key = key.action();
+        let new = NewPayment {
+            idempotency_key: key.clone(),
+            order_reference: run.run_id().to_string(),
+            customer_id: run.input().customer_id.clone(),
+            amount_minor: held.total_minor,
+            currency: held.currency.clone(),
+        };
+        let tx = db.begin().await?;
+        payments::open(&tx, &new, &self.policy, Utc::now())
+            .await
+            .map_err(payments_error)?;
+        tx.commit().await?;
+        let request = ChargeRequest {
+            key: key.clone(),
+            amount_minor: held.total_minor,
+            currency: held.currency,
+            customer_id: new.customer_id,
+            reference: new.order_reference,
+        };
+        let outcome = self.gateway.charge(&request).await.map_err(gateway_error)?;
+        let tx = db.begin().await?;
+        payments::record_charge(&tx, &key, &outcome, Utc::now())
+            .await
+            .map_err(payments_error)?;
+        tx.commit().await?;
+        match outcome {
+            ChargeOutcome::Charged { reference } => Ok(Charged {
+                gateway_reference: reference,
+            }),
+            ChargeOutcome::Declined { reason } => {
+                Err(StepError::reject(&Refusal::PaymentDeclined { reason }))
+            }
+        }
+    }
+
+    async fn compensate(
+        &self,
+        run: &SagaContext<'_, Input>,
+        key: &IdempotencyKey,
+        _charged: Option<Charged>,
+    ) -> Result<(), StepError> {
+        // Refunds by the charge's key, so it also undoes a charge whose response was
+        // lost, and does nothing for one that never happened.
+        let held: Held = run.output("hold_stock")?;
+        let request = RefundRequest {
+            key: key.compensation(),
+            charge_key: key.action(),
+            amount_minor: held.total_minor,
+        };
+        let outcome = self.gateway.refund(&request).await.map_err(gateway_error)?;
+        let tx = self.payments()?.begin().await?;
+        match payments::record_refund(&tx, &key.action(), &outcome, Utc::now()).await {
+            // The payment was never opened (the rule refused it first).
+            Ok(_) | Err(payments::Error::UnknownPayment { .. }) => {}
+            Err(err) => return Err(payments_error(err)),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Step 3: creates the order, confirmed, keeps its stock held for good and tells the
+/// subscribers. The last step: nothing after it can refuse, so it is never undone.
+#[derive(Debug)]
+struct ConfirmOrder;
+
+impl LocalStep<Input> for ConfirmOrder {
+    type Output = Uuid;
+    const BOUNDARIES: &'static [&'static str] = &[orders::SCHEMA, inventory::SCHEMA];
+
+    async fn act(
+        &self,
+        run: &SagaContext<'_, Input>,
+        uow: &mut UnitOfWork<StepError>,
+    ) -> Result<Uuid, StepError> {
+        let held: Held = run.output("hold_stock")?;
+        let new_order = held.order(&run.input().customer_id)?;
+        let id = run.run_id();
+        let reference = id.to_string();
+        let now = Utc::now();
+        uow.step(inventory::SCHEMA, "commit_holds", async |tx| {
+            inventory::commit_holds(tx, &reference, now)
+                .await
+                .map_err(inventory_error)
+        })
+        .await?;
+        let order = uow
+            .step(orders::SCHEMA, "create_order", async |tx| {
+                orders::create(tx, id, &new_order, now)
+                    .await
+                    .map_err(orders_error)?;
+                orders::confirm(tx, id, now).await.map_err(orders_error)
+            })
+            .await?;
+        let placed = OrderPlaced::of(&order);
+        uow.emit(orders::SCHEMA, ORDER_PLACED, placed.ordering_key(), &placed)?;
+        Ok(id)
     }
 }

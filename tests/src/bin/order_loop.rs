@@ -10,7 +10,7 @@ use inventory::{Currency, Money, NewProduct, ProductName, Quantity, Sku};
 use orchestration::{DatabaseUrl, Fabric, Topology};
 use orders::CustomerId;
 use tests::order_loop::{INITIAL_STOCK, SKUS};
-use workflows::{PlaceOrder, PlaceOrderCommand};
+use workflows::PlaceOrderCommand;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -54,7 +54,7 @@ async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn s
             Err(err) => return Err(err.into()),
         }
     }
-    let workflow = PlaceOrder::new(fabric.clone(), chrono::Duration::minutes(15));
+    let workflow = tests::order_loop::place_order(&fabric)?;
     let customer = CustomerId::parse("killer")?;
     loop {
         let mut skus = SKUS.to_vec();
@@ -67,6 +67,8 @@ async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn s
             customer_id: customer.clone(),
             lines,
         };
-        workflow.place(&command, Utc::now()).await?;
+        workflow
+            .place(None, &command, std::time::Duration::from_secs(3600))
+            .await?;
     }
 }

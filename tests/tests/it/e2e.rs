@@ -497,10 +497,10 @@ async fn an_unworkable_topology_is_refused_at_start() {
     assert!(
         matches!(
             err,
-            switchyard::StartError::Topology {
-                source: orchestration::UnitOfWorkError::NotAtomic { .. },
+            switchyard::StartError::Fabric(orchestration::FabricError::InvalidSaga {
+                saga: "place_order",
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -1,14 +1,16 @@
-//! The kill test: a child process places orders across the inventory and orders files
-//! in a loop and is SIGKILLed at random moments. After every kill, no order exists
-//! without its reservations, no reservation without its order, stock is conserved, and
-//! every order has its `OrderPlaced` event in the outbox.
+//! The kill test: a child process places orders (the placement saga across the
+//! inventory, payments and orders files) in a loop and is SIGKILLed at random moments.
+//! After every kill, another instance finishes the interrupted placement; then no
+//! order exists without its reservations, no reservation without its order, stock is
+//! conserved, no placement is charged twice, and every order has its `OrderPlaced`
+//! event in the outbox.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use orchestration::{DatabaseUrl, Fabric, Topology};
-use tests::StoreSnapshot;
 use tests::order_loop::initial_stock;
+use tests::{StoreSnapshot, check_charges, finish_runs};
 
 const KILLS: usize = 40;
 
@@ -46,8 +48,15 @@ async fn sigkill_never_tears_a_cross_boundary_commit() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
+        // Another instance finishes the placement the kill interrupted.
         let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();
+        workflows::subscribe(&fabric).unwrap();
+        tests::order_loop::place_order(&fabric).unwrap();
+        finish_runs(&fabric).await;
         let snapshot = StoreSnapshot::read(&fabric).await;
+        if let Err(broken) = check_charges(&fabric, &snapshot).await {
+            panic!("after kill {round}: {broken}");
+        }
         fabric.close().await;
         if let Err(broken) = snapshot.check(&initial) {
             panic!("after kill {round}: {broken}");

@@ -1,10 +1,12 @@
 //! Cross-module tests: the HTTP API end to end, the kill tests (SQLite, two-phase
-//! commit, the outbox) and the architecture rules.
+//! commit, the outbox, the placement saga) and the architecture rules.
 
 mod architecture;
 mod e2e;
 mod kill;
 mod outbox_kill;
+mod placement;
+mod saga_kill;
 mod two_phase_kill;
 
 /// Runs `order-loop` with `args` until it freezes at pause point `point` for the

@@ -22,7 +22,7 @@ async fn killed_after_the_decision_commits() {
     killed_at("two_phase.after_decision", true).await;
 }
 
-/// The order whose commit is interrupted.
+/// The two-phase commit that is interrupted: the second placement's hold.
 const NTH: usize = 3;
 
 async fn killed_at(point: &str, decided: bool) {
@@ -63,13 +63,34 @@ async fn killed_at(point: &str, decided: bool) {
         "prepared transactions of ours remain"
     );
 
+    // The interrupted commit was the second placement's hold (the first placement
+    // committed its hold and its confirmation): rolled back or committed, another
+    // instance finishes that placement from its last checkpoint.
+    workflows::subscribe(&fabric).unwrap();
+    tests::order_loop::place_order(&fabric).unwrap();
+    let held = fabric.saga_run(unfinished(&fabric).await).await.unwrap();
+    assert_eq!(held.steps.len(), usize::from(decided), "{held:?}");
+    tests::finish_runs(&fabric).await;
     let initial = initial_stock();
     let snapshot = StoreSnapshot::read(&fabric).await;
     snapshot.check(&initial).unwrap();
     snapshot.check_events(1).unwrap();
-    let committed = if decided { NTH } else { NTH - 1 };
-    assert_eq!(snapshot.order_count(), committed);
+    tests::check_charges(&fabric, &snapshot).await.unwrap();
+    assert_eq!(snapshot.order_count(), 2);
     fabric.close().await;
+}
+
+/// The one placement still running.
+async fn unfinished(fabric: &Fabric) -> uuid::Uuid {
+    let running = fabric
+        .saga_runs(&orchestration::RunFilter {
+            states: vec![orchestration::RunState::Running],
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1, "{running:?}");
+    running[0].id
 }
 
 /// Our prepared transactions on the fabric's two databases (other tests share the

@@ -69,6 +69,38 @@ impl ApiError {
         }
     }
 
+    pub(crate) fn bad_request(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, title, detail)
+    }
+
+    pub(crate) fn payment_required(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::PAYMENT_REQUIRED, kind, title, detail)
+    }
+
+    pub(crate) fn forbidden(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::FORBIDDEN, kind, title, detail)
+    }
+
+    pub(crate) fn unavailable(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind, title, detail)
+    }
+
     pub(crate) fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }

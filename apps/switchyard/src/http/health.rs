@@ -68,7 +68,6 @@ mod tests {
     use orchestration::testing::{Engine, TestDatabase};
     use orchestration::{Host, Policy, Worker, WorkerContext, WorkerError};
     use tower::ServiceExt;
-    use workflows::PlaceOrder;
 
     use super::*;
     use crate::config::HttpConfig;
@@ -108,7 +107,8 @@ mod tests {
         host.add(Broken, Policy::StopHost).unwrap();
         let state = AppState::new(
             fabric.clone(),
-            PlaceOrder::new(fabric, chrono::Duration::minutes(1)),
+            crate::application::place_order(&crate::Config::default(), &fabric).unwrap(),
+            std::time::Duration::from_secs(1),
             host.health(),
             false,
         );

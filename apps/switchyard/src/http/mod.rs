@@ -30,6 +30,8 @@ use crate::config::HttpConfig;
 pub(crate) struct AppState {
     fabric: Fabric,
     place_order: PlaceOrder,
+    /// How long a placement request waits before answering `202 Accepted`.
+    placement_wait: std::time::Duration,
     /// The background workers' health.
     workers: HostHealth,
     /// Set once no migration is pending (from the start if the app migrated at start);
@@ -41,12 +43,14 @@ impl AppState {
     pub(crate) fn new(
         fabric: Fabric,
         place_order: PlaceOrder,
+        placement_wait: std::time::Duration,
         workers: HostHealth,
         migrated: bool,
     ) -> Self {
         Self {
             fabric,
             place_order,
+            placement_wait,
             workers,
             migrated: Arc::new(AtomicBool::new(migrated)),
         }

@@ -1,15 +1,17 @@
-//! `/api/orders`: place and show orders.
+//! `/api/orders`: place orders (idempotently, with an `Idempotency-Key` header) and
+//! show an order or its placement's status.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inventory::{Quantity, Sku};
-use orders::{CustomerId, Order};
+use orchestration::RunState;
+use orders::CustomerId;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
-use workflows::{PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome};
+use workflows::{PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, Placement, Refusal};
 
 use super::AppState;
 use super::error::{ApiError, Body, FieldError, check};
@@ -64,60 +66,175 @@ fn parse_command(body: &PlaceOrderBody) -> Result<PlaceOrderCommand, ApiError> {
     }
 }
 
+/// The header that makes a placement idempotent: the same key and body return the
+/// first placement's response and repeat nothing.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let invalid = |message: String| {
+        ApiError::bad_request(
+            "invalid-idempotency-key",
+            "Invalid idempotency key",
+            format!("the Idempotency-Key header {message}"),
+        )
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| invalid("must be visible ASCII".to_owned()))?;
+    orchestration::check_key(key).map_err(|err| invalid(err.to_string()))?;
+    Ok(Some(key.to_owned()))
+}
+
 pub(crate) async fn place(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Body(body): Body<PlaceOrderBody>,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let command = parse_command(&body)?;
-    match state.place_order.place(&command, super::now()).await? {
-        PlaceOrderOutcome::Placed(order) => {
-            let location = format!("/api/orders/{}", order.id);
-            Ok((
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                Json(order),
-            )
-                .into_response())
+    let placement = state
+        .place_order
+        .place(key.as_deref(), &command, state.placement_wait)
+        .await?;
+    respond(placement, &body)
+}
+
+fn status_url(id: Uuid) -> String {
+    format!("/api/orders/{id}")
+}
+
+fn respond(placement: Placement, body: &PlaceOrderBody) -> Result<Response, ApiError> {
+    let id = placement.id;
+    match placement.outcome {
+        PlaceOrderOutcome::Placed(order) => Ok((
+            StatusCode::CREATED,
+            [(header::LOCATION, status_url(order.id))],
+            Json(order),
+        )
+            .into_response()),
+        PlaceOrderOutcome::Pending => Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, status_url(id))],
+            Json(json!({ "id": id, "status": "placing", "status_url": status_url(id) })),
+        )
+            .into_response()),
+        PlaceOrderOutcome::Refused(refusal) => {
+            Err(refused(refusal, body).with("placement", json!(id)))
         }
-        PlaceOrderOutcome::OutOfStock {
+        PlaceOrderOutcome::Abandoned { state, error } => Err(abandoned(id, state, &error)),
+    }
+}
+
+fn refused(refusal: Refusal, body: &PlaceOrderBody) -> ApiError {
+    match refusal {
+        Refusal::OutOfStock {
             sku,
             requested,
             available,
-        } => Err(inventory::Error::OutOfStock {
-            sku,
-            requested,
-            available,
-        }
-        .into()),
-        PlaceOrderOutcome::UnknownProduct { sku } => {
+        } => ApiError::conflict(
+            "out-of-stock",
+            "Out of stock",
+            format!("out of stock: {requested} of {sku} requested, {available} available"),
+        )
+        .with("sku", json!(sku))
+        .with("requested", json!(requested))
+        .with("available", json!(available)),
+        Refusal::UnknownProduct { sku } => {
             let fields = body
                 .lines
                 .iter()
                 .enumerate()
-                .filter(|(_, line)| line.sku == sku.as_str())
+                .filter(|(_, line)| line.sku == sku)
                 .map(|(i, _)| FieldError::new(format!("lines[{i}].sku"), "no such product"))
                 .collect::<Vec<_>>();
-            Err(ApiError::unprocessable(
+            ApiError::unprocessable(
                 "unknown-product",
                 "Unknown product",
                 format!("no product with SKU {sku}"),
             )
-            .with("sku", json!(sku.as_str()))
-            .with("errors", json!(fields)))
+            .with("sku", json!(sku))
+            .with("errors", json!(fields))
         }
+        Refusal::InvalidOrder { message } => {
+            ApiError::unprocessable("invalid-order", "Invalid order", format!("invalid order: {message}"))
+        }
+        Refusal::VerificationRequired {
+            amount_minor,
+            threshold_minor,
+        } => ApiError::forbidden(
+            "verification-required",
+            "Verification required",
+            format!(
+                "an unverified customer may pay at most {threshold_minor} (minor units); this order is {amount_minor}"
+            ),
+        )
+        .with("amount_minor", json!(amount_minor))
+        .with("threshold_minor", json!(threshold_minor)),
+        Refusal::PaymentDeclined { reason } => ApiError::payment_required(
+            "payment-declined",
+            "Payment declined",
+            format!("the payment was declined: {reason}"),
+        ),
     }
+}
+
+fn abandoned(id: Uuid, state: RunState, error: &str) -> ApiError {
+    match state {
+        // Undone: nothing was charged and no stock is held.
+        RunState::Compensated | RunState::Cancelled => {
+            tracing::warn!(placement = %id, %state, error, "placement abandoned");
+            ApiError::unavailable(
+                "placement-abandoned",
+                "Placement abandoned",
+                format!("the order could not be placed ({state}); nothing was charged, try again"),
+            )
+            .with("placement", json!(id))
+        }
+        // Needs an operator; the details are in the logs and `switchyard runs show`.
+        _ => ApiError::internal(&PlacementFailed {
+            id,
+            error: error.to_owned(),
+        })
+        .with("placement", json!(id)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("placement {id} failed and needs an operator: {error}")]
+struct PlacementFailed {
+    id: Uuid,
+    error: String,
 }
 
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(format!("no order with id {id}"));
     let parsed = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let order = orders::get(state.fabric.connection(orders::SCHEMA)?, parsed)
+    if let Some(order) = orders::get(state.fabric.connection(orders::SCHEMA)?, parsed).await? {
+        return Ok(Json(order).into_response());
+    }
+    // Not an order (yet): a placement still running, refused or abandoned.
+    let placement = state
+        .place_order
+        .placement_of(parsed)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(order))
+    let view = match placement.outcome {
+        PlaceOrderOutcome::Placed(order) => return Ok(Json(order).into_response()),
+        PlaceOrderOutcome::Pending => json!({ "id": parsed, "status": "placing" }),
+        PlaceOrderOutcome::Refused(refusal) => {
+            json!({ "id": parsed, "status": "refused", "refusal": refusal })
+        }
+        PlaceOrderOutcome::Abandoned { state, .. } => {
+            json!({ "id": parsed, "status": "abandoned", "placement_state": state })
+        }
+    };
+    Ok(Json(view).into_response())
 }
 
 impl From<orders::Error> for ApiError {
@@ -141,12 +258,14 @@ impl From<orders::Error> for ApiError {
 impl From<PlaceOrderError> for ApiError {
     fn from(err: PlaceOrderError) -> Self {
         match err {
-            PlaceOrderError::InvalidOrder(invalid) => {
-                ApiError::unprocessable("invalid-order", "Invalid order", invalid.to_string())
-            }
-            PlaceOrderError::Inventory(err) => err.into(),
+            PlaceOrderError::KeyReused { placement, .. } => ApiError::unprocessable(
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                format!("{err}: send a new key for a different order"),
+            )
+            .with("placement", json!(placement)),
             PlaceOrderError::Orders(err) => err.into(),
-            PlaceOrderError::UnitOfWork(err) => err.into(),
+            PlaceOrderError::Saga(err) => ApiError::internal(&err),
         }
     }
 }

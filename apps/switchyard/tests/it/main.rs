@@ -96,8 +96,9 @@ async fn sigterm_stops_the_server_then_the_workers_and_exits_zero() {
     };
     assert!(position("SIGTERM received") < position("stopped accepting requests"));
     assert!(position("stopped accepting requests") < position("workers stopped"));
-    // Two workers: two-phase recovery and the outbox dispatcher.
-    assert!(log.contains("2 stopped"), "{log}");
+    // Four workers: two-phase recovery, the outbox dispatcher, saga recovery and the
+    // expired-holds job.
+    assert!(log.contains("4 stopped"), "{log}");
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! Inventory's integration tests, run on SQLite, PostgreSQL and MariaDB.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use inventory::{
-    Currency, Error, Money, NewProduct, ProductName, Quantity, ReservationStatus, Sku,
+    Currency, Error, Money, NewProduct, ProductName, Quantity, Reservation, ReservationStatus, Sku,
 };
 use orchestration::UnitOfWorkError;
 use orchestration::testing::TestDatabase;
+use uuid::Uuid;
 
 orchestration::engine_tests! {
     boundaries: [migrations::inventory()];
@@ -13,6 +14,8 @@ orchestration::engine_tests! {
     reserve_never_oversells_under_concurrency,
     release_returns_stock_once,
     reservations_after_a_read_report_current_stock,
+    committed_holds_keep_their_stock_and_cannot_be_released,
+    expired_holds_are_listed_earliest_expiry_first,
 }
 
 fn sku(s: &str) -> Sku {
@@ -235,4 +238,147 @@ async fn reservations_after_a_read_report_current_stock(db: TestDatabase) {
         );
     }
     assert!(reserved > 50, "only {reserved} of 60 units were reserved");
+}
+
+fn ids(reservations: &[Reservation]) -> Vec<Uuid> {
+    reservations.iter().map(|r| r.id).collect()
+}
+
+fn statuses(reservations: &[Reservation]) -> Vec<ReservationStatus> {
+    reservations.iter().map(|r| r.status).collect()
+}
+
+async fn committed_holds_keep_their_stock_and_cannot_be_released(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    let now = Utc::now();
+    let later = now + Duration::minutes(5);
+    inventory::add_product(conn, &widget("C-1", 10), now)
+        .await
+        .unwrap();
+    let first = inventory::reserve(conn, &sku("C-1"), qty(3), "order-1", later, now)
+        .await
+        .unwrap();
+    // Already past its expiry but not released: it still holds its stock.
+    let lapsed = inventory::reserve(conn, &sku("C-1"), qty(2), "order-1", now, now)
+        .await
+        .unwrap();
+    let released = inventory::reserve(conn, &sku("C-1"), qty(1), "order-1", later, now)
+        .await
+        .unwrap();
+    inventory::release(conn, released.id, now).await.unwrap();
+    let other = inventory::reserve(conn, &sku("C-1"), qty(4), "order-2", later, now)
+        .await
+        .unwrap();
+
+    let committed = inventory::commit_holds(conn, "order-1", now).await.unwrap();
+    assert_eq!(ids(&committed), [first.id, lapsed.id]);
+    assert_eq!(
+        statuses(&committed),
+        [ReservationStatus::Committed, ReservationStatus::Committed]
+    );
+    assert_eq!(
+        (committed[0].quantity, committed[1].quantity),
+        (3, 2),
+        "{committed:?}"
+    );
+
+    // Idempotent: nothing left to commit, the same list comes back.
+    let again = inventory::commit_holds(conn, "order-1", now + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(again, committed);
+
+    let listed = inventory::reservations_for(conn, "order-1").await.unwrap();
+    assert_eq!(ids(&listed), [first.id, lapsed.id, released.id]);
+    assert_eq!(
+        statuses(&listed),
+        [
+            ReservationStatus::Committed,
+            ReservationStatus::Committed,
+            ReservationStatus::Released
+        ]
+    );
+    // Another reference's hold is untouched.
+    let others = inventory::reservations_for(conn, "order-2").await.unwrap();
+    assert_eq!(ids(&others), [other.id]);
+    assert_eq!(statuses(&others), [ReservationStatus::Held]);
+
+    // A committed reservation cannot be released; its stock stays reserved.
+    let err = inventory::release(conn, first.id, now).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReservationNotHeld { id } if id == first.id),
+        "{err}"
+    );
+    let product = inventory::get(conn, &sku("C-1")).await.unwrap().unwrap();
+    assert_eq!((product.available, product.reserved), (1, 9));
+
+    assert!(
+        inventory::commit_holds(conn, "order-404", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap() + Duration::seconds(seconds)
+}
+
+async fn expired_holds_are_listed_earliest_expiry_first(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    let now = at(0);
+    inventory::add_product(conn, &widget("E-1", 100), at(-600))
+        .await
+        .unwrap();
+    let reserve = async |reference: &str, expires_at| {
+        inventory::reserve(conn, &sku("E-1"), qty(1), reference, expires_at, at(-600))
+            .await
+            .unwrap()
+    };
+    // Made in an order other than their expiry's.
+    let b = reserve("b", at(-60)).await;
+    let future = reserve("future", at(60)).await;
+    let a = reserve("a", at(-180)).await;
+    let just_now = reserve("just-now", now).await;
+    let committed = reserve("committed", at(-300)).await;
+    let released = reserve("released", at(-240)).await;
+    let barely_future = reserve("barely-future", now + Duration::microseconds(1)).await;
+    inventory::commit_holds(conn, "committed", now)
+        .await
+        .unwrap();
+    inventory::release(conn, released.id, now).await.unwrap();
+
+    let expired = inventory::expired_holds(conn, now, 10).await.unwrap();
+    assert_eq!(ids(&expired), [a.id, b.id, just_now.id]);
+    assert!(
+        expired
+            .iter()
+            .all(|r| r.status == ReservationStatus::Held && r.expires_at <= now),
+        "{expired:?}"
+    );
+    assert_eq!(expired[0].expires_at, at(-180));
+    assert!(!ids(&expired).contains(&committed.id));
+    assert!(!ids(&expired).contains(&future.id));
+    assert!(!ids(&expired).contains(&barely_future.id));
+
+    let first_two = inventory::expired_holds(conn, now, 2).await.unwrap();
+    assert_eq!(ids(&first_two), [a.id, b.id]);
+    assert!(
+        inventory::expired_holds(conn, now, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let unbounded = inventory::expired_holds(conn, now, u64::MAX).await.unwrap();
+    assert_eq!(unbounded, expired);
+
+    // Released holds drop off the list; later, the future ones join it.
+    inventory::release(conn, a.id, now).await.unwrap();
+    let expired = inventory::expired_holds(conn, now, 10).await.unwrap();
+    assert_eq!(ids(&expired), [b.id, just_now.id]);
+    let expired = inventory::expired_holds(conn, at(60), 10).await.unwrap();
+    assert_eq!(
+        ids(&expired),
+        [b.id, just_now.id, barely_future.id, future.id]
+    );
 }

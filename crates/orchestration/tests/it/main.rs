@@ -11,6 +11,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, S
 
 mod host;
 mod outbox;
+mod saga;
 
 mod notes {
     //! One migration creating `notes (id, body)`.

@@ -1,0 +1,92 @@
+//! Operating on runs: listing, inspecting, retrying a failed run's compensation and
+//! cancelling a run. Works from any process connected to the fabric (the CLI), with
+//! or without the sagas registered: a changed run is driven by the recovery worker
+//! of a running instance.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::runner::run_store;
+use super::{RunDetails, RunState, RunStatus, SagaError, store};
+use crate::fabric::Fabric;
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs in these states; every state if empty.
+    pub states: Vec<RunState>,
+    /// At most this many, newest first; 50 if `None`.
+    pub limit: Option<u64>,
+}
+
+pub(crate) async fn list(fabric: &Fabric, filter: &RunFilter) -> Result<Vec<RunStatus>, SagaError> {
+    let runs = run_store(fabric)?;
+    store::list(runs.connection, &filter.states, filter.limit.unwrap_or(50))
+        .await
+        .map_err(|source| runs.error(source))
+}
+
+pub(crate) async fn show(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaError> {
+    let runs = run_store(fabric)?;
+    store::details(runs.connection, id)
+        .await
+        .map_err(|source| runs.error(source))?
+        .ok_or(SagaError::UnknownRun(id))
+}
+
+async fn current(fabric: &Fabric, id: Uuid) -> Result<RunState, SagaError> {
+    let runs = run_store(fabric)?;
+    Ok(store::load(runs.connection, id)
+        .await
+        .map_err(|source| runs.error(source))?
+        .ok_or(SagaError::UnknownRun(id))?
+        .status
+        .state)
+}
+
+pub(crate) async fn retry(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaError> {
+    let state = current(fabric, id).await?;
+    if state != RunState::Failed {
+        return Err(SagaError::InvalidState {
+            id,
+            state,
+            operation: "retry",
+        });
+    }
+    let runs = run_store(fabric)?;
+    let changed = store::retry(runs.connection, id, Utc::now())
+        .await
+        .map_err(|source| runs.error(source))?;
+    if changed == 0 {
+        // It changed under us (another operator): report what it is now.
+        return Err(SagaError::InvalidState {
+            id,
+            state: current(fabric, id).await?,
+            operation: "retry",
+        });
+    }
+    show(fabric, id).await
+}
+
+pub(crate) async fn cancel(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaError> {
+    let state = current(fabric, id).await?;
+    if !matches!(state, RunState::Running | RunState::Failed) {
+        return Err(SagaError::InvalidState {
+            id,
+            state,
+            operation: "cancel",
+        });
+    }
+    let runs = run_store(fabric)?;
+    let changed = store::cancel(runs.connection, id, state, Utc::now())
+        .await
+        .map_err(|source| runs.error(source))?;
+    if changed == 0 {
+        return Err(SagaError::InvalidState {
+            id,
+            state: current(fabric, id).await?,
+            operation: "cancel",
+        });
+    }
+    show(fabric, id).await
+}

@@ -1,0 +1,111 @@
+//! The recovery worker: on every instance, claims unfinished runs whose lease ran out
+//! (their driver crashed, or gave them up at shutdown) and drives them on from their
+//! last checkpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::runner::{holder, run_store};
+use super::store;
+use crate::host::{Worker, WorkerContext, WorkerError};
+
+/// How the recovery worker looks for abandoned runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SagaRecoveryOptions {
+    /// How often it looks.
+    pub poll_interval: Duration,
+    /// Runs it drives at once.
+    pub concurrency: usize,
+}
+
+impl Default for SagaRecoveryOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            concurrency: 8,
+        }
+    }
+}
+
+/// The hosted worker that resumes abandoned saga runs of the sagas registered on its
+/// fabric. Every instance runs one; concurrent claimers never take the same run.
+#[derive(Debug, Clone)]
+pub struct SagaRecovery {
+    options: SagaRecoveryOptions,
+}
+
+impl SagaRecovery {
+    /// The worker's name.
+    pub const NAME: &'static str = "saga_recovery";
+
+    /// A recovery worker with `options`.
+    #[must_use]
+    pub fn new(options: SagaRecoveryOptions) -> Self {
+        Self { options }
+    }
+}
+
+impl Worker for SagaRecovery {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn run(&self, context: WorkerContext) -> Result<(), WorkerError> {
+        let fabric = context.fabric().clone();
+        let holder = holder(&fabric);
+        // Without the `orchestration` boundary no saga can be registered: nothing to do.
+        let Ok(runs) = run_store(&fabric).map(|store| store.connection.clone()) else {
+            context.health().running();
+            context.shutdown().cancelled().await;
+            return Ok(());
+        };
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut drives = JoinSet::new();
+        context.health().running();
+        loop {
+            while drives.try_join_next().is_some() {}
+            let (names, lease) = fabric.saga_names_and_lease();
+            let free = permits.available_permits();
+            if !names.is_empty() && free > 0 {
+                let claimed = store::claim_expired(
+                    &runs,
+                    &holder,
+                    &names,
+                    context.clock().now(),
+                    lease,
+                    free as u64,
+                )
+                .await;
+                match claimed {
+                    Ok(claimed) => {
+                        for (id, saga) in claimed {
+                            let Some(driven) = fabric.registered_saga(&saga) else {
+                                continue;
+                            };
+                            tracing::info!(saga, run_id = %id, "resuming an abandoned saga run");
+                            metrics::counter!("switchyard_saga_runs_recovered_total", "saga" => saga)
+                                .increment(1);
+                            let permit = Arc::clone(&permits).acquire_owned().await?;
+                            let drive = driven.drive(fabric.clone(), id);
+                            drives.spawn(async move {
+                                drive.await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    // Transient (the database restarting): look again next time.
+                    Err(err) => tracing::warn!(error = %err, "cannot claim abandoned saga runs"),
+                }
+            }
+            if !context.sleep(self.options.poll_interval).await {
+                // Runs dropped mid-step roll back; their leases run out and any
+                // instance resumes them.
+                drives.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}

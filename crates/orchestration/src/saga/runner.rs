@@ -1,0 +1,872 @@
+//! Driving runs: starting one under its idempotency key, running its steps forward
+//! with retries and checkpoints, compensating backward, and the registry that lets
+//! any instance's recovery drive a run of a saga it knows by name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::store::{self, Compensation, Expect, NewRun};
+use super::{
+    BoxFuture, ExternalStep, IdempotencyKey, LocalStep, RunDetails, RunState, Saga, SagaContext,
+    SagaError, StepDefinition, StepError, StepKind,
+};
+use crate::COORDINATOR_BOUNDARY;
+use crate::fabric::Fabric;
+use crate::unit_of_work::UnitOfWork;
+
+/// A local step with its output type hidden behind JSON.
+pub(crate) trait ErasedLocal<I>: Send + Sync {
+    fn boundaries(&self) -> &'static [&'static str];
+
+    fn act<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        uow: &'a mut UnitOfWork<StepError>,
+    ) -> BoxFuture<'a, Result<Value, StepError>>;
+
+    fn compensate<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        output: Value,
+        uow: &'a mut UnitOfWork<StepError>,
+    ) -> BoxFuture<'a, Result<(), StepError>>;
+}
+
+/// An external step with its output type hidden behind JSON.
+pub(crate) trait ErasedExternal<I>: Send + Sync {
+    fn act<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        key: &'a IdempotencyKey,
+    ) -> BoxFuture<'a, Result<Value, StepError>>;
+
+    fn compensate<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        key: &'a IdempotencyKey,
+        output: Option<Value>,
+    ) -> BoxFuture<'a, Result<(), StepError>>;
+}
+
+pub(crate) struct Local<S>(pub(crate) S);
+pub(crate) struct External<S>(pub(crate) S);
+
+fn to_json<T: Serialize>(output: &T) -> Result<Value, StepError> {
+    serde_json::to_value(output)
+        .map_err(|err| StepError::permanent(format!("the step's output does not serialise: {err}")))
+}
+
+fn from_json<T: DeserializeOwned>(output: Value) -> Result<T, StepError> {
+    serde_json::from_value(output).map_err(|err| {
+        StepError::permanent(format!(
+            "the step's checkpointed output does not parse: {err}"
+        ))
+    })
+}
+
+impl<I: Sync, S: LocalStep<I>> ErasedLocal<I> for Local<S> {
+    fn boundaries(&self) -> &'static [&'static str] {
+        S::BOUNDARIES
+    }
+
+    fn act<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        uow: &'a mut UnitOfWork<StepError>,
+    ) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(async move { to_json(&self.0.act(run, uow).await?) })
+    }
+
+    fn compensate<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        output: Value,
+        uow: &'a mut UnitOfWork<StepError>,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move { self.0.compensate(run, from_json(output)?, uow).await })
+    }
+}
+
+impl<I: Sync, S: ExternalStep<I>> ErasedExternal<I> for External<S> {
+    fn act<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        key: &'a IdempotencyKey,
+    ) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(async move { to_json(&self.0.act(run, key).await?) })
+    }
+
+    fn compensate<'a>(
+        &'a self,
+        run: &'a SagaContext<'a, I>,
+        key: &'a IdempotencyKey,
+        output: Option<Value>,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let output = output.map(from_json).transpose()?;
+            self.0.compensate(run, key, output).await
+        })
+    }
+}
+
+/// A registered saga with its input type hidden: what recovery drives by name.
+pub(crate) trait Driven: Send + Sync {
+    fn lease(&self) -> Duration;
+
+    fn drive(&self, fabric: Fabric, run_id: Uuid) -> BoxFuture<'static, ()>;
+}
+
+impl<I> Driven for Arc<Saga<I>>
+where
+    I: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn drive(&self, fabric: Fabric, run_id: Uuid) -> BoxFuture<'static, ()> {
+        let saga = Arc::clone(self);
+        Box::pin(async move { drive(&fabric, &saga, run_id).await })
+    }
+}
+
+/// The sagas registered on a fabric, by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    sagas: HashMap<&'static str, Arc<dyn Driven>>,
+}
+
+impl Registry {
+    /// Adds `saga`; `false` if the name is taken.
+    pub(crate) fn add(&mut self, name: &'static str, saga: Arc<dyn Driven>) -> bool {
+        if self.sagas.contains_key(name) {
+            return false;
+        }
+        self.sagas.insert(name, saga);
+        true
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Driven>> {
+        self.sagas.get(name).cloned()
+    }
+
+    /// The longest lease of any registered saga: how long recovery claims a run for
+    /// until its driver renews the lease.
+    pub(crate) fn longest_lease(&self) -> Duration {
+        self.sagas
+            .values()
+            .map(|saga| saga.lease())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Every registered saga's name, sorted.
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.sagas.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("sagas", &self.names())
+            .finish()
+    }
+}
+
+/// The database holding the runs: the `orchestration` boundary's.
+pub(super) fn run_store(fabric: &Fabric) -> Result<RunStore<'_>, SagaError> {
+    let (_, index) = fabric
+        .boundary(COORDINATOR_BOUNDARY)
+        .ok_or(SagaError::NoRunStore)?;
+    let (id, connection) = fabric.database(index);
+    Ok(RunStore { id, connection })
+}
+
+/// The connection to the runs' database, and its name for errors.
+#[derive(Clone, Copy)]
+pub(super) struct RunStore<'f> {
+    id: &'f crate::DatabaseId,
+    pub(super) connection: &'f DatabaseConnection,
+}
+
+impl RunStore<'_> {
+    pub(super) fn error(&self, source: DbErr) -> SagaError {
+        SagaError::Database {
+            database: self.id.clone(),
+            source,
+        }
+    }
+}
+
+/// This process's name as the holder of a run's lease.
+pub(super) fn holder(fabric: &Fabric) -> String {
+    format!("{}:{}", fabric.instance(), std::process::id())
+}
+
+pub(super) async fn start<I>(
+    fabric: &Fabric,
+    saga: &Arc<Saga<I>>,
+    key: &str,
+    input: &I,
+    wait: Duration,
+) -> Result<RunDetails, SagaError>
+where
+    I: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    super::check_key(key)?;
+    let input = serde_json::to_string(input).map_err(|source| SagaError::Input {
+        saga: saga.name,
+        source,
+    })?;
+    let store = run_store(fabric)?;
+    let db = store.connection;
+    let error = |source| store.error(source);
+    let holder = holder(fabric);
+    let id = Uuid::now_v7();
+    let inserted = store::insert_run(
+        db,
+        &NewRun {
+            id,
+            saga: saga.name,
+            key,
+            input: &input,
+            holder: &holder,
+            lease: saga.lease,
+            now: Utc::now(),
+        },
+    )
+    .await
+    .map_err(&error)?;
+    let id = if inserted {
+        metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
+        // Driven on its own task: the run goes on if the caller stops waiting.
+        let (fabric, saga) = (fabric.clone(), Arc::clone(saga));
+        tokio::spawn(async move { drive(&fabric, &saga, id).await });
+        id
+    } else {
+        let existing = store::find_by_key(db, saga.name, key)
+            .await
+            .map_err(&error)?
+            .ok_or_else(|| {
+                SagaError::Corrupt(format!(
+                    "key `{key}` of saga `{}` is taken but its run is gone",
+                    saga.name
+                ))
+            })?;
+        if existing.input != input {
+            return Err(SagaError::KeyConflict {
+                saga: saga.name,
+                key: key.to_owned(),
+                run_id: existing.status.id,
+            });
+        }
+        existing.status.id
+    };
+    wait_for(fabric, id, wait).await
+}
+
+/// Polls run `id` until it is no longer running or compensating, or `wait` passed.
+pub(super) async fn wait_for(
+    fabric: &Fabric,
+    id: Uuid,
+    wait: Duration,
+) -> Result<RunDetails, SagaError> {
+    let store = run_store(fabric)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let details = store::details(store.connection, id)
+            .await
+            .map_err(|source| store.error(source))?
+            .ok_or(SagaError::UnknownRun(id))?;
+        let now = tokio::time::Instant::now();
+        if !details.run.state.is_active() || now >= deadline {
+            return Ok(details);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// How one step (forward or backward) ended.
+enum StepEnd {
+    /// It took effect and its checkpoint committed.
+    Done,
+    /// It refused (forward only).
+    Rejected(Value),
+    /// It failed for good: the error, and whether an external call may have taken
+    /// effect.
+    Failed { error: String, maybe_done: bool },
+    /// Another instance took the run over, or this one is shutting down.
+    Stopped,
+}
+
+/// Drives run `id` of `saga` until it is finished, failed, or taken over.
+pub(super) async fn drive<I>(fabric: &Fabric, saga: &Saga<I>, id: Uuid)
+where
+    I: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let span = tracing::info_span!("saga", saga = saga.name, run_id = %id);
+    let driven = match Driver::new(fabric, saga, id) {
+        Ok(driver) => driver.run().instrument(span.clone()).await,
+        Err(err) => Err(DbErr::Custom(err.to_string())),
+    };
+    if let Err(err) = driven {
+        // The lease runs out and recovery resumes the run from its last checkpoint.
+        tracing::warn!(parent: &span, error = %err, "saga run interrupted");
+    }
+}
+
+struct Driver<'s, I> {
+    fabric: &'s Fabric,
+    db: &'s DatabaseConnection,
+    saga: &'s Saga<I>,
+    id: Uuid,
+    holder: String,
+}
+
+impl<'s, I> Driver<'s, I>
+where
+    I: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn new(fabric: &'s Fabric, saga: &'s Saga<I>, id: Uuid) -> Result<Self, SagaError> {
+        Ok(Self {
+            fabric,
+            db: run_store(fabric)?.connection,
+            saga,
+            id,
+            holder: holder(fabric),
+        })
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        self.db
+    }
+
+    fn expect(&self, state: RunState, step: u32) -> Expect<'_> {
+        Expect {
+            id: self.id,
+            holder: &self.holder,
+            state,
+            step,
+        }
+    }
+
+    async fn run(&self) -> Result<(), DbErr> {
+        let Some(first) = store::load(self.db(), self.id).await? else {
+            return Ok(());
+        };
+        let input: I = match serde_json::from_str(&first.input) {
+            Ok(input) => input,
+            Err(err) => {
+                // A run this code cannot read (an older release's input): an operator
+                // must decide.
+                let state = first.status.state;
+                let step = first.status.current_step;
+                if state.is_active() {
+                    let error = format!("the input does not parse: {err}");
+                    store::finish(
+                        self.db(),
+                        self.expect(state, step),
+                        RunState::Failed,
+                        Some(&error),
+                        Utc::now(),
+                    )
+                    .await?;
+                }
+                return Ok(());
+            }
+        };
+        let mut outputs: Vec<(&'static str, Option<Value>)> =
+            self.saga.steps.iter().map(|s| (s.name, None)).collect();
+        for record in store::steps_of(self.db(), self.id).await? {
+            if let Some(slot) = outputs.get_mut(record.position as usize) {
+                slot.1 = record.output;
+            }
+        }
+        let steps = u32::try_from(self.saga.steps.len()).unwrap_or(u32::MAX);
+        loop {
+            let Some(row) = store::load(self.db(), self.id).await? else {
+                return Ok(());
+            };
+            let run = &row.status;
+            if run.lease_holder.as_deref() != Some(self.holder.as_str()) {
+                return Ok(());
+            }
+            let step = run.current_step;
+            let now = Utc::now();
+            match run.state {
+                RunState::Running if run.cancel_requested => {
+                    let why = Compensation {
+                        undo: step,
+                        rejection: None,
+                        error: Some("cancelled by an operator"),
+                        unknown: None,
+                    };
+                    if !store::begin_compensating(
+                        self.db(),
+                        self.expect(RunState::Running, step),
+                        &why,
+                        now,
+                    )
+                    .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                RunState::Running if step >= steps => {
+                    store::finish(
+                        self.db(),
+                        self.expect(RunState::Running, step),
+                        RunState::Completed,
+                        None,
+                        now,
+                    )
+                    .await?;
+                    self.finished(RunState::Completed);
+                    return Ok(());
+                }
+                RunState::Running => {
+                    let definition = &self.saga.steps[step as usize];
+                    let end = self
+                        .forward(definition, step, &input, &mut outputs, &row)
+                        .await?;
+                    let why = match &end {
+                        StepEnd::Done => continue,
+                        StepEnd::Stopped => return Ok(()),
+                        StepEnd::Rejected(rejection) => Compensation {
+                            undo: step,
+                            rejection: Some(rejection),
+                            error: None,
+                            unknown: None,
+                        },
+                        StepEnd::Failed { error, maybe_done } => Compensation {
+                            undo: step + u32::from(*maybe_done),
+                            rejection: None,
+                            error: Some(error),
+                            unknown: maybe_done.then(|| {
+                                (
+                                    step,
+                                    definition.name,
+                                    definition.policy.max_attempts,
+                                    row.step_started_at.unwrap_or(now),
+                                )
+                            }),
+                        },
+                    };
+                    if !store::begin_compensating(
+                        self.db(),
+                        self.expect(RunState::Running, step),
+                        &why,
+                        Utc::now(),
+                    )
+                    .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                RunState::Compensating if step == 0 => {
+                    let state = if run.cancel_requested {
+                        RunState::Cancelled
+                    } else {
+                        RunState::Compensated
+                    };
+                    store::finish(
+                        self.db(),
+                        self.expect(RunState::Compensating, 0),
+                        state,
+                        None,
+                        now,
+                    )
+                    .await?;
+                    self.finished(state);
+                    return Ok(());
+                }
+                RunState::Compensating => {
+                    let position = step - 1;
+                    let definition = &self.saga.steps[position as usize];
+                    match self
+                        .backward(definition, position, &input, &outputs, &row)
+                        .await?
+                    {
+                        StepEnd::Done => {}
+                        StepEnd::Stopped => return Ok(()),
+                        StepEnd::Failed { error, .. } => {
+                            self.fail(step, &error).await?;
+                            return Ok(());
+                        }
+                        // `backward` reports a refusal as a failure.
+                        StepEnd::Rejected(refusal) => {
+                            self.fail(step, &format!("the compensation refused: {refusal}"))
+                                .await?;
+                            return Ok(());
+                        }
+                    }
+                }
+                RunState::Completed
+                | RunState::Compensated
+                | RunState::Failed
+                | RunState::Cancelled => return Ok(()),
+            }
+        }
+    }
+
+    async fn fail(&self, step: u32, error: &str) -> Result<(), DbErr> {
+        tracing::error!(
+            step = self.saga.steps[step as usize - 1].name,
+            error,
+            "a compensation kept failing; the run is failed until an operator retries or cancels it"
+        );
+        store::finish(
+            self.db(),
+            self.expect(RunState::Compensating, step),
+            RunState::Failed,
+            Some(error),
+            Utc::now(),
+        )
+        .await?;
+        self.finished(RunState::Failed);
+        Ok(())
+    }
+
+    fn finished(&self, state: RunState) {
+        tracing::debug!(%state, "saga run finished");
+        metrics::counter!("switchyard_saga_runs_finished_total", "saga" => self.saga.name, "state" => state.as_str())
+            .increment(1);
+    }
+
+    /// Runs step `position` forward until it takes effect, refuses, or fails for good.
+    async fn forward(
+        &self,
+        definition: &StepDefinition<I>,
+        position: u32,
+        input: &I,
+        outputs: &mut [(&'static str, Option<Value>)],
+        row: &store::RunRow,
+    ) -> Result<StepEnd, DbErr> {
+        let expect = self.expect(RunState::Running, position);
+        let policy = definition.policy;
+        let key = IdempotencyKey {
+            run_id: self.id,
+            step: definition.name,
+        };
+        let mut attempt = row.status.attempts;
+        let started_at = row.step_started_at.unwrap_or_else(Utc::now);
+        loop {
+            attempt += 1;
+            let context = SagaContext {
+                run_id: self.id,
+                input,
+                outputs,
+                attempt,
+            };
+            let span = tracing::info_span!("saga_step", step = definition.name, attempt);
+            let result = match &definition.kind {
+                StepKind::Local(step) => {
+                    let work = self.local_forward(
+                        step.as_ref(),
+                        &context,
+                        expect,
+                        attempt,
+                        position,
+                        definition.name,
+                        started_at,
+                    );
+                    tokio::time::timeout(policy.timeout, work)
+                        .instrument(span)
+                        .await
+                }
+                StepKind::External(step) => {
+                    if !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease)
+                        .await?
+                    {
+                        return Ok(StepEnd::Stopped);
+                    }
+                    let work = self.external_forward(
+                        step.as_ref(),
+                        &context,
+                        &key,
+                        expect,
+                        attempt,
+                        position,
+                        definition.name,
+                        started_at,
+                    );
+                    tokio::time::timeout(policy.timeout, work)
+                        .instrument(span)
+                        .await
+                }
+            };
+            let error = match result {
+                Ok(Ok(Some(output))) => {
+                    outputs[position as usize].1 = Some(output);
+                    return Ok(StepEnd::Done);
+                }
+                Ok(Ok(None)) => return Ok(StepEnd::Stopped),
+                Ok(Err(StepError::Rejected(rejection))) => {
+                    tracing::info!(step = definition.name, %rejection, "step refused; compensating");
+                    return Ok(StepEnd::Rejected(rejection));
+                }
+                Ok(Err(StepError::Permanent(error))) => {
+                    return Ok(StepEnd::Failed {
+                        error: format!("step `{}`: {error}", definition.name),
+                        maybe_done: matches!(definition.kind, StepKind::External(_)),
+                    });
+                }
+                Ok(Err(StepError::Transient(error))) => error,
+                Err(_) => format!("timed out after {:?}", policy.timeout),
+            };
+            let error = format!("step `{}` attempt {attempt}: {error}", definition.name);
+            tracing::warn!(%error, "saga step failed");
+            if attempt >= policy.max_attempts {
+                return Ok(StepEnd::Failed {
+                    error,
+                    maybe_done: matches!(definition.kind, StepKind::External(_)),
+                });
+            }
+            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await? {
+                return Ok(StepEnd::Stopped);
+            }
+            tokio::time::sleep(policy.backoff(attempt)).await;
+        }
+    }
+
+    /// One attempt of a local step: the guard, the step and the checkpoint in one
+    /// unit of work. `Ok(None)` if the lease was lost (nothing committed).
+    #[allow(clippy::too_many_arguments)]
+    async fn local_forward(
+        &self,
+        step: &dyn ErasedLocal<I>,
+        context: &SagaContext<'_, I>,
+        expect: Expect<'_>,
+        attempt: u32,
+        position: u32,
+        name: &'static str,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<Option<Value>, StepError> {
+        let lease = self.saga.lease;
+        let id = self.id;
+        let mut lost = false;
+        let run = self
+            .fabric
+            .unit_of_work(self.saga.name)
+            .run(async |uow: &mut UnitOfWork<StepError>| {
+                let held = uow
+                    .step(COORDINATOR_BOUNDARY, "saga_lease", async |tx| {
+                        store::renew(tx, expect, attempt, Utc::now(), lease).await
+                    })
+                    .await?;
+                if !held {
+                    lost = true;
+                    return Err(StepError::transient("the run's lease was lost"));
+                }
+                let output = step.act(context, uow).await?;
+                uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
+                    store::checkpoint_done(
+                        tx,
+                        id,
+                        (position, name),
+                        &output,
+                        attempt,
+                        started_at,
+                        Utc::now(),
+                    )
+                    .await
+                })
+                .await?;
+                crate::fault::point(&format!("saga.{name}.before_commit"));
+                Ok(output)
+            })
+            .await;
+        match run {
+            Ok(done) => {
+                crate::fault::point(&format!("saga.{name}.after_commit"));
+                Ok(Some(done.value))
+            }
+            Err(_) if lost => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One attempt of an external step: the call, then the checkpoint in its own
+    /// transaction. `Ok(None)` if the lease was lost.
+    #[allow(clippy::too_many_arguments)]
+    async fn external_forward(
+        &self,
+        step: &dyn ErasedExternal<I>,
+        context: &SagaContext<'_, I>,
+        key: &IdempotencyKey,
+        expect: Expect<'_>,
+        attempt: u32,
+        position: u32,
+        name: &'static str,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<Option<Value>, StepError> {
+        crate::fault::point(&format!("saga.{name}.before_call"));
+        let output = step.act(context, key).await?;
+        crate::fault::point(&format!("saga.{name}.after_call"));
+        let tx = self.db().begin().await?;
+        if !store::renew(&tx, expect, attempt, Utc::now(), self.saga.lease).await? {
+            return Ok(None);
+        }
+        store::checkpoint_done(
+            &tx,
+            self.id,
+            (position, name),
+            &output,
+            attempt,
+            started_at,
+            Utc::now(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(output))
+    }
+
+    /// Compensates step `position` until it is undone or fails for good.
+    async fn backward(
+        &self,
+        definition: &StepDefinition<I>,
+        position: u32,
+        input: &I,
+        outputs: &[(&'static str, Option<Value>)],
+        row: &store::RunRow,
+    ) -> Result<StepEnd, DbErr> {
+        let expect = self.expect(RunState::Compensating, position + 1);
+        let policy = definition.policy;
+        let key = IdempotencyKey {
+            run_id: self.id,
+            step: definition.name,
+        };
+        let output = outputs[position as usize].1.clone();
+        let mut attempt = row.status.attempts;
+        loop {
+            attempt += 1;
+            let context = SagaContext {
+                run_id: self.id,
+                input,
+                outputs,
+                attempt,
+            };
+            let span = tracing::info_span!("saga_compensation", step = definition.name, attempt);
+            let result = match &definition.kind {
+                StepKind::Local(step) => {
+                    let work = self.local_backward(
+                        step.as_ref(),
+                        &context,
+                        output.clone(),
+                        expect,
+                        attempt,
+                        position,
+                    );
+                    tokio::time::timeout(policy.timeout, work)
+                        .instrument(span)
+                        .await
+                }
+                StepKind::External(step) => {
+                    if !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease)
+                        .await?
+                    {
+                        return Ok(StepEnd::Stopped);
+                    }
+                    let work = async {
+                        step.compensate(&context, &key, output.clone()).await?;
+                        let tx = self.db().begin().await?;
+                        if !store::renew(&tx, expect, attempt, Utc::now(), self.saga.lease).await? {
+                            return Ok(false);
+                        }
+                        store::checkpoint_compensated(&tx, self.id, position, Utc::now()).await?;
+                        tx.commit().await?;
+                        Ok::<_, StepError>(true)
+                    };
+                    tokio::time::timeout(policy.timeout, work)
+                        .instrument(span)
+                        .await
+                }
+            };
+            let error = match result {
+                Ok(Ok(true)) => return Ok(StepEnd::Done),
+                Ok(Ok(false)) => return Ok(StepEnd::Stopped),
+                Ok(Err(StepError::Transient(error))) => error,
+                Ok(Err(other)) => {
+                    return Ok(StepEnd::Failed {
+                        error: format!("compensating step `{}`: {other}", definition.name),
+                        maybe_done: false,
+                    });
+                }
+                Err(_) => format!("timed out after {:?}", policy.timeout),
+            };
+            let error = format!(
+                "compensating step `{}` attempt {attempt}: {error}",
+                definition.name
+            );
+            tracing::warn!(%error, "saga compensation failed");
+            if attempt >= policy.max_attempts {
+                return Ok(StepEnd::Failed {
+                    error,
+                    maybe_done: false,
+                });
+            }
+            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await? {
+                return Ok(StepEnd::Stopped);
+            }
+            tokio::time::sleep(policy.backoff(attempt)).await;
+        }
+    }
+
+    /// One attempt of a local compensation with its checkpoint; `Ok(false)` if the
+    /// lease was lost. A step that never took effect (no output) has nothing to undo.
+    async fn local_backward(
+        &self,
+        step: &dyn ErasedLocal<I>,
+        context: &SagaContext<'_, I>,
+        output: Option<Value>,
+        expect: Expect<'_>,
+        attempt: u32,
+        position: u32,
+    ) -> Result<bool, StepError> {
+        let lease = self.saga.lease;
+        let id = self.id;
+        let mut lost = false;
+        let run = self
+            .fabric
+            .unit_of_work(self.saga.name)
+            .run(async |uow: &mut UnitOfWork<StepError>| {
+                let held = uow
+                    .step(COORDINATOR_BOUNDARY, "saga_lease", async |tx| {
+                        store::renew(tx, expect, attempt, Utc::now(), lease).await
+                    })
+                    .await?;
+                if !held {
+                    lost = true;
+                    return Err(StepError::transient("the run's lease was lost"));
+                }
+                if let Some(output) = output {
+                    step.compensate(context, output, uow).await?;
+                }
+                uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
+                    store::checkpoint_compensated(tx, id, position, Utc::now()).await
+                })
+                .await?;
+                Ok(())
+            })
+            .await;
+        match run {
+            Ok(_) => Ok(true),
+            Err(_) if lost => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The saga tables' SQL: creating and finding runs, the guarded updates by which a
+//! run's driver moves it on, claiming runs whose lease ran out, and the checkpoints.
+//!
+//! Every write by a driver is guarded by `lease_holder = <driver>` plus the state
+//! and step it expects, so a driver that lost its lease (another instance took the
+//! run over) changes nothing; in a step's transaction the guard is the first
+//! statement, so it also holds the run's row lock until the commit.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
+    UpdateStatement,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
+    TransactionTrait,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::schema::{SagaRuns, SagaSteps};
+use super::{RunDetails, RunState, RunStatus, StepRecord, StepState};
+use crate::COORDINATOR_BOUNDARY;
+use crate::database::execute;
+
+pub(super) fn runs() -> TableRef {
+    (Alias::new(COORDINATOR_BOUNDARY), SagaRuns::Table).into()
+}
+
+fn steps() -> TableRef {
+    (Alias::new(COORDINATOR_BOUNDARY), SagaSteps::Table).into()
+}
+
+pub(super) fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn lease_until(now: DateTime<Utc>, lease: Duration) -> i64 {
+    millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A run to insert, driven from the start by `holder`.
+pub(super) struct NewRun<'a> {
+    pub(super) id: Uuid,
+    pub(super) saga: &'a str,
+    pub(super) key: &'a str,
+    pub(super) input: &'a str,
+    pub(super) holder: &'a str,
+    pub(super) lease: Duration,
+    pub(super) now: DateTime<Utc>,
+}
+
+/// Inserts `run` unless its saga already has a run with its key; `true` if inserted.
+/// A concurrent insert of the same key waits for the first one's commit and then
+/// inserts nothing.
+pub(super) async fn insert_run(db: &impl ConnectionTrait, run: &NewRun<'_>) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    // As in the outbox's inbox: MySQL's `ON DUPLICATE KEY UPDATE` counts as an
+    // affected row, `INSERT IGNORE` does not.
+    let sql = match backend {
+        DatabaseBackend::MySql => {
+            "INSERT IGNORE INTO `orchestration`.`saga_runs` (`id`, `saga`, `idempotency_key`, `input`, `status`, `current_step`, `attempts`, `cancel_requested`, `lease_holder`, `lease_expires_at_ms`, `created_at_ms`, `updated_at_ms`) VALUES (?, ?, ?, ?, ?, 0, 0, FALSE, ?, ?, ?, ?)"
+        }
+        _ => {
+            r#"INSERT INTO "orchestration"."saga_runs" ("id", "saga", "idempotency_key", "input", "status", "current_step", "attempts", "cancel_requested", "lease_holder", "lease_expires_at_ms", "created_at_ms", "updated_at_ms") VALUES ($1, $2, $3, $4, $5, 0, 0, FALSE, $6, $7, $8, $9) ON CONFLICT DO NOTHING"#
+        }
+    };
+    let now = millis(run.now);
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            run.id.to_string().into(),
+            run.saga.into(),
+            run.key.into(),
+            run.input.into(),
+            RunState::Running.as_str().into(),
+            run.holder.into(),
+            lease_until(run.now, run.lease).into(),
+            now.into(),
+            now.into(),
+        ],
+    );
+    Ok(db.execute_raw(statement).await?.rows_affected() == 1)
+}
+
+/// A stored run, with its input as text.
+#[derive(Debug, Clone)]
+pub(super) struct RunRow {
+    pub(super) status: RunStatus,
+    pub(super) input: String,
+    pub(super) step_started_at: Option<DateTime<Utc>>,
+}
+
+const RUN_COLUMNS: [SagaRuns; 16] = [
+    SagaRuns::Id,
+    SagaRuns::Saga,
+    SagaRuns::IdempotencyKey,
+    SagaRuns::Input,
+    SagaRuns::Status,
+    SagaRuns::CurrentStep,
+    SagaRuns::Attempts,
+    SagaRuns::StepStartedAtMs,
+    SagaRuns::CancelRequested,
+    SagaRuns::LeaseHolder,
+    SagaRuns::LeaseExpiresAtMs,
+    SagaRuns::LastError,
+    SagaRuns::Rejection,
+    SagaRuns::CreatedAtMs,
+    SagaRuns::UpdatedAtMs,
+    SagaRuns::FinishedAtMs,
+];
+
+fn select_runs() -> SelectStatement {
+    Query::select().columns(RUN_COLUMNS).from(runs()).to_owned()
+}
+
+/// The run with this id.
+pub(super) async fn load(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<RunRow>, DbErr> {
+    let select = select_runs()
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
+        .to_owned();
+    one_run(db, &select).await
+}
+
+/// The run of `saga` started with `key`.
+pub(super) async fn find_by_key(
+    db: &impl ConnectionTrait,
+    saga: &str,
+    key: &str,
+) -> Result<Option<RunRow>, DbErr> {
+    let select = select_runs()
+        .and_where(Expr::col(SagaRuns::Saga).eq(saga))
+        .and_where(Expr::col(SagaRuns::IdempotencyKey).eq(key))
+        .to_owned();
+    one_run(db, &select).await
+}
+
+async fn one_run(
+    db: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Option<RunRow>, DbErr> {
+    let row = db
+        .query_one_raw(db.get_database_backend().build(select))
+        .await?;
+    row.as_ref().map(run_from).transpose()
+}
+
+/// Runs, newest first, in `states` if any are given.
+pub(super) async fn list(
+    db: &impl ConnectionTrait,
+    states: &[RunState],
+    limit: u64,
+) -> Result<Vec<RunStatus>, DbErr> {
+    let mut select = select_runs();
+    if !states.is_empty() {
+        select.and_where(Expr::col(SagaRuns::Status).is_in(states.iter().map(|s| s.as_str())));
+    }
+    select.order_by(SagaRuns::Id, Order::Desc).limit(limit);
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&select))
+        .await?;
+    rows.iter()
+        .map(|row| run_from(row).map(|run| run.status))
+        .collect()
+}
+
+fn run_from(row: &QueryResult) -> Result<RunRow, DbErr> {
+    let text = |column: &str| row.try_get::<String>("", column);
+    let optional_text = |column: &str| row.try_get::<Option<String>>("", column);
+    let count = |column: &str| -> Result<u32, DbErr> {
+        Ok(u32::try_from(row.try_get::<i32>("", column)?).unwrap_or(0))
+    };
+    let id = text("id")?;
+    let corrupt = |what: String| DbErr::Custom(format!("saga run {id}: {what}"));
+    let status = text("status")?;
+    let rejection = optional_text("rejection")?
+        .map(|json| serde_json::from_str::<Value>(&json))
+        .transpose()
+        .map_err(|err| corrupt(format!("rejection: {err}")))?;
+    Ok(RunRow {
+        status: RunStatus {
+            id: Uuid::parse_str(&id).map_err(|err| corrupt(format!("id: {err}")))?,
+            saga: text("saga")?,
+            idempotency_key: text("idempotency_key")?,
+            state: RunState::parse(&status)
+                .ok_or_else(|| corrupt(format!("unknown status `{status}`")))?,
+            current_step: count("current_step")?,
+            attempts: count("attempts")?,
+            cancel_requested: row.try_get("", "cancel_requested")?,
+            lease_holder: optional_text("lease_holder")?,
+            lease_expires_at: from_millis(row.try_get("", "lease_expires_at_ms")?),
+            last_error: optional_text("last_error")?,
+            rejection,
+            created_at: from_millis(row.try_get("", "created_at_ms")?),
+            updated_at: from_millis(row.try_get("", "updated_at_ms")?),
+            finished_at: row
+                .try_get::<Option<i64>>("", "finished_at_ms")?
+                .map(from_millis),
+        },
+        input: text("input")?,
+        step_started_at: row
+            .try_get::<Option<i64>>("", "step_started_at_ms")?
+            .map(from_millis),
+    })
+}
+
+/// The checkpoints of run `id`, by position.
+pub(super) async fn steps_of(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Vec<StepRecord>, DbErr> {
+    let select = Query::select()
+        .columns([
+            SagaSteps::Position,
+            SagaSteps::Name,
+            SagaSteps::State,
+            SagaSteps::Output,
+            SagaSteps::Attempts,
+            SagaSteps::StartedAtMs,
+            SagaSteps::CompletedAtMs,
+            SagaSteps::CompensatedAtMs,
+        ])
+        .from(steps())
+        .and_where(Expr::col(SagaSteps::RunId).eq(id.to_string()))
+        .order_by(SagaSteps::Position, Order::Asc)
+        .to_owned();
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&select))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let corrupt = |what: String| DbErr::Custom(format!("saga run {id}: {what}"));
+            let state: String = row.try_get("", "state")?;
+            let output = row
+                .try_get::<Option<String>>("", "output")?
+                .map(|json| serde_json::from_str::<Value>(&json))
+                .transpose()
+                .map_err(|err| corrupt(format!("step output: {err}")))?;
+            let position: i32 = row.try_get("", "position")?;
+            let attempts: i32 = row.try_get("", "attempts")?;
+            Ok(StepRecord {
+                position: u32::try_from(position).unwrap_or(0),
+                name: row.try_get("", "name")?,
+                state: StepState::parse(&state)
+                    .ok_or_else(|| corrupt(format!("unknown step state `{state}`")))?,
+                output,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                started_at: from_millis(row.try_get("", "started_at_ms")?),
+                completed_at: row
+                    .try_get::<Option<i64>>("", "completed_at_ms")?
+                    .map(from_millis),
+                compensated_at: row
+                    .try_get::<Option<i64>>("", "compensated_at_ms")?
+                    .map(from_millis),
+            })
+        })
+        .collect()
+}
+
+/// The run with its steps.
+pub(super) async fn details(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<RunDetails>, DbErr> {
+    let Some(run) = load(db, id).await? else {
+        return Ok(None);
+    };
+    let input = serde_json::from_str(&run.input)
+        .map_err(|err| DbErr::Custom(format!("saga run {id}: input: {err}")))?;
+    Ok(Some(RunDetails {
+        run: run.status,
+        input,
+        steps: steps_of(db, id).await?,
+    }))
+}
+
+/// Where a driver expects the run to be: its guard.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Expect<'a> {
+    pub(super) id: Uuid,
+    pub(super) holder: &'a str,
+    pub(super) state: RunState,
+    pub(super) step: u32,
+}
+
+impl Expect<'_> {
+    fn guard(&self, update: &mut UpdateStatement) {
+        update
+            .and_where(Expr::col(SagaRuns::Id).eq(self.id.to_string()))
+            .and_where(Expr::col(SagaRuns::LeaseHolder).eq(self.holder))
+            .and_where(Expr::col(SagaRuns::Status).eq(self.state.as_str()))
+            .and_where(Expr::col(SagaRuns::CurrentStep).eq(int(self.step)));
+    }
+}
+
+/// Renews the lease for attempt number `attempt` of the current step; `false` if the
+/// run is not where `expect` says (the lease was lost). In a step's transaction this
+/// also locks the run's row until the commit.
+pub(super) async fn renew(
+    db: &impl ConnectionTrait,
+    expect: Expect<'_>,
+    attempt: u32,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<bool, DbErr> {
+    let mut update = Query::update();
+    update
+        .table(runs())
+        .value(SagaRuns::LeaseExpiresAtMs, lease_until(now, lease))
+        .value(SagaRuns::Attempts, int(attempt))
+        .value(
+            SagaRuns::StepStartedAtMs,
+            Expr::col(SagaRuns::StepStartedAtMs).if_null(millis(now)),
+        )
+        .value(SagaRuns::UpdatedAtMs, millis(now));
+    expect.guard(&mut update);
+    Ok(execute(db, &update).await? == 1)
+}
+
+/// Records failed attempt number `attempt` and its error; `false` if the lease was
+/// lost.
+pub(super) async fn record_failure(
+    db: &impl ConnectionTrait,
+    expect: Expect<'_>,
+    attempt: u32,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let mut update = Query::update();
+    update
+        .table(runs())
+        .value(SagaRuns::Attempts, int(attempt))
+        .value(SagaRuns::LastError, error)
+        .value(SagaRuns::UpdatedAtMs, millis(now));
+    expect.guard(&mut update);
+    Ok(execute(db, &update).await? == 1)
+}
+
+/// The checkpoint of a step that took effect, in the caller's transaction (after a
+/// successful [`renew`]): the step's row, and the run moved past it.
+pub(super) async fn checkpoint_done(
+    tx: &impl ConnectionTrait,
+    id: Uuid,
+    step: (u32, &str),
+    output: &Value,
+    attempts: u32,
+    started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    insert_step(
+        tx,
+        id,
+        step,
+        StepState::Done,
+        Some(output),
+        attempts,
+        started_at,
+        now,
+    )
+    .await?;
+    let update = Query::update()
+        .table(runs())
+        .value(SagaRuns::CurrentStep, int(step.0 + 1))
+        .value(SagaRuns::Attempts, 0)
+        .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
+        .value(SagaRuns::LastError, Option::<String>::None)
+        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
+        .to_owned();
+    execute(tx, &update).await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_step(
+    tx: &impl ConnectionTrait,
+    id: Uuid,
+    (position, name): (u32, &str),
+    state: StepState,
+    output: Option<&Value>,
+    attempts: u32,
+    started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let completed = (state == StepState::Done).then(|| millis(now));
+    let insert = Query::insert()
+        .into_table(steps())
+        .columns([
+            SagaSteps::RunId,
+            SagaSteps::Position,
+            SagaSteps::Name,
+            SagaSteps::State,
+            SagaSteps::Output,
+            SagaSteps::Attempts,
+            SagaSteps::StartedAtMs,
+            SagaSteps::CompletedAtMs,
+        ])
+        .values_panic([
+            id.to_string().into(),
+            int(position).into(),
+            name.into(),
+            state.as_str().into(),
+            output.map(Value::to_string).into(),
+            int(attempts).into(),
+            millis(started_at).into(),
+            completed.into(),
+        ])
+        .to_owned();
+    execute(tx, &insert).await?;
+    Ok(())
+}
+
+/// Why a running run turns to compensation.
+pub(super) struct Compensation<'a> {
+    /// The steps to undo: those that took effect, plus an external step whose
+    /// outcome is unknown.
+    pub(super) undo: u32,
+    pub(super) rejection: Option<&'a Value>,
+    pub(super) error: Option<&'a str>,
+    /// An external step that may have taken effect: its position, name, attempts and
+    /// first attempt.
+    pub(super) unknown: Option<(u32, &'a str, u32, DateTime<Utc>)>,
+}
+
+/// Turns a running run to compensation; `false` if the lease was lost.
+pub(super) async fn begin_compensating(
+    db: &DatabaseConnection,
+    expect: Expect<'_>,
+    why: &Compensation<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let tx = db.begin().await?;
+    let mut update = Query::update();
+    update
+        .table(runs())
+        .value(SagaRuns::Status, RunState::Compensating.as_str())
+        .value(SagaRuns::CurrentStep, int(why.undo))
+        .value(SagaRuns::Attempts, 0)
+        .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
+        .value(SagaRuns::Rejection, why.rejection.map(Value::to_string))
+        .value(SagaRuns::LastError, why.error)
+        .value(SagaRuns::UpdatedAtMs, millis(now));
+    expect.guard(&mut update);
+    if execute(&tx, &update).await? != 1 {
+        return Ok(false);
+    }
+    if let Some((position, name, attempts, started_at)) = why.unknown {
+        insert_step(
+            &tx,
+            expect.id,
+            (position, name),
+            StepState::Unknown,
+            None,
+            attempts,
+            started_at,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The checkpoint of a compensation, in the caller's transaction (after a successful
+/// [`renew`]): the step is marked compensated and the run moves to the one before.
+pub(super) async fn checkpoint_compensated(
+    tx: &impl ConnectionTrait,
+    id: Uuid,
+    position: u32,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let step = Query::update()
+        .table(steps())
+        .value(SagaSteps::State, StepState::Compensated.as_str())
+        .value(SagaSteps::CompensatedAtMs, millis(now))
+        .and_where(Expr::col(SagaSteps::RunId).eq(id.to_string()))
+        .and_where(Expr::col(SagaSteps::Position).eq(int(position)))
+        .to_owned();
+    execute(tx, &step).await?;
+    let run = Query::update()
+        .table(runs())
+        .value(SagaRuns::CurrentStep, int(position))
+        .value(SagaRuns::Attempts, 0)
+        .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
+        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
+        .to_owned();
+    execute(tx, &run).await?;
+    Ok(())
+}
+
+/// Ends the run in `state` (final, or `failed` with `error`) and lets go of it;
+/// `false` if the lease was lost.
+pub(super) async fn finish(
+    db: &impl ConnectionTrait,
+    expect: Expect<'_>,
+    state: RunState,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let mut update = Query::update();
+    update
+        .table(runs())
+        .value(SagaRuns::Status, state.as_str())
+        .value(SagaRuns::LeaseHolder, Option::<String>::None)
+        .value(SagaRuns::FinishedAtMs, millis(now))
+        .value(SagaRuns::UpdatedAtMs, millis(now));
+    if let Some(error) = error {
+        update.value(SagaRuns::LastError, error);
+    }
+    expect.guard(&mut update);
+    Ok(execute(db, &update).await? == 1)
+}
+
+/// Claims up to `limit` unfinished runs of `sagas` whose lease ran out, for `holder`
+/// until `now + lease`. Concurrent claimers skip each other's locked rows
+/// (PostgreSQL, MySQL); on SQLite the immediate transaction makes one claimer.
+pub(super) async fn claim_expired(
+    db: &DatabaseConnection,
+    holder: &str,
+    sagas: &[&str],
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: u64,
+) -> Result<Vec<(Uuid, String)>, DbErr> {
+    let tx = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let select = Query::select()
+        .columns([SagaRuns::Id, SagaRuns::Saga])
+        .from(runs())
+        .and_where(
+            Expr::col(SagaRuns::Status)
+                .is_in([RunState::Running.as_str(), RunState::Compensating.as_str()]),
+        )
+        .and_where(Expr::col(SagaRuns::LeaseExpiresAtMs).lte(millis(now)))
+        .and_where(Expr::col(SagaRuns::Saga).is_in(sagas.iter().copied()))
+        .order_by(SagaRuns::LeaseExpiresAtMs, Order::Asc)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let rows = tx
+        .query_all_raw(tx.get_database_backend().build(&select))
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("", "id")?;
+        let saga: String = row.try_get("", "saga")?;
+        let id = Uuid::parse_str(&id)
+            .map_err(|err| DbErr::Custom(format!("saga run id `{id}`: {err}")))?;
+        claimed.push((id, saga));
+    }
+    if !claimed.is_empty() {
+        let update = Query::update()
+            .table(runs())
+            .value(SagaRuns::LeaseHolder, holder)
+            .value(SagaRuns::LeaseExpiresAtMs, lease_until(now, lease))
+            .and_where(Expr::col(SagaRuns::Id).is_in(claimed.iter().map(|(id, _)| id.to_string())))
+            .to_owned();
+        execute(&tx, &update).await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Asks run `id` to stop and compensate, if it is running; a `failed` run is
+/// abandoned as `cancelled` at once. Returns the number of rows changed.
+pub(super) async fn cancel(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    state: RunState,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let mut update = Query::update();
+    update
+        .table(runs())
+        .value(SagaRuns::UpdatedAtMs, millis(now));
+    match state {
+        RunState::Failed => {
+            update
+                .value(SagaRuns::Status, RunState::Cancelled.as_str())
+                .value(SagaRuns::FinishedAtMs, millis(now));
+        }
+        _ => {
+            update.value(SagaRuns::CancelRequested, true);
+        }
+    }
+    update
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
+        .and_where(Expr::col(SagaRuns::Status).eq(state.as_str()));
+    execute(db, &update).await
+}
+
+/// Makes a `failed` run compensate again, at once, on whichever instance's recovery
+/// claims it. Returns the number of rows changed.
+pub(super) async fn retry(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let update = Query::update()
+        .table(runs())
+        .value(SagaRuns::Status, RunState::Compensating.as_str())
+        .value(SagaRuns::Attempts, 0)
+        .value(SagaRuns::LeaseHolder, Option::<String>::None)
+        .value(SagaRuns::LeaseExpiresAtMs, 0)
+        .value(SagaRuns::FinishedAtMs, Option::<i64>::None)
+        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
+        .and_where(Expr::col(SagaRuns::Status).eq(RunState::Failed.as_str()))
+        .to_owned();
+    execute(db, &update).await
+}

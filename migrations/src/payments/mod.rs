@@ -1,0 +1,16 @@
+//! Migrations of the payments boundary.
+
+mod m20261123_000001_payments_and_gateway;
+
+use sea_orm_migration::prelude::*;
+
+/// Runs the payments boundary's migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_payments_and_gateway::Migration)]
+    }
+}

@@ -1,0 +1,80 @@
+//! Fault injection at every step boundary of the placement saga: `order-loop` freezes
+//! before or after a local step's commit, or before or after the gateway call, on its
+//! second placement, and is SIGKILLed there. Another instance then takes over (once
+//! the dead one's lease is past) and finishes every run: each ends completed or
+//! compensated, stock is conserved, no key is charged twice, and every order has its
+//! event. On SQLite at every boundary, and on one PostgreSQL database shared by the
+//! killed instance and the one that finishes its work.
+
+use orchestration::testing::{Engine, TestDatabase};
+use orchestration::{DatabaseUrl, Fabric, RunFilter, RunState, Topology};
+use tests::order_loop::initial_stock;
+use tests::{StoreSnapshot, check_charges, finish_runs};
+
+const POINTS: [&str; 6] = [
+    "saga.hold_stock.before_commit",
+    "saga.hold_stock.after_commit",
+    "saga.charge.before_call",
+    "saga.charge.after_call",
+    "saga.confirm_order.before_commit",
+    "saga.confirm_order.after_commit",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_killed_at_any_step_boundary_is_finished_by_another_instance() {
+    for point in POINTS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite {
+            dir: dir.path().to_owned(),
+        };
+        killed_and_finished(url, point).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_run_abandoned_by_a_killed_instance_is_finished_by_another() {
+    for point in ["saga.charge.after_call", "saga.confirm_order.before_commit"] {
+        let Some(db) = TestDatabase::create(Engine::Postgres, migrations::all()).await else {
+            return;
+        };
+        killed_and_finished(db.topology().default_url().clone(), point).await;
+    }
+}
+
+async fn killed_and_finished(url: DatabaseUrl, point: &str) {
+    super::kill_order_loop_at(&[url.connection_string()], point, 2).await;
+
+    let fabric = Fabric::connect(&Topology::new(url), migrations::all())
+        .await
+        .unwrap();
+    workflows::subscribe(&fabric).unwrap();
+    tests::order_loop::place_order(&fabric).unwrap();
+    let unfinished = fabric
+        .saga_runs(&RunFilter {
+            states: vec![RunState::Running],
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(unfinished.len(), 1, "{point}: {unfinished:?}");
+    finish_runs(&fabric).await;
+
+    let runs = fabric.saga_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 2, "{point}: {runs:?}");
+    assert!(
+        runs.iter().all(|r| r.state == RunState::Completed),
+        "{point}: {runs:?}"
+    );
+    let snapshot = StoreSnapshot::read(&fabric).await;
+    snapshot
+        .check(&initial_stock())
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    snapshot
+        .check_events(1)
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    check_charges(&fabric, &snapshot)
+        .await
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    assert_eq!(snapshot.order_count(), 2, "{point}");
+    fabric.close().await;
+}
