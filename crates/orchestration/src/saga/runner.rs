@@ -249,32 +249,35 @@ where
     )
     .await
     .map_err(&error)?;
-    let id = if inserted {
+    if inserted {
         metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
         // Driven on its own task: the run goes on if the caller stops waiting.
-        let (fabric, saga) = (fabric.clone(), Arc::clone(saga));
-        tokio::spawn(async move { drive(&fabric, &saga, id).await });
-        id
-    } else {
-        let existing = store::find_by_key(db, saga.name, key)
+        let (driver_fabric, saga) = (fabric.clone(), Arc::clone(saga));
+        let driving = tokio::spawn(async move { drive(&driver_fabric, &saga, id).await });
+        // Dropping the handle on timeout detaches the task; it is not cancelled.
+        let _ = tokio::time::timeout(wait, driving).await;
+        return store::details(db, id)
             .await
             .map_err(&error)?
-            .ok_or_else(|| {
-                SagaError::Corrupt(format!(
-                    "key `{key}` of saga `{}` is taken but its run is gone",
-                    saga.name
-                ))
-            })?;
-        if existing.input != input {
-            return Err(SagaError::KeyConflict {
-                saga: saga.name,
-                key: key.to_owned(),
-                run_id: existing.status.id,
-            });
-        }
-        existing.status.id
-    };
-    wait_for(fabric, id, wait).await
+            .ok_or(SagaError::UnknownRun(id));
+    }
+    let existing = store::find_by_key(db, saga.name, key)
+        .await
+        .map_err(&error)?
+        .ok_or_else(|| {
+            SagaError::Corrupt(format!(
+                "key `{key}` of saga `{}` is taken but its run is gone",
+                saga.name
+            ))
+        })?;
+    if existing.input != input {
+        return Err(SagaError::KeyConflict {
+            saga: saga.name,
+            key: key.to_owned(),
+            run_id: existing.status.id,
+        });
+    }
+    wait_for(fabric, existing.status.id, wait).await
 }
 
 /// Polls run `id` until it is no longer running or compensating, or `wait` passed.
@@ -444,6 +447,11 @@ where
                         .forward(definition, step, &input, &mut outputs, &row)
                         .await?;
                     let why = match &end {
+                        // The last step's checkpoint completed the run.
+                        StepEnd::Done if step + 1 == steps => {
+                            self.finished(RunState::Completed);
+                            return Ok(());
+                        }
                         StepEnd::Done => continue,
                         StepEnd::Stopped => return Ok(()),
                         StepEnd::Rejected(rejection) => Compensation {
@@ -658,6 +666,7 @@ where
     ) -> Result<Option<Value>, StepError> {
         let lease = self.saga.lease;
         let id = self.id;
+        let last = position as usize + 1 == self.saga.steps.len();
         let mut lost = false;
         let run = self
             .fabric
@@ -681,6 +690,7 @@ where
                         &output,
                         attempt,
                         started_at,
+                        last,
                         Utc::now(),
                     )
                     .await
@@ -728,6 +738,7 @@ where
             &output,
             attempt,
             started_at,
+            position as usize + 1 == self.saga.steps.len(),
             Utc::now(),
         )
         .await?;

@@ -348,7 +348,9 @@ pub(super) async fn record_failure(
 }
 
 /// The checkpoint of a step that took effect, in the caller's transaction (after a
-/// successful [`renew`]): the step's row, and the run moved past it.
+/// successful [`renew`]): the step's row, and the run moved past it; past the `last`
+/// step, the run is completed in the same write.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn checkpoint_done(
     tx: &impl ConnectionTrait,
     id: Uuid,
@@ -356,6 +358,7 @@ pub(super) async fn checkpoint_done(
     output: &Value,
     attempts: u32,
     started_at: DateTime<Utc>,
+    last: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     insert_step(
@@ -369,15 +372,21 @@ pub(super) async fn checkpoint_done(
         now,
     )
     .await?;
-    let update = Query::update()
+    let mut update = Query::update();
+    update
         .table(runs())
         .value(SagaRuns::CurrentStep, int(step.0 + 1))
         .value(SagaRuns::Attempts, 0)
         .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
         .value(SagaRuns::LastError, Option::<String>::None)
         .value(SagaRuns::UpdatedAtMs, millis(now))
-        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
-        .to_owned();
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()));
+    if last {
+        update
+            .value(SagaRuns::Status, RunState::Completed.as_str())
+            .value(SagaRuns::LeaseHolder, Option::<String>::None)
+            .value(SagaRuns::FinishedAtMs, millis(now));
+    }
     execute(tx, &update).await?;
     Ok(())
 }
