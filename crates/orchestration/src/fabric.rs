@@ -41,6 +41,8 @@ struct Inner {
     outbox_wake: Vec<Arc<tokio::sync::Notify>>,
     /// Sagas, registered at composition time.
     sagas: RwLock<crate::saga::Registry>,
+    /// The saga runs this process is driving.
+    saga_drivers: crate::saga::Drivers,
 }
 
 /// Whether one database answered.
@@ -156,6 +158,7 @@ impl Fabric {
                 routes: RwLock::default(),
                 outbox_wake,
                 sagas: RwLock::default(),
+                saga_drivers: crate::saga::Drivers::default(),
             }),
         })
     }
@@ -531,6 +534,10 @@ impl Fabric {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         (sagas.names(), sagas.longest_lease())
+    }
+
+    pub(crate) fn saga_drivers(&self) -> &crate::saga::Drivers {
+        &self.inner.saga_drivers
     }
 
     pub(crate) fn registered_saga(&self, name: &str) -> Option<Arc<dyn crate::saga::Driven>> {

@@ -46,7 +46,7 @@ pub(crate) use admin::{
     cancel as admin_cancel, list as admin_list, retry as admin_retry, show as admin_show,
 };
 pub use recovery::{SagaRecovery, SagaRecoveryOptions};
-pub(crate) use runner::{Driven, Registry};
+pub(crate) use runner::{Driven, Drivers, Registry};
 pub(crate) use schema::SagaTables;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,12 +1,12 @@
 //! The recovery worker: on every instance, claims unfinished runs whose lease ran out
-//! (their driver crashed, or gave them up at shutdown) and drives them on from their
-//! last checkpoint.
+//! (their driver crashed) or was given up (their instance shut down) and drives them
+//! on from their last checkpoint. Its stop is the instance's: every run this process
+//! drives finishes its step in flight and is handed over.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::runner::{holder, run_store};
 use super::store;
@@ -32,6 +32,10 @@ impl Default for SagaRecoveryOptions {
 
 /// The hosted worker that resumes abandoned saga runs of the sagas registered on its
 /// fabric. Every instance runs one; concurrent claimers never take the same run.
+///
+/// When it stops, so does every run this process drives (started here or resumed):
+/// each finishes the step in flight, bounded by the step's timeout, then gives up its
+/// lease, and any instance's recovery resumes it at once rather than after the lease.
 #[derive(Debug, Clone)]
 pub struct SagaRecovery {
     options: SagaRecoveryOptions,
@@ -63,10 +67,8 @@ impl Worker for SagaRecovery {
             return Ok(());
         };
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
-        let mut drives = JoinSet::new();
         context.health().running();
         loop {
-            while drives.try_join_next().is_some() {}
             let (names, lease) = fabric.saga_names_and_lease();
             let free = permits.available_permits();
             if !names.is_empty() && free > 0 {
@@ -89,10 +91,13 @@ impl Worker for SagaRecovery {
                             metrics::counter!("switchyard_saga_runs_recovered_total", "saga" => saga)
                                 .increment(1);
                             let permit = Arc::clone(&permits).acquire_owned().await?;
-                            let drive = driven.drive(fabric.clone(), id);
-                            drives.spawn(async move {
-                                drive.await;
-                                drop(permit);
+                            let driver_fabric = fabric.clone();
+                            fabric.saga_drivers().spawn(move |stop| {
+                                let drive = driven.drive(driver_fabric, id, stop);
+                                Box::pin(async move {
+                                    drive.await;
+                                    drop(permit);
+                                })
                             });
                         }
                     }
@@ -101,9 +106,7 @@ impl Worker for SagaRecovery {
                 }
             }
             if !context.sleep(self.options.poll_interval).await {
-                // Runs dropped mid-step roll back; their leases run out and any
-                // instance resumes them.
-                drives.shutdown().await;
+                fabric.saga_drivers().stop().await;
                 return Ok(());
             }
         }

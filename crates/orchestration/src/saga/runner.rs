@@ -11,6 +11,9 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -122,7 +125,12 @@ impl<I: Sync, S: ExternalStep<I>> ErasedExternal<I> for External<S> {
 pub(crate) trait Driven: Send + Sync {
     fn lease(&self) -> Duration;
 
-    fn drive(&self, fabric: Fabric, run_id: Uuid) -> BoxFuture<'static, ()>;
+    fn drive(
+        &self,
+        fabric: Fabric,
+        run_id: Uuid,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, ()>;
 }
 
 impl<I> Driven for Arc<Saga<I>>
@@ -133,9 +141,14 @@ where
         self.lease
     }
 
-    fn drive(&self, fabric: Fabric, run_id: Uuid) -> BoxFuture<'static, ()> {
+    fn drive(
+        &self,
+        fabric: Fabric,
+        run_id: Uuid,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
         let saga = Arc::clone(self);
-        Box::pin(async move { drive(&fabric, &saga, run_id).await })
+        Box::pin(async move { drive(&fabric, &saga, run_id, stop).await })
     }
 }
 
@@ -182,6 +195,45 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("sagas", &self.names())
             .finish()
+    }
+}
+
+/// The runs this process is driving, and how they are told to stop.
+#[derive(Debug, Default)]
+pub(crate) struct Drivers {
+    tasks: TaskTracker,
+    stop: std::sync::Mutex<CancellationToken>,
+}
+
+impl Drivers {
+    /// Drives a run on its own task, tracked until it ends; `drive` gets the token
+    /// that tells it to stop.
+    pub(crate) fn spawn(
+        &self,
+        drive: impl FnOnce(CancellationToken) -> BoxFuture<'static, ()>,
+    ) -> JoinHandle<()> {
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.tasks.spawn(drive(stop))
+    }
+
+    /// Tells every driver to stop and waits for them: each finishes the step in
+    /// flight (bounded by its timeout), then gives up its run's lease so any instance
+    /// resumes it at once. Runs started afterwards are driven as usual.
+    pub(crate) async fn stop(&self) {
+        let stop = std::mem::take(
+            &mut *self
+                .stop
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
     }
 }
 
@@ -253,7 +305,9 @@ where
         metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
         // Driven on its own task: the run goes on if the caller stops waiting.
         let (driver_fabric, saga) = (fabric.clone(), Arc::clone(saga));
-        let driving = tokio::spawn(async move { drive(&driver_fabric, &saga, id).await });
+        let driving = fabric.saga_drivers().spawn(move |stop| {
+            Box::pin(async move { drive(&driver_fabric, &saga, id, stop).await })
+        });
         // Dropping the handle on timeout detaches the task; it is not cancelled.
         let _ = tokio::time::timeout(wait, driving).await;
         return store::details(db, id)
@@ -316,19 +370,31 @@ enum StepEnd {
     Stopped,
 }
 
-/// Drives run `id` of `saga` until it is finished, failed, or taken over.
-pub(super) async fn drive<I>(fabric: &Fabric, saga: &Saga<I>, id: Uuid)
+/// Drives run `id` of `saga` until it is finished, failed, or taken over, or `stop`
+/// is cancelled: then, after the step in flight, it gives up the run's lease.
+async fn drive<I>(fabric: &Fabric, saga: &Saga<I>, id: Uuid, stop: CancellationToken)
 where
     I: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let span = tracing::info_span!("saga", saga = saga.name, run_id = %id);
-    let driven = match Driver::new(fabric, saga, id) {
-        Ok(driver) => driver.run().instrument(span.clone()).await,
-        Err(err) => Err(DbErr::Custom(err.to_string())),
+    let driver = match Driver::new(fabric, saga, id, stop) {
+        Ok(driver) => driver,
+        Err(err) => {
+            tracing::warn!(parent: &span, error = %err, "saga run not driven");
+            return;
+        }
     };
-    if let Err(err) = driven {
+    if let Err(err) = driver.run().instrument(span.clone()).await {
         // The lease runs out and recovery resumes the run from its last checkpoint.
         tracing::warn!(parent: &span, error = %err, "saga run interrupted");
+    } else if driver.stop.is_cancelled() {
+        match store::release(driver.db, id, &driver.holder, Utc::now()).await {
+            Ok(true) => tracing::info!(parent: &span, "saga run handed over at shutdown"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(parent: &span, error = %err, "cannot hand the saga run over; its lease will run out");
+            }
+        }
     }
 }
 
@@ -338,20 +404,36 @@ struct Driver<'s, I> {
     saga: &'s Saga<I>,
     id: Uuid,
     holder: String,
+    /// Cancelled when this process stops driving runs.
+    stop: CancellationToken,
 }
 
 impl<'s, I> Driver<'s, I>
 where
     I: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    fn new(fabric: &'s Fabric, saga: &'s Saga<I>, id: Uuid) -> Result<Self, SagaError> {
+    fn new(
+        fabric: &'s Fabric,
+        saga: &'s Saga<I>,
+        id: Uuid,
+        stop: CancellationToken,
+    ) -> Result<Self, SagaError> {
         Ok(Self {
             fabric,
             db: run_store(fabric)?.connection,
             saga,
             id,
             holder: holder(fabric),
+            stop,
         })
+    }
+
+    /// Waits out a retry's backoff; `false` if told to stop meanwhile.
+    async fn back_off(&self, pause: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => true,
+            () = self.stop.cancelled() => false,
+        }
     }
 
     fn db(&self) -> &DatabaseConnection {
@@ -401,6 +483,9 @@ where
         }
         let steps = u32::try_from(self.saga.steps.len()).unwrap_or(u32::MAX);
         loop {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
             let Some(row) = store::load(self.db(), self.id).await? else {
                 return Ok(());
             };
@@ -644,10 +729,11 @@ where
                     maybe_done: matches!(definition.kind, StepKind::External(_)),
                 });
             }
-            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await? {
+            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
+                || !self.back_off(policy.backoff(attempt)).await
+            {
                 return Ok(StepEnd::Stopped);
             }
-            tokio::time::sleep(policy.backoff(attempt)).await;
         }
     }
 
@@ -830,10 +916,11 @@ where
                     maybe_done: false,
                 });
             }
-            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await? {
+            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
+                || !self.back_off(policy.backoff(attempt)).await
+            {
                 return Ok(StepEnd::Stopped);
             }
-            tokio::time::sleep(policy.backoff(attempt)).await;
         }
     }
 

@@ -532,6 +532,29 @@ pub(super) async fn finish(
     Ok(execute(db, &update).await? == 1)
 }
 
+/// Gives up `holder`'s lease of run `id` if it is unfinished: any instance's recovery
+/// may claim it at once. `false` if the run is finished or held by another.
+pub(super) async fn release(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    holder: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let update = Query::update()
+        .table(runs())
+        .value(SagaRuns::LeaseHolder, Option::<String>::None)
+        .value(SagaRuns::LeaseExpiresAtMs, millis(now))
+        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
+        .and_where(Expr::col(SagaRuns::LeaseHolder).eq(holder))
+        .and_where(
+            Expr::col(SagaRuns::Status)
+                .is_in([RunState::Running.as_str(), RunState::Compensating.as_str()]),
+        )
+        .to_owned();
+    Ok(execute(db, &update).await? == 1)
+}
+
 /// Claims up to `limit` unfinished runs of `sagas` whose lease ran out, for `holder`
 /// until `now + lease`. Concurrent claimers skip each other's locked rows
 /// (PostgreSQL, MySQL); on SQLite the immediate transaction makes one claimer.

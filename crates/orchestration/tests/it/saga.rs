@@ -181,6 +181,11 @@ fn quick() -> RetryPolicy {
 
 /// `first` (local) → `charge` (external) → `second` (local).
 fn saga(world: &Arc<World>) -> Saga<Input> {
+    saga_retrying_charge(world, quick())
+}
+
+/// [`saga`], with `charge` retried by `policy`.
+fn saga_retrying_charge(world: &Arc<World>, policy: RetryPolicy) -> Saga<Input> {
     Saga::new("test_saga")
         .lease(Duration::from_secs(10))
         .local(
@@ -197,7 +202,7 @@ fn saga(world: &Arc<World>) -> Saga<Input> {
                 world: Arc::clone(world),
             },
         )
-        .retry(quick())
+        .retry(policy)
         .local(
             "second",
             Write {
@@ -234,6 +239,8 @@ orchestration::engine_tests! {
     one_key_makes_one_run_however_often_and_concurrently_started,
     a_run_whose_driver_lost_its_lease_is_finished_by_recovery_once,
     a_cancelled_run_stops_and_compensates,
+    a_stopping_instance_hands_its_runs_over_after_the_step_in_flight,
+    a_stopping_instance_does_not_wait_out_a_retry_backoff,
 }
 
 async fn a_run_checkpoints_every_step_and_completes(db: TestDatabase) {
@@ -424,7 +431,7 @@ async fn a_failing_compensation_leaves_the_run_failed_until_retried(db: TestData
 }
 
 fn recovery_host(fabric: &Fabric) -> orchestration::RunningHost {
-    let mut host = Host::new(fabric.clone());
+    let mut host = Host::new(fabric.clone()).shutdown_timeout(Duration::from_secs(5));
     host.add(
         SagaRecovery::new(SagaRecoveryOptions {
             poll_interval: Duration::from_millis(50),
@@ -549,6 +556,98 @@ async fn a_cancelled_run_stops_and_compensates(db: TestDatabase) {
         "the call in flight finished; the next step never ran"
     );
     assert_eq!(notes(fabric).await, 0);
+}
+
+async fn a_stopping_instance_hands_its_runs_over_after_the_step_in_flight(db: TestDatabase) {
+    // A shuts down while its external call is in flight: the stop waits for the call,
+    // checkpoints it and gives the run's lease up; B resumes the run at once from the
+    // next step, without calling again.
+    let a = db.fabric();
+    let world = Arc::new(World::default());
+    let handle = register(a, &world);
+    let host_a = recovery_host(a);
+    world.hold.store(true, Ordering::SeqCst);
+    let started = handle
+        .start("handover", &input("eleven"), Duration::ZERO)
+        .await
+        .unwrap();
+    world.held.notified().await;
+    let stopping = tokio::spawn(host_a.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!stopping.is_finished(), "the stop waits for the call");
+    world.hold.store(false, Ordering::SeqCst);
+    world.release.notify_one();
+    let report = stopping.await.unwrap();
+    assert_eq!(report.stopped, [SagaRecovery::NAME]);
+    assert!(report.abandoned.is_empty(), "{report}");
+    assert_handed_over(&handle.run(started.run.id).await.unwrap(), 2);
+
+    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
+        .await
+        .unwrap();
+    let b_handle = b.register_saga(saga(&world)).unwrap();
+    let host_b = recovery_host(&b);
+    let run = b_handle.wait(started.run.id, WAIT).await.unwrap();
+    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
+    host_b.shutdown().await;
+    assert_eq!(world.entries(), ["do first", "do charge", "do second"]);
+    assert_eq!(notes(a).await, 2);
+}
+
+async fn a_stopping_instance_does_not_wait_out_a_retry_backoff(db: TestDatabase) {
+    // A's call failed and waits a minute before its next attempt when A shuts down:
+    // the stop cuts the wait short and hands the run over; B makes the next attempt.
+    let a = db.fabric();
+    let world = Arc::new(World::default());
+    let patient = RetryPolicy {
+        backoff_initial: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(60),
+        ..quick()
+    };
+    let handle = a
+        .register_saga(saga_retrying_charge(&world, patient).lease(Duration::from_secs(120)))
+        .unwrap();
+    let host_a = recovery_host(a);
+    world.failures.store(1, Ordering::SeqCst);
+    let started = handle
+        .start("backoff", &input("twelve"), Duration::ZERO)
+        .await
+        .unwrap();
+    let failed_once = async {
+        while handle.run(started.run.id).await.unwrap().run.attempts == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, failed_once).await.unwrap();
+    let report = host_a.shutdown().await;
+    assert!(report.abandoned.is_empty(), "{report}");
+    let handed = handle.run(started.run.id).await.unwrap();
+    assert_handed_over(&handed, 1);
+    assert_eq!(handed.run.attempts, 1);
+
+    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
+        .await
+        .unwrap();
+    let b_handle = b.register_saga(saga(&world)).unwrap();
+    let host_b = recovery_host(&b);
+    let run = b_handle.wait(started.run.id, WAIT).await.unwrap();
+    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
+    assert_eq!(run.steps[1].attempts, 2);
+    host_b.shutdown().await;
+    assert_eq!(world.calls.lock().unwrap().len(), 2);
+    assert_eq!(notes(a).await, 2);
+}
+
+/// Run `run` is unfinished at step `step`, held by nobody, and claimable at once,
+/// long before its lease would have run out.
+fn assert_handed_over(run: &RunDetails, step: u32) {
+    assert_eq!(run.run.state, RunState::Running, "{run:?}");
+    assert_eq!(run.run.current_step, step, "{run:?}");
+    assert_eq!(run.run.lease_holder, None, "{run:?}");
+    assert!(
+        run.run.lease_expires_at <= chrono::Utc::now(),
+        "the lease was given up: {run:?}"
+    );
 }
 
 #[tokio::test]
