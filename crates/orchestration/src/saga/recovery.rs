@@ -87,7 +87,7 @@ impl Worker for SagaRecovery {
                             let Some(driven) = fabric.registered_saga(&saga) else {
                                 continue;
                             };
-                            tracing::info!(saga, run_id = %id, "resuming an abandoned saga run");
+                            tracing::info!(saga, run_id = %id, "resuming an unfinished saga run whose lease ran out or was given up");
                             metrics::counter!("switchyard_saga_runs_recovered_total", "saga" => saga)
                                 .increment(1);
                             let permit = Arc::clone(&permits).acquire_owned().await?;

@@ -640,6 +640,76 @@ where
             .increment(1);
     }
 
+    /// Makes attempts at step `definition` (forward, or its compensation if
+    /// `compensating`) with `attempt` until one succeeds, the run is lost, or the
+    /// step's retry policy gives up. Each attempt runs under the step's timeout; an
+    /// external step's lease is renewed before each call. `Ok(Err(end))` says how it
+    /// ended without succeeding.
+    async fn attempts<'a, T>(
+        &self,
+        definition: &StepDefinition<I>,
+        expect: Expect<'_>,
+        mut attempt: u32,
+        compensating: bool,
+        once: impl Fn(u32) -> BoxFuture<'a, Result<Option<T>, StepError>>,
+    ) -> Result<Result<T, StepEnd>, DbErr> {
+        let policy = definition.policy;
+        let name = definition.name;
+        let external = matches!(definition.kind, StepKind::External(_));
+        let what = if compensating {
+            "compensating step"
+        } else {
+            "step"
+        };
+        loop {
+            attempt += 1;
+            if external
+                && !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease).await?
+            {
+                return Ok(Err(StepEnd::Stopped));
+            }
+            let span = if compensating {
+                tracing::info_span!("saga_compensation", step = name, attempt)
+            } else {
+                tracing::info_span!("saga_step", step = name, attempt)
+            };
+            let error = match tokio::time::timeout(policy.timeout, once(attempt))
+                .instrument(span)
+                .await
+            {
+                Ok(Ok(Some(done))) => return Ok(Ok(done)),
+                Ok(Ok(None)) => return Ok(Err(StepEnd::Stopped)),
+                Ok(Err(StepError::Transient(error))) => error,
+                Ok(Err(StepError::Rejected(rejection))) if !compensating => {
+                    tracing::info!(step = name, %rejection, "step refused; compensating");
+                    return Ok(Err(StepEnd::Rejected(rejection)));
+                }
+                // A compensation's refusal is as final as a permanent error.
+                Ok(Err(error)) => {
+                    return Ok(Err(StepEnd::Failed {
+                        error: format!("{what} `{name}`: {error}"),
+                        maybe_done: external && !compensating,
+                    }));
+                }
+                Err(_) => format!("timed out after {:?}", policy.timeout),
+            };
+            let error = format!("{what} `{name}` attempt {attempt}: {error}");
+            tracing::warn!(%error, "saga {what} failed");
+            if attempt >= policy.max_attempts {
+                // An external call that never answered may have taken effect.
+                return Ok(Err(StepEnd::Failed {
+                    error,
+                    maybe_done: external && !compensating,
+                }));
+            }
+            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
+                || !self.back_off(policy.backoff(attempt)).await
+            {
+                return Ok(Err(StepEnd::Stopped));
+            }
+        }
+    }
+
     /// Runs step `position` forward until it takes effect, refuses, or fails for good.
     async fn forward(
         &self,
@@ -650,106 +720,73 @@ where
         row: &store::RunRow,
     ) -> Result<StepEnd, DbErr> {
         let expect = self.expect(RunState::Running, position);
-        let policy = definition.policy;
         let key = IdempotencyKey {
             run_id: self.id,
             step: definition.name,
         };
-        let mut attempt = row.status.attempts;
         let started_at = row.step_started_at.unwrap_or_else(Utc::now);
-        loop {
-            attempt += 1;
-            let context = SagaContext {
-                run_id: self.id,
-                input,
-                outputs,
-                attempt,
-            };
-            let span = tracing::info_span!("saga_step", step = definition.name, attempt);
-            let result = match &definition.kind {
-                StepKind::Local(step) => {
-                    let work = self.local_forward(
-                        step.as_ref(),
-                        &context,
-                        expect,
-                        attempt,
-                        position,
-                        definition.name,
-                        started_at,
-                    );
-                    tokio::time::timeout(policy.timeout, work)
-                        .instrument(span)
-                        .await
-                }
-                StepKind::External(step) => {
-                    if !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease)
-                        .await?
-                    {
-                        return Ok(StepEnd::Stopped);
-                    }
-                    let work = self.external_forward(
-                        step.as_ref(),
-                        &context,
-                        &key,
-                        expect,
-                        attempt,
-                        position,
-                        definition.name,
-                        started_at,
-                    );
-                    tokio::time::timeout(policy.timeout, work)
-                        .instrument(span)
-                        .await
-                }
-            };
-            let error = match result {
-                Ok(Ok(Some(output))) => {
-                    outputs[position as usize].1 = Some(output);
-                    return Ok(StepEnd::Done);
-                }
-                Ok(Ok(None)) => return Ok(StepEnd::Stopped),
-                Ok(Err(StepError::Rejected(rejection))) => {
-                    tracing::info!(step = definition.name, %rejection, "step refused; compensating");
-                    return Ok(StepEnd::Rejected(rejection));
-                }
-                Ok(Err(StepError::Permanent(error))) => {
-                    return Ok(StepEnd::Failed {
-                        error: format!("step `{}`: {error}", definition.name),
-                        maybe_done: matches!(definition.kind, StepKind::External(_)),
-                    });
-                }
-                Ok(Err(StepError::Transient(error))) => error,
-                Err(_) => format!("timed out after {:?}", policy.timeout),
-            };
-            let error = format!("step `{}` attempt {attempt}: {error}", definition.name);
-            tracing::warn!(%error, "saga step failed");
-            if attempt >= policy.max_attempts {
-                return Ok(StepEnd::Failed {
-                    error,
-                    maybe_done: matches!(definition.kind, StepKind::External(_)),
-                });
+        let (earlier, key) = (&*outputs, &key);
+        let ended = self
+            .attempts(
+                definition,
+                expect,
+                row.status.attempts,
+                false,
+                move |attempt| {
+                    Box::pin(async move {
+                        let context = SagaContext {
+                            run_id: self.id,
+                            input,
+                            outputs: earlier,
+                            attempt,
+                        };
+                        match &definition.kind {
+                            StepKind::Local(step) => {
+                                self.local_forward(
+                                    step.as_ref(),
+                                    &context,
+                                    expect,
+                                    position,
+                                    started_at,
+                                )
+                                .await
+                            }
+                            StepKind::External(step) => {
+                                self.external_forward(
+                                    step.as_ref(),
+                                    &context,
+                                    key,
+                                    expect,
+                                    position,
+                                    started_at,
+                                )
+                                .await
+                            }
+                        }
+                    })
+                },
+            )
+            .await?;
+        Ok(match ended {
+            Ok(output) => {
+                outputs[position as usize].1 = Some(output);
+                StepEnd::Done
             }
-            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
-                || !self.back_off(policy.backoff(attempt)).await
-            {
-                return Ok(StepEnd::Stopped);
-            }
-        }
+            Err(end) => end,
+        })
     }
 
     /// One attempt of a local step: the guard, the step and the checkpoint in one
     /// unit of work. `Ok(None)` if the lease was lost (nothing committed).
-    #[allow(clippy::too_many_arguments)]
     async fn local_forward(
         &self,
         step: &dyn ErasedLocal<I>,
         context: &SagaContext<'_, I>,
         expect: Expect<'_>,
-        attempt: u32,
         position: u32,
-        name: &'static str,
         started_at: chrono::DateTime<Utc>,
     ) -> Result<Option<Value>, StepError> {
+        let (attempt, name) = (context.attempt, self.saga.steps[position as usize].name);
         let lease = self.saga.lease;
         let id = self.id;
         let last = position as usize + 1 == self.saga.steps.len();
@@ -798,18 +835,16 @@ where
 
     /// One attempt of an external step: the call, then the checkpoint in its own
     /// transaction. `Ok(None)` if the lease was lost.
-    #[allow(clippy::too_many_arguments)]
     async fn external_forward(
         &self,
         step: &dyn ErasedExternal<I>,
         context: &SagaContext<'_, I>,
         key: &IdempotencyKey,
         expect: Expect<'_>,
-        attempt: u32,
         position: u32,
-        name: &'static str,
         started_at: chrono::DateTime<Utc>,
     ) -> Result<Option<Value>, StepError> {
+        let (attempt, name) = (context.attempt, key.step);
         crate::fault::point(&format!("saga.{name}.before_call"));
         let output = step.act(context, key).await?;
         crate::fault::point(&format!("saga.{name}.after_call"));
@@ -842,89 +877,77 @@ where
         row: &store::RunRow,
     ) -> Result<StepEnd, DbErr> {
         let expect = self.expect(RunState::Compensating, position + 1);
-        let policy = definition.policy;
         let key = IdempotencyKey {
             run_id: self.id,
             step: definition.name,
         };
-        let output = outputs[position as usize].1.clone();
-        let mut attempt = row.status.attempts;
-        loop {
-            attempt += 1;
-            let context = SagaContext {
-                run_id: self.id,
-                input,
-                outputs,
-                attempt,
-            };
-            let span = tracing::info_span!("saga_compensation", step = definition.name, attempt);
-            let result = match &definition.kind {
-                StepKind::Local(step) => {
-                    let work = self.local_backward(
-                        step.as_ref(),
-                        &context,
-                        output.clone(),
-                        expect,
-                        attempt,
-                        position,
-                    );
-                    tokio::time::timeout(policy.timeout, work)
-                        .instrument(span)
-                        .await
-                }
-                StepKind::External(step) => {
-                    if !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease)
-                        .await?
-                    {
-                        return Ok(StepEnd::Stopped);
-                    }
-                    let work = async {
-                        step.compensate(&context, &key, output.clone()).await?;
-                        let tx = self.db().begin().await?;
-                        if !store::renew(&tx, expect, attempt, Utc::now(), self.saga.lease).await? {
-                            return Ok(false);
+        let (output, key) = (&outputs[position as usize].1, &key);
+        let ended = self
+            .attempts(
+                definition,
+                expect,
+                row.status.attempts,
+                true,
+                move |attempt| {
+                    Box::pin(async move {
+                        let context = SagaContext {
+                            run_id: self.id,
+                            input,
+                            outputs,
+                            attempt,
+                        };
+                        match &definition.kind {
+                            StepKind::Local(step) => {
+                                self.local_backward(
+                                    step.as_ref(),
+                                    &context,
+                                    output.clone(),
+                                    expect,
+                                    position,
+                                )
+                                .await
+                            }
+                            StepKind::External(step) => {
+                                self.external_backward(
+                                    step.as_ref(),
+                                    &context,
+                                    key,
+                                    output.clone(),
+                                    expect,
+                                    position,
+                                )
+                                .await
+                            }
                         }
-                        store::checkpoint_compensated(&tx, self.id, position, Utc::now()).await?;
-                        tx.commit().await?;
-                        Ok::<_, StepError>(true)
-                    };
-                    tokio::time::timeout(policy.timeout, work)
-                        .instrument(span)
-                        .await
-                }
-            };
-            let error = match result {
-                Ok(Ok(true)) => return Ok(StepEnd::Done),
-                Ok(Ok(false)) => return Ok(StepEnd::Stopped),
-                Ok(Err(StepError::Transient(error))) => error,
-                Ok(Err(other)) => {
-                    return Ok(StepEnd::Failed {
-                        error: format!("compensating step `{}`: {other}", definition.name),
-                        maybe_done: false,
-                    });
-                }
-                Err(_) => format!("timed out after {:?}", policy.timeout),
-            };
-            let error = format!(
-                "compensating step `{}` attempt {attempt}: {error}",
-                definition.name
-            );
-            tracing::warn!(%error, "saga compensation failed");
-            if attempt >= policy.max_attempts {
-                return Ok(StepEnd::Failed {
-                    error,
-                    maybe_done: false,
-                });
-            }
-            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
-                || !self.back_off(policy.backoff(attempt)).await
-            {
-                return Ok(StepEnd::Stopped);
-            }
-        }
+                    })
+                },
+            )
+            .await?;
+        Ok(ended.map_or_else(|end| end, |()| StepEnd::Done))
     }
 
-    /// One attempt of a local compensation with its checkpoint; `Ok(false)` if the
+    /// One attempt of an external compensation: the call, then the checkpoint in its
+    /// own transaction. `Ok(None)` if the lease was lost.
+    async fn external_backward(
+        &self,
+        step: &dyn ErasedExternal<I>,
+        context: &SagaContext<'_, I>,
+        key: &IdempotencyKey,
+        output: Option<Value>,
+        expect: Expect<'_>,
+        position: u32,
+    ) -> Result<Option<()>, StepError> {
+        step.compensate(context, key, output).await?;
+        let tx = self.db().begin().await?;
+        if !store::renew(&tx, expect, context.attempt, Utc::now(), self.saga.lease).await? {
+            return Ok(None);
+        }
+        store::checkpoint_compensated(&tx, self.id, position, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(Some(()))
+    }
+
+    /// One attempt of a local compensation with its checkpoint; `Ok(None)` if the
     /// lease was lost. A step that never took effect (no output) has nothing to undo.
     async fn local_backward(
         &self,
@@ -932,9 +955,9 @@ where
         context: &SagaContext<'_, I>,
         output: Option<Value>,
         expect: Expect<'_>,
-        attempt: u32,
         position: u32,
-    ) -> Result<bool, StepError> {
+    ) -> Result<Option<()>, StepError> {
+        let attempt = context.attempt;
         let lease = self.saga.lease;
         let id = self.id;
         let mut lost = false;
@@ -962,8 +985,8 @@ where
             })
             .await;
         match run {
-            Ok(_) => Ok(true),
-            Err(_) if lost => Ok(false),
+            Ok(_) => Ok(Some(())),
+            Err(_) if lost => Ok(None),
             Err(err) => Err(err),
         }
     }
