@@ -36,6 +36,7 @@ pub mod order_loop {
             policy: payments::PaymentPolicy {
                 verification_threshold_minor: i64::MAX,
             },
+            charge_retry: orchestration::RetryPolicy::default(),
         };
         workflows::PlaceOrder::register(fabric, settings)
     }

@@ -213,6 +213,7 @@ pub(crate) fn place_order(config: &Config, fabric: &Fabric) -> Result<PlaceOrder
         hold: config.order_hold(),
         gateway: Arc::new(gateway),
         policy: config.payments.policy()?,
+        charge_retry: config.payments.charge_retry()?,
     };
     Ok(PlaceOrder::register(fabric, settings)?)
 }

@@ -165,8 +165,8 @@ impl Default for PaymentsConfig {
     }
 }
 
-/// The simulated payment gateway's behaviour.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The simulated payment gateway's behaviour, and how calls to it are retried.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// How long each request takes.
@@ -176,6 +176,25 @@ pub struct GatewayConfig {
     pub failure_rate: f64,
     /// The share of charges (0 to 1) that are declined.
     pub decline_rate: f64,
+    /// How long one charge or refund may take before it counts as failed (and is
+    /// retried under the same idempotency key).
+    pub timeout: ConfigDuration,
+    /// Attempts at a charge (or a refund) before the placement gives up: a charge
+    /// is then undone, a refund left to an operator.
+    pub max_attempts: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        let retry = orchestration::RetryPolicy::default();
+        Self {
+            latency: ConfigDuration::default(),
+            failure_rate: 0.0,
+            decline_rate: 0.0,
+            timeout: ConfigDuration(retry.timeout),
+            max_attempts: retry.max_attempts,
+        }
+    }
 }
 
 impl PaymentsConfig {
@@ -214,6 +233,28 @@ impl PaymentsConfig {
             latency: self.gateway.latency.0,
             failure_rate: self.gateway.failure_rate,
             decline_rate: self.gateway.decline_rate,
+        })
+    }
+
+    /// How calls to the gateway are timed out and retried.
+    ///
+    /// # Errors
+    /// No attempt allowed, or no time for one, naming the key.
+    pub fn charge_retry(&self) -> Result<orchestration::RetryPolicy, ConfigError> {
+        if self.gateway.max_attempts == 0 {
+            return Err(ConfigError(
+                "payments.gateway.max_attempts: must be at least 1".to_owned(),
+            ));
+        }
+        if self.gateway.timeout.0.is_zero() {
+            return Err(ConfigError(
+                "payments.gateway.timeout: must be longer than zero".to_owned(),
+            ));
+        }
+        Ok(orchestration::RetryPolicy {
+            max_attempts: self.gateway.max_attempts,
+            timeout: self.gateway.timeout.0,
+            ..orchestration::RetryPolicy::default()
         })
     }
 }
@@ -630,6 +671,50 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn gateway_calls_are_retried_as_configured() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWITCHYARD_PAYMENTS__GATEWAY__TIMEOUT", "2s");
+            jail.set_env("SWITCHYARD_PAYMENTS__GATEWAY__MAX_ATTEMPTS", "2");
+            let config = Config::load(Path::new("none.toml")).unwrap();
+            let retry = config.payments.charge_retry().unwrap();
+            assert_eq!(
+                (retry.timeout, retry.max_attempts),
+                (Duration::from_secs(2), 2)
+            );
+            assert_eq!(
+                retry.backoff_max,
+                orchestration::RetryPolicy::default().backoff_max
+            );
+            Ok(())
+        });
+        let defaults = PaymentsConfig::default().charge_retry().unwrap();
+        assert_eq!(defaults, orchestration::RetryPolicy::default());
+        for (gateway, key) in [
+            (
+                GatewayConfig {
+                    max_attempts: 0,
+                    ..GatewayConfig::default()
+                },
+                "payments.gateway.max_attempts",
+            ),
+            (
+                GatewayConfig {
+                    timeout: ConfigDuration(Duration::ZERO),
+                    ..GatewayConfig::default()
+                },
+                "payments.gateway.timeout",
+            ),
+        ] {
+            let config = PaymentsConfig {
+                gateway,
+                ..PaymentsConfig::default()
+            };
+            let err = config.charge_retry().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

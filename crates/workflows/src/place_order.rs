@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use inventory::{Quantity, Sku};
 use orchestration::{
-    ExternalStep, Fabric, FabricError, IdempotencyKey, LocalStep, RunDetails, RunState, Saga,
-    SagaContext, SagaError, SagaHandle, StepError, UnitOfWork,
+    ExternalStep, Fabric, FabricError, IdempotencyKey, LocalStep, RetryPolicy, RunDetails,
+    RunState, Saga, SagaContext, SagaError, SagaHandle, StepError, UnitOfWork,
 };
 use orders::{CustomerId, LineRequest, NewOrder, Order, OrderPlaced};
 use payments::{
@@ -170,6 +170,10 @@ pub struct PlaceOrderSettings {
     pub gateway: Arc<dyn PaymentGateway>,
     /// The payments rule for unverified customers.
     pub policy: PaymentPolicy,
+    /// How calls to the gateway (charges and refunds) are timed out and retried.
+    /// A run's lease is a minute, or two of the slowest attempts with the longest
+    /// backoff between if that is longer.
+    pub charge_retry: RetryPolicy,
 }
 
 /// Places orders. Cheap to clone.
@@ -189,7 +193,10 @@ impl PlaceOrder {
     /// The saga cannot run on the fabric's topology (a step's boundaries cannot
     /// commit with the run's checkpoint), or it is registered already.
     pub fn register(fabric: &Fabric, settings: PlaceOrderSettings) -> Result<Self, FabricError> {
+        let retry = settings.charge_retry;
+        let lease = Duration::from_secs(60).max((retry.timeout + retry.backoff_max) * 2);
         let saga = Saga::new(Self::SAGA)
+            .lease(lease)
             .local(
                 "hold_stock",
                 HoldStock {
@@ -204,6 +211,7 @@ impl PlaceOrder {
                     policy: settings.policy,
                 },
             )
+            .retry(retry)
             .local("confirm_order", ConfirmOrder);
         Ok(Self {
             fabric: fabric.clone(),

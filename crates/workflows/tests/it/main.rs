@@ -9,7 +9,8 @@ use chrono::{Duration, SubsecRound, Utc};
 use inventory::{Currency, Money, NewProduct, ProductName, Quantity, ReservationStatus, Sku};
 use orchestration::testing::TestDatabase;
 use orchestration::{
-    Dispatcher, DispatcherOptions, Fabric, Host, Policy, RunState, RunningHost, Schedule,
+    Dispatcher, DispatcherOptions, Fabric, Host, Policy, RetryPolicy, RunState, RunningHost,
+    Schedule,
 };
 use orders::{CustomerId, OrderStatus};
 use payments::{
@@ -97,6 +98,13 @@ fn workflow_with(db: &TestDatabase, gateway: SimulatedGatewayOptions) -> PlaceOr
         )),
         policy: PaymentPolicy {
             verification_threshold_minor: 10_000,
+        },
+        // Three quick attempts.
+        charge_retry: RetryPolicy {
+            max_attempts: 3,
+            backoff_initial: StdDuration::from_millis(10),
+            backoff_max: StdDuration::from_millis(50),
+            timeout: StdDuration::from_secs(10),
         },
     };
     PlaceOrder::register(fabric, settings).unwrap()
@@ -286,7 +294,12 @@ async fn a_gateway_that_keeps_failing_leaves_nothing_charged_and_nothing_held(db
     };
     // The refund fails too, so the compensation keeps failing: an operator's turn.
     assert_eq!(*state, RunState::Failed, "{error}");
-    assert!(error.contains("unavailable"), "{error}");
+    assert!(
+        error.contains("compensating step `charge` attempt 3: ") && error.contains("unavailable"),
+        "the third of three attempts: {error}"
+    );
+    let run = db.fabric().saga_run(placement.id).await.unwrap();
+    assert_eq!(run.steps[1].attempts, 3, "{run:?}");
     assert_eq!(stock(&db, "A").await, (7, 3), "the hold stays until undone");
 
     // The gateway recovers; the operator retries; the run undoes the charge (if it
@@ -348,6 +361,7 @@ async fn workflow_on_new_instance(db: &TestDatabase) -> (PlaceOrder, Fabric) {
             SimulatedGatewayOptions::default(),
         )),
         policy: PaymentPolicy::default(),
+        charge_retry: RetryPolicy::default(),
     };
     (PlaceOrder::register(&fabric, settings).unwrap(), fabric)
 }
