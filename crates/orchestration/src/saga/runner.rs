@@ -641,10 +641,11 @@ where
     }
 
     /// Makes attempts at step `definition` (forward, or its compensation if
-    /// `compensating`) with `attempt` until one succeeds, the run is lost, or the
-    /// step's retry policy gives up. Each attempt runs under the step's timeout; an
-    /// external step's lease is renewed before each call. `Ok(Err(end))` says how it
-    /// ended without succeeding.
+    /// `compensating`): calls `once` with each attempt's number, counting on from the
+    /// `attempt`s already recorded, until one succeeds, the run is lost or stopped, or
+    /// the step's retry policy gives up. Each attempt runs under the step's timeout;
+    /// an external step's lease is renewed before each call. `Ok(Err(end))` says how
+    /// it ended without succeeding.
     async fn attempts<'a, T>(
         &self,
         definition: &StepDefinition<I>,

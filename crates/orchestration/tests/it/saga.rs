@@ -499,15 +499,7 @@ async fn a_run_whose_driver_lost_its_lease_is_finished_by_recovery_once(db: Test
     world.hold.store(false, Ordering::SeqCst);
     expire_lease(a, started.run.id).await;
 
-    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
-        .await
-        .unwrap();
-    // B's steps share A's world: one external service, one log.
-    let b_handle = b.register_saga(saga(&world)).unwrap();
-    let host = recovery_host(&b);
-    let run = b_handle.wait(started.run.id, WAIT).await.unwrap();
-    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
-    host.shutdown().await;
+    let run = completed_by_another_instance(&db, &world, started.run.id).await;
 
     world.release.notify_one();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -520,6 +512,24 @@ async fn a_run_whose_driver_lost_its_lease_is_finished_by_recovery_once(db: Test
     assert_eq!(world.charges.lock().unwrap().len(), 1);
     // Each local step took effect once.
     assert_eq!(notes(a).await, 2);
+}
+
+/// Instance B, sharing `world` (one external service, one log), resumes run `id`
+/// with its recovery worker and completes it.
+async fn completed_by_another_instance(
+    db: &TestDatabase,
+    world: &Arc<World>,
+    id: uuid::Uuid,
+) -> RunDetails {
+    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
+        .await
+        .unwrap();
+    let handle = b.register_saga(saga(world)).unwrap();
+    let host = recovery_host(&b);
+    let run = handle.wait(id, WAIT).await.unwrap();
+    host.shutdown().await;
+    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
+    run
 }
 
 async fn expire_lease(fabric: &Fabric, id: uuid::Uuid) {
@@ -582,14 +592,8 @@ async fn a_stopping_instance_hands_its_runs_over_after_the_step_in_flight(db: Te
     assert!(report.abandoned.is_empty(), "{report}");
     assert_handed_over(&handle.run(started.run.id).await.unwrap(), 2);
 
-    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
-        .await
-        .unwrap();
-    let b_handle = b.register_saga(saga(&world)).unwrap();
-    let host_b = recovery_host(&b);
-    let run = b_handle.wait(started.run.id, WAIT).await.unwrap();
-    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
-    host_b.shutdown().await;
+    let run = completed_by_another_instance(&db, &world, started.run.id).await;
+    assert_eq!(run.steps[1].attempts, 1, "{run:?}");
     assert_eq!(world.entries(), ["do first", "do charge", "do second"]);
     assert_eq!(notes(a).await, 2);
 }
@@ -625,15 +629,8 @@ async fn a_stopping_instance_does_not_wait_out_a_retry_backoff(db: TestDatabase)
     assert_handed_over(&handed, 1);
     assert_eq!(handed.run.attempts, 1);
 
-    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
-        .await
-        .unwrap();
-    let b_handle = b.register_saga(saga(&world)).unwrap();
-    let host_b = recovery_host(&b);
-    let run = b_handle.wait(started.run.id, WAIT).await.unwrap();
-    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
+    let run = completed_by_another_instance(&db, &world, started.run.id).await;
     assert_eq!(run.steps[1].attempts, 2);
-    host_b.shutdown().await;
     assert_eq!(world.calls.lock().unwrap().len(), 2);
     assert_eq!(notes(a).await, 2);
 }
