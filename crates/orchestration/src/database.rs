@@ -8,7 +8,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, StatementBuilder};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    StatementBuilder, TransactionOptions, TransactionTrait,
+};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -366,4 +369,21 @@ pub(crate) async fn execute(
 ) -> Result<u64, DbErr> {
     let statement = db.get_database_backend().build(statement);
     Ok(db.execute_raw(statement).await?.rows_affected())
+}
+
+/// Begins a transaction that will write. On SQLite it is IMMEDIATE: it takes the
+/// write lock at BEGIN, so one that reads and then writes never fails halfway with
+/// `database is locked` (a DEFERRED one does, at once, if another connection began
+/// writing meanwhile). On PostgreSQL and MySQL it is an ordinary transaction.
+///
+/// # Errors
+/// The database could not begin one.
+pub async fn begin_write(
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }

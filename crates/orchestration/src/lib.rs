@@ -27,7 +27,7 @@ pub mod testing;
 pub use batch::{Batch, BatchOptions, BatchProgress, Import, ImportError, ImportReport, Upsert};
 pub use boundary::Boundary;
 pub use clock::Clock;
-pub use database::{Backend, DatabaseId};
+pub use database::{Backend, DatabaseId, begin_write};
 pub use error::{FabricError, UnitOfWorkError};
 pub use fabric::{DatabaseHealth, Fabric};
 pub use host::{

@@ -6,10 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement, Value};
 use tracing::{Instrument, field};
 use uuid::Uuid;
 
@@ -638,15 +635,8 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             Some(position) => position,
             None => {
                 let (id, connection) = self.fabric.database(database);
-                // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction that
-                // reads and then writes never fails with `database is locked` halfway.
-                let options = TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..TransactionOptions::default()
-                };
                 let transaction =
-                    connection
-                        .begin_with_options(options)
+                    crate::database::begin_write(connection)
                         .await
                         .map_err(|source| UnitOfWorkError::Begin {
                             database: id.clone(),

@@ -10,14 +10,13 @@ use chrono::Utc;
 use inventory::{Quantity, Sku};
 use orchestration::{
     ExternalStep, Fabric, FabricError, IdempotencyKey, LocalStep, RetryPolicy, RunDetails,
-    RunState, Saga, SagaContext, SagaError, SagaHandle, StepError, UnitOfWork,
+    RunState, Saga, SagaContext, SagaError, SagaHandle, StepError, UnitOfWork, begin_write,
 };
 use orders::{CustomerId, LineRequest, NewOrder, Order, OrderPlaced};
 use payments::{
     ChargeOutcome, ChargeRequest, GatewayError, NewPayment, PaymentGateway, PaymentPolicy,
     RefundRequest,
 };
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -516,7 +515,7 @@ impl ExternalStep<Input> for Charge {
             amount_minor: held.total_minor,
             currency: held.currency.clone(),
         };
-        let tx = db.begin().await?;
+        let tx = begin_write(db).await?;
         payments::open(&tx, &new, &self.policy, Utc::now())
             .await
             .map_err(payments_error)?;
@@ -529,7 +528,7 @@ impl ExternalStep<Input> for Charge {
             reference: new.order_reference,
         };
         let outcome = self.gateway.charge(&request).await.map_err(gateway_error)?;
-        let tx = db.begin().await?;
+        let tx = begin_write(db).await?;
         payments::record_charge(&tx, &key, &outcome, Utc::now())
             .await
             .map_err(payments_error)?;
@@ -559,7 +558,7 @@ impl ExternalStep<Input> for Charge {
             amount_minor: held.total_minor,
         };
         let outcome = self.gateway.refund(&request).await.map_err(gateway_error)?;
-        let tx = self.payments()?.begin().await?;
+        let tx = begin_write(self.payments()?).await?;
         match payments::record_refund(&tx, &key.action(), &outcome, Utc::now()).await {
             // The payment was never opened (the rule refused it first).
             Ok(_) | Err(payments::Error::UnknownPayment { .. }) => {}

@@ -10,7 +10,6 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -178,12 +177,7 @@ pub(super) async fn claim(
     lease: Duration,
     limit: u64,
 ) -> Result<Vec<Claimed>, DbErr> {
-    let tx = db
-        .begin_with_options(sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
+    let tx = crate::database::begin_write(db).await?;
     let rows = tx
         .query_all_raw(
             tx.get_database_backend()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,6 +23,7 @@ use super::{
     SagaError, StepDefinition, StepError, StepKind,
 };
 use crate::COORDINATOR_BOUNDARY;
+use crate::database::begin_write;
 use crate::fabric::Fabric;
 use crate::unit_of_work::UnitOfWork;
 
@@ -849,7 +850,7 @@ where
         crate::fault::point(&format!("saga.{name}.before_call"));
         let output = step.act(context, key).await?;
         crate::fault::point(&format!("saga.{name}.after_call"));
-        let tx = self.db().begin().await?;
+        let tx = begin_write(self.db()).await?;
         if !store::renew(&tx, expect, attempt, Utc::now(), self.saga.lease).await? {
             return Ok(None);
         }
@@ -939,7 +940,7 @@ where
         position: u32,
     ) -> Result<Option<()>, StepError> {
         step.compensate(context, key, output).await?;
-        let tx = self.db().begin().await?;
+        let tx = begin_write(self.db()).await?;
         if !store::renew(&tx, expect, context.attempt, Utc::now(), self.saga.lease).await? {
             return Ok(None);
         }

@@ -15,7 +15,6 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
-    TransactionTrait,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -23,7 +22,7 @@ use uuid::Uuid;
 use super::schema::{SagaRuns, SagaSteps};
 use super::{RunDetails, RunState, RunStatus, StepRecord, StepState};
 use crate::COORDINATOR_BOUNDARY;
-use crate::database::execute;
+use crate::database::{begin_write, execute};
 
 pub(super) fn runs() -> TableRef {
     (Alias::new(COORDINATOR_BOUNDARY), SagaRuns::Table).into()
@@ -449,7 +448,7 @@ pub(super) async fn begin_compensating(
     why: &Compensation<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let tx = db.begin().await?;
+    let tx = begin_write(db).await?;
     let mut update = Query::update();
     update
         .table(runs())
@@ -566,12 +565,7 @@ pub(super) async fn claim_expired(
     lease: Duration,
     limit: u64,
 ) -> Result<Vec<(Uuid, String)>, DbErr> {
-    let tx = db
-        .begin_with_options(sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
+    let tx = begin_write(db).await?;
     let select = Query::select()
         .columns([SagaRuns::Id, SagaRuns::Saga])
         .from(runs())

@@ -41,6 +41,7 @@ orchestration::engine_tests! {
     a_placed_order_is_audited_once_its_event_is_delivered,
     an_audit_failure_never_changes_or_delays_the_order,
     expired_holds_of_finished_placements_are_released,
+    concurrent_placements_do_not_trip_over_each_other,
 }
 
 const WAIT: StdDuration = StdDuration::from_secs(60);
@@ -86,6 +87,22 @@ fn workflow(db: &TestDatabase) -> PlaceOrder {
 /// The placement saga with a simulated gateway behaving as `gateway` says; the
 /// subscribers too, on the first call per fabric.
 fn workflow_with(db: &TestDatabase, gateway: SimulatedGatewayOptions) -> PlaceOrder {
+    // Three quick attempts.
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        backoff_initial: StdDuration::from_millis(10),
+        backoff_max: StdDuration::from_millis(50),
+        timeout: StdDuration::from_secs(10),
+    };
+    workflow_retrying(db, gateway, retry)
+}
+
+/// [`workflow_with`], retrying gateway calls by `charge_retry`.
+fn workflow_retrying(
+    db: &TestDatabase,
+    gateway: SimulatedGatewayOptions,
+    charge_retry: RetryPolicy,
+) -> PlaceOrder {
     let fabric = db.fabric();
     if fabric.subscribers().is_empty() {
         workflows::subscribe(fabric).unwrap();
@@ -99,13 +116,7 @@ fn workflow_with(db: &TestDatabase, gateway: SimulatedGatewayOptions) -> PlaceOr
         policy: PaymentPolicy {
             verification_threshold_minor: 10_000,
         },
-        // Three quick attempts.
-        charge_retry: RetryPolicy {
-            max_attempts: 3,
-            backoff_initial: StdDuration::from_millis(10),
-            backoff_max: StdDuration::from_millis(50),
-            timeout: StdDuration::from_secs(10),
-        },
+        charge_retry,
     };
     PlaceOrder::register(fabric, settings).unwrap()
 }
@@ -423,6 +434,29 @@ async fn one_idempotency_key_places_one_order(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(requests.len(), 2, "one charge per placement: {requests:?}");
+}
+
+async fn concurrent_placements_do_not_trip_over_each_other(db: TestDatabase) {
+    // One attempt per gateway call: a placement that failed on a lock another one
+    // held (SQLite's `database is locked`) would be undone, not retried.
+    add(&db, "A", 100, "EUR", 1000).await;
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let workflow = workflow_retrying(&db, SimulatedGatewayOptions::default(), once);
+    let dispatching = dispatcher(db.fabric());
+    let placements: Vec<_> = (0..24)
+        .map(|_| {
+            let workflow = workflow.clone();
+            tokio::spawn(async move { workflow.place(None, &command(&[("A", 1)]), WAIT).await })
+        })
+        .collect();
+    for placement in placements {
+        placed(&placement.await.unwrap().unwrap());
+    }
+    dispatching.shutdown().await;
+    assert_eq!(stock(&db, "A").await, (976, 24));
 }
 
 fn dispatcher(fabric: &Fabric) -> RunningHost {
