@@ -149,7 +149,7 @@ where
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let saga = Arc::clone(self);
-        Box::pin(async move { drive(&fabric, &saga, run_id, stop).await })
+        Box::pin(async move { drive(&fabric, &saga, run_id, stop, None).await })
     }
 }
 
@@ -288,26 +288,21 @@ where
     let error = |source| store.error(source);
     let holder = holder(fabric);
     let id = Uuid::now_v7();
-    let inserted = store::insert_run(
-        db,
-        &NewRun {
-            id,
-            saga: saga.name,
-            key,
-            input: &input,
-            holder: &holder,
-            lease: saga.lease,
-            now: Utc::now(),
-        },
-    )
-    .await
-    .map_err(&error)?;
-    if inserted {
+    let new = NewRun {
+        id,
+        saga: saga.name,
+        key,
+        input: &input,
+        holder: &holder,
+        lease: saga.lease,
+        now: Utc::now(),
+    };
+    if store::insert_run(db, &new).await.map_err(&error)? {
         metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
         // Driven on its own task: the run goes on if the caller stops waiting.
-        let (driver_fabric, saga) = (fabric.clone(), Arc::clone(saga));
+        let (driver_fabric, saga, fresh) = (fabric.clone(), Arc::clone(saga), new.row());
         let driving = fabric.saga_drivers().spawn(move |stop| {
-            Box::pin(async move { drive(&driver_fabric, &saga, id, stop).await })
+            Box::pin(async move { drive(&driver_fabric, &saga, id, stop, Some(fresh)).await })
         });
         // Dropping the handle on timeout detaches the task; it is not cancelled.
         let _ = tokio::time::timeout(wait, driving).await;
@@ -372,9 +367,15 @@ enum StepEnd {
 }
 
 /// Drives run `id` of `saga` until it is finished, failed, or taken over, or `stop`
-/// is cancelled: then, after the step in flight, it gives up the run's lease.
-async fn drive<I>(fabric: &Fabric, saga: &Saga<I>, id: Uuid, stop: CancellationToken)
-where
+/// is cancelled: then, after the step in flight, it gives up the run's lease. `fresh`
+/// is the run as its start just inserted it, if it was.
+async fn drive<I>(
+    fabric: &Fabric,
+    saga: &Saga<I>,
+    id: Uuid,
+    stop: CancellationToken,
+    fresh: Option<store::RunRow>,
+) where
     I: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let span = tracing::info_span!("saga", saga = saga.name, run_id = %id);
@@ -385,7 +386,7 @@ where
             return;
         }
     };
-    if let Err(err) = driver.run().instrument(span.clone()).await {
+    if let Err(err) = driver.run(fresh).instrument(span.clone()).await {
         // The lease runs out and recovery resumes the run from its last checkpoint.
         tracing::warn!(parent: &span, error = %err, "saga run interrupted");
     } else if driver.stop.is_cancelled() {
@@ -447,12 +448,19 @@ where
             holder: &self.holder,
             state,
             step,
+            uncancelled: false,
         }
     }
 
-    async fn run(&self) -> Result<(), DbErr> {
-        let Some(first) = store::load(self.db(), self.id).await? else {
-            return Ok(());
+    /// Drives the run. `fresh` is the run as its start just inserted it: then nothing
+    /// needs reading before its first step, if that step is local (see `known`).
+    async fn run(&self, fresh: Option<store::RunRow>) -> Result<(), DbErr> {
+        let first = match &fresh {
+            Some(row) => row.clone(),
+            None => match store::load(self.db(), self.id).await? {
+                Some(row) => row,
+                None => return Ok(()),
+            },
         };
         let input: I = match serde_json::from_str(&first.input) {
             Ok(input) => input,
@@ -477,18 +485,35 @@ where
         };
         let mut outputs: Vec<(&'static str, Option<Value>)> =
             self.saga.steps.iter().map(|s| (s.name, None)).collect();
-        for record in store::steps_of(self.db(), self.id).await? {
-            if let Some(slot) = outputs.get_mut(record.position as usize) {
-                slot.1 = record.output;
+        if fresh.is_none() {
+            for record in store::steps_of(self.db(), self.id).await? {
+                if let Some(slot) = outputs.get_mut(record.position as usize) {
+                    slot.1 = record.output;
+                }
             }
         }
         let steps = u32::try_from(self.saga.steps.len()).unwrap_or(u32::MAX);
+        // The run as this driver left it, when it need not be read again: before a
+        // local step, whose guard sees a cancellation or a lost lease in its own
+        // transaction before any effect. An external call has no such guard, so the
+        // run is read again before it.
+        let local_next = |step: usize| {
+            matches!(
+                self.saga.steps.get(step).map(|s| &s.kind),
+                Some(StepKind::Local(_))
+            )
+        };
+        let mut known = fresh.filter(|_| local_next(0));
         loop {
             if self.stop.is_cancelled() {
                 return Ok(());
             }
-            let Some(row) = store::load(self.db(), self.id).await? else {
-                return Ok(());
+            let row = match known.take() {
+                Some(row) => row,
+                None => match store::load(self.db(), self.id).await? {
+                    Some(row) => row,
+                    None => return Ok(()),
+                },
             };
             let run = &row.status;
             if run.lease_holder.as_deref() != Some(self.holder.as_str()) {
@@ -538,8 +563,15 @@ where
                             self.finished(RunState::Completed);
                             return Ok(());
                         }
-                        StepEnd::Done => continue,
-                        StepEnd::Stopped => return Ok(()),
+                        StepEnd::Done => {
+                            if local_next(step as usize + 1) {
+                                known = Some(row.checkpointed());
+                            }
+                            continue;
+                        }
+                        // Read the run again: it was taken over or cancelled, or this
+                        // driver is told to stop.
+                        StepEnd::Stopped => continue,
                         StepEnd::Rejected(rejection) => Compensation {
                             undo: step,
                             rejection: Some(rejection),
@@ -744,10 +776,14 @@ where
                         };
                         match &definition.kind {
                             StepKind::Local(step) => {
+                                let guard = Expect {
+                                    uncancelled: true,
+                                    ..expect
+                                };
                                 self.local_forward(
                                     step.as_ref(),
                                     &context,
-                                    expect,
+                                    guard,
                                     position,
                                     started_at,
                                 )

@@ -59,6 +59,33 @@ pub(super) struct NewRun<'a> {
     pub(super) now: DateTime<Utc>,
 }
 
+impl NewRun<'_> {
+    /// The run as [`insert_run`] stores it.
+    pub(super) fn row(&self) -> RunRow {
+        let now = from_millis(millis(self.now));
+        RunRow {
+            status: RunStatus {
+                id: self.id,
+                saga: self.saga.to_owned(),
+                idempotency_key: self.key.to_owned(),
+                state: RunState::Running,
+                current_step: 0,
+                attempts: 0,
+                cancel_requested: false,
+                lease_holder: Some(self.holder.to_owned()),
+                lease_expires_at: from_millis(lease_until(self.now, self.lease)),
+                last_error: None,
+                rejection: None,
+                created_at: now,
+                updated_at: now,
+                finished_at: None,
+            },
+            input: self.input.to_owned(),
+            step_started_at: None,
+        }
+    }
+}
+
 /// Inserts `run` unless its saga already has a run with its key; `true` if inserted.
 /// A concurrent insert of the same key waits for the first one's commit and then
 /// inserts nothing.
@@ -99,6 +126,19 @@ pub(super) struct RunRow {
     pub(super) status: RunStatus,
     pub(super) input: String,
     pub(super) step_started_at: Option<DateTime<Utc>>,
+}
+
+impl RunRow {
+    /// The run as the checkpoint of its current step (not the last) leaves it: at
+    /// the next step, with no attempts and no error yet.
+    pub(super) fn checkpointed(&self) -> Self {
+        let mut next = self.clone();
+        next.status.current_step += 1;
+        next.status.attempts = 0;
+        next.status.last_error = None;
+        next.step_started_at = None;
+        next
+    }
 }
 
 const RUN_COLUMNS: [SagaRuns; 16] = [
@@ -291,6 +331,8 @@ pub(super) struct Expect<'a> {
     pub(super) holder: &'a str,
     pub(super) state: RunState,
     pub(super) step: u32,
+    /// Also that no operator asked the run to stop.
+    pub(super) uncancelled: bool,
 }
 
 impl Expect<'_> {
@@ -300,6 +342,9 @@ impl Expect<'_> {
             .and_where(Expr::col(SagaRuns::LeaseHolder).eq(self.holder))
             .and_where(Expr::col(SagaRuns::Status).eq(self.state.as_str()))
             .and_where(Expr::col(SagaRuns::CurrentStep).eq(int(self.step)));
+        if self.uncancelled {
+            update.and_where(Expr::col(SagaRuns::CancelRequested).eq(false));
+        }
     }
 }
 
