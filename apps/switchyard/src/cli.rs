@@ -272,14 +272,18 @@ impl std::fmt::Display for RunReport<'_> {
             None => writeln!(f, ", updated {}", time(run.updated_at))?,
         }
         if run.state.is_active() {
-            writeln!(
+            write!(
                 f,
-                "  at step {} (attempts {}), held by {} until {}",
-                run.current_step,
-                run.attempts,
-                run.lease_holder.as_deref().unwrap_or("nobody"),
-                time(run.lease_expires_at)
+                "  at step {} (attempts {}), ",
+                run.current_step, run.attempts
             )?;
+            match &run.lease_holder {
+                Some(holder) => {
+                    writeln!(f, "held by {holder} until {}", time(run.lease_expires_at))?;
+                }
+                // Given up by a stopping instance: any instance's recovery takes it.
+                None => writeln!(f, "held by nobody: waiting for an instance to resume it")?,
+            }
         }
         if run.cancel_requested {
             writeln!(f, "  cancel requested")?;
@@ -379,4 +383,47 @@ fn print_lines(items: &[impl std::fmt::Display]) {
 fn fail(message: &str) -> ExitCode {
     eprintln!("switchyard: {message}");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(holder: Option<&str>) -> RunDetails {
+        let at = chrono::DateTime::from_timestamp_millis(1_764_000_000_000).unwrap();
+        RunDetails {
+            run: RunStatus {
+                id: Uuid::nil(),
+                saga: "place_order".to_owned(),
+                idempotency_key: "k".to_owned(),
+                state: RunState::Running,
+                current_step: 2,
+                attempts: 1,
+                cancel_requested: false,
+                lease_holder: holder.map(str::to_owned),
+                lease_expires_at: at,
+                last_error: None,
+                rejection: None,
+                created_at: at,
+                updated_at: at,
+                finished_at: None,
+            },
+            input: serde_json::json!({}),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn runs_show_says_who_holds_an_unfinished_run() {
+        let held = RunReport(&running(Some("a:1"))).to_string();
+        assert!(
+            held.contains("at step 2 (attempts 1), held by a:1 until 2025-"),
+            "{held}"
+        );
+        let handed_over = RunReport(&running(None)).to_string();
+        assert!(
+            handed_over.contains("held by nobody: waiting for an instance to resume it"),
+            "{handed_over}"
+        );
+    }
 }
