@@ -455,10 +455,10 @@ where
     /// Drives the run. `fresh` is the run as its start just inserted it: then nothing
     /// needs reading before its first step, if that step is local (see `known`).
     async fn run(&self, fresh: Option<store::RunRow>) -> Result<(), DbErr> {
-        let first = match &fresh {
-            Some(row) => row.clone(),
+        let (first, fresh) = match fresh {
+            Some(row) => (row, true),
             None => match store::load(self.db(), self.id).await? {
-                Some(row) => row,
+                Some(row) => (row, false),
                 None => return Ok(()),
             },
         };
@@ -485,7 +485,7 @@ where
         };
         let mut outputs: Vec<(&'static str, Option<Value>)> =
             self.saga.steps.iter().map(|s| (s.name, None)).collect();
-        if fresh.is_none() {
+        if !fresh {
             for record in store::steps_of(self.db(), self.id).await? {
                 if let Some(slot) = outputs.get_mut(record.position as usize) {
                     slot.1 = record.output;
@@ -503,7 +503,7 @@ where
                 Some(StepKind::Local(_))
             )
         };
-        let mut known = fresh.filter(|_| local_next(0));
+        let mut known = (fresh && local_next(0)).then_some(first);
         loop {
             if self.stop.is_cancelled() {
                 return Ok(());

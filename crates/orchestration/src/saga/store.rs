@@ -131,13 +131,12 @@ pub(super) struct RunRow {
 impl RunRow {
     /// The run as the checkpoint of its current step (not the last) leaves it: at
     /// the next step, with no attempts and no error yet.
-    pub(super) fn checkpointed(&self) -> Self {
-        let mut next = self.clone();
-        next.status.current_step += 1;
-        next.status.attempts = 0;
-        next.status.last_error = None;
-        next.step_started_at = None;
-        next
+    pub(super) fn checkpointed(mut self) -> Self {
+        self.status.current_step += 1;
+        self.status.attempts = 0;
+        self.status.last_error = None;
+        self.step_started_at = None;
+        self
     }
 }
 
