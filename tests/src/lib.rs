@@ -137,6 +137,29 @@ pub async fn split_postgres() -> Option<(TestDatabase, TestDatabase)> {
     Some((orders, inventory))
 }
 
+/// Our prepared transactions (gid `sy:…`) on the databases of the orders and inventory
+/// boundaries (other tests share the server, so the count is per database).
+///
+/// # Panics
+/// If a query fails.
+pub async fn prepared_transactions(fabric: &Fabric) -> i64 {
+    let mut total = 0;
+    for boundary in [orders::SCHEMA, inventory::SCHEMA] {
+        let db = fabric.connection(boundary).expect("a composed boundary");
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM pg_prepared_xacts \
+                 WHERE database = current_database() AND gid LIKE 'sy:%'",
+            ))
+            .await
+            .expect("read pg_prepared_xacts")
+            .expect("a count");
+        total += row.try_get::<i64>("", "n").expect("a count");
+    }
+    total
+}
+
 /// Stands in for a restarted instance after a crash: fast-forwards past the dead
 /// instance's leases (a real restart waits them out), then lets saga recovery drive
 /// every unfinished run to its end. The placement saga must be registered on

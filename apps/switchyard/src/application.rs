@@ -45,6 +45,9 @@ pub enum StartError {
     /// In-doubt transactions could not be recovered at start-up.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    /// The handlers for SIGINT and SIGTERM could not be installed.
+    #[error("cannot listen for SIGINT and SIGTERM: {0}")]
+    Signal(#[source] std::io::Error),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -72,6 +75,8 @@ pub struct Application {
     router: axum::Router,
     /// The background workers, started with the server.
     host: Host,
+    /// How long shutdown waits for in-flight requests (and then for the workers).
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -81,7 +86,8 @@ impl Application {
     /// Invalid configuration, an unreachable or unmigratable database, or an address
     /// that cannot be bound.
     pub async fn build(config: &Config, options: ServeOptions) -> Result<Self, StartError> {
-        let fabric = connect(config).await?;
+        config.validate()?;
+        let fabric = connect(config, true).await?;
         if options.migrate {
             for state in fabric.migrate().await? {
                 tracing::info!(
@@ -122,6 +128,7 @@ impl Application {
             fabric,
             router,
             host,
+            shutdown_timeout: config.workers.shutdown_timeout.0,
         })
     }
 
@@ -150,16 +157,21 @@ impl Application {
 
     /// Serves and runs the workers until SIGINT or SIGTERM (or until a worker whose
     /// policy stops the host fails), then stops as [`Application::run_until`] does.
+    /// A process that must not die of a signal during start-up installs a
+    /// [`ShutdownSignal`] before building the application, and runs until it.
     ///
     /// # Errors
-    /// The server failed, or a stop-host worker failed.
+    /// The signal handlers could not be installed, the server failed, or a stop-host
+    /// worker failed.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
-        self.run_until(shutdown_signal()).await
+        let signal = ShutdownSignal::install().map_err(StartError::Signal)?;
+        self.run_until(signal.received()).await
     }
 
     /// Serves and runs the workers until `shutdown` completes or a worker whose
     /// policy stops the host fails. Then: stop accepting connections, drain in-flight
-    /// requests, stop the workers within the configured timeout, close the pools.
+    /// requests and stop the workers, each within `workers.shutdown_timeout`, and
+    /// close the pools within a few seconds more (what is stuck is named in the log).
     ///
     /// # Errors
     /// The server failed, or a stop-host worker failed ([`StartError::WorkerFailed`]).
@@ -167,20 +179,52 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let addr = self.local_addr();
         let host = self.host.start();
         let failed = host.failed();
+        // When shutdown began: the HTTP drain and then the workers share one
+        // `workers.shutdown_timeout` from then on.
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let stop = async move {
             tokio::select! {
                 () = shutdown => {}
                 failure = failed => tracing::error!(%failure, "shutting down"),
             }
+            let _ = stopping.send(tokio::time::Instant::now());
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(StartError::Serve);
+        let timeout = self.shutdown_timeout;
+        let mut began = None;
+        let drain_deadline = async {
+            match stopped.await {
+                Ok(at) => {
+                    began = Some(at);
+                    tokio::time::sleep_until(at + timeout).await;
+                }
+                // The server ended on its own before any shutdown began.
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tracing::info!(%addr, "serving");
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stop);
+        let served = tokio::select! {
+            served = server.into_future() => served.map_err(StartError::Serve),
+            () = drain_deadline => {
+                tracing::warn!(
+                    timeout_ms = millis(timeout),
+                    "requests still in flight at the shutdown timeout; abandoning them"
+                );
+                Ok(())
+            }
+        };
         tracing::info!("stopped accepting requests; stopping workers");
-        let report = host.shutdown().await;
+        // What is left of the timeout, but never less than a moment for the workers
+        // to see the cancellation.
+        let left = began.map_or(timeout, |at| {
+            (at + timeout).saturating_duration_since(tokio::time::Instant::now())
+        });
+        let report = host
+            .shutdown_within(left.max(Duration::from_millis(500)))
+            .await;
         tracing::info!(%report, "workers stopped; closing database pools");
         self.fabric.close().await;
         served?;
@@ -192,12 +236,14 @@ impl Application {
 }
 
 /// Connects every boundary the app composes, placed as `config` says, with the
-/// workflows' event subscribers.
-pub(crate) async fn connect(config: &Config) -> Result<Fabric, StartError> {
+/// workflows' event subscribers. Databases, schemas and files that are missing are
+/// created only if `create_missing`.
+pub(crate) async fn connect(config: &Config, create_missing: bool) -> Result<Fabric, StartError> {
     let boundaries = crate::boundaries();
     let names: Vec<&str> = boundaries.iter().map(Boundary::name).collect();
     let topology = config.topology(&names)?;
-    let fabric = Fabric::connect(&topology, boundaries).await?;
+    let settings = config.database.settings(create_missing)?;
+    let fabric = Fabric::connect_with(&topology, &settings, boundaries).await?;
     workflows::subscribe(&fabric)?;
     Ok(fabric)
 }
@@ -222,11 +268,12 @@ pub(crate) fn place_order(config: &Config, fabric: &Fabric) -> Result<PlaceOrder
 /// `workers.<name>` in the configuration says otherwise.
 fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
     let mut host = Host::new(fabric.clone()).shutdown_timeout(config.workers.shutdown_timeout.0);
-    // A crash of any instance can leave in-doubt two-phase commits at any time.
+    // A crash of any instance can leave in-doubt two-phase commits at any time. Every
+    // instance looks (see `InDoubtRecovery` for why it is no singleton).
     let recovery_interval = Duration::from_secs(config.database.recovery_interval_secs.max(1));
     host.add_job(
         InDoubtRecovery::new(config.database.in_doubt_timeout()),
-        Schedule::every(recovery_interval).singleton(),
+        Schedule::every(recovery_interval),
         config
             .workers
             .policy(InDoubtRecovery::NAME, Policy::default()),
@@ -260,29 +307,59 @@ fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
     Ok(host)
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM, listened for from the moment it is installed: a signal that
+/// arrives while the app is still starting is kept and stops it as soon as it serves,
+/// instead of killing the process.
+#[derive(Debug)]
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers now (on Unix; elsewhere Ctrl-C is listened for when
+    /// awaited). Call it inside the runtime, before anything slow.
+    ///
+    /// # Errors
+    /// The operating system refused a handler.
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Completes when a signal arrives (or arrived since [`ShutdownSignal::install`]).
+    pub async fn received(self) {
+        #[cfg(unix)]
+        {
+            let Self {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
             }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
+            tracing::info!("Ctrl-C received; shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,29 +1,28 @@
 //! The command line: `serve` (the default), `migrate status|up|plan`,
 //! `outbox status|replay` and `runs list|show|retry|cancel`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use orchestration::{OutboxStatus, ReplayFilter, RunDetails, RunFilter, RunState, RunStatus};
 use uuid::Uuid;
 
-use crate::application::{self, Application, ServeOptions, StartError};
+use crate::application::{self, Application, ServeOptions, ShutdownSignal, StartError};
 use crate::config::{Config, ConfigDuration};
 use crate::telemetry;
+
+/// The configuration file read when none is named, if it exists.
+const DEFAULT_CONFIG: &str = "switchyard.toml";
 
 /// Switchyard: a modular monolith serving the inventory and orders API.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Configuration file, read if it exists; `SWITCHYARD_*` variables override it.
-    #[arg(
-        long,
-        global = true,
-        default_value = "switchyard.toml",
-        env = "SWITCHYARD_CONFIG"
-    )]
-    config: PathBuf,
+    /// Configuration file, which must exist when named [default: switchyard.toml,
+    /// read if it exists]; `SWITCHYARD_*` variables override it.
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -127,19 +126,26 @@ impl Cli {
     }
 
     async fn run_async(self) -> Result<(), StartError> {
-        let config = Config::load(&self.config)?;
+        let config = match &self.config {
+            Some(file) => Config::load_required(file)?,
+            None => Config::load(Path::new(DEFAULT_CONFIG))?,
+        };
         telemetry::init(&config.log.filter);
         match self.command.unwrap_or(Command::Serve { no_migrate: false }) {
             Command::Serve { no_migrate } => {
+                // Before anything is connected or logged: a signal during start-up
+                // then stops the app as soon as it serves, instead of killing it.
+                let signal = ShutdownSignal::install().map_err(StartError::Signal)?;
                 let options = ServeOptions {
                     migrate: !no_migrate,
                 };
                 let app = Application::build(&config, options).await?;
-                tracing::info!(addr = %app.local_addr(), "serving");
-                app.run_until_stopped().await
+                app.run_until(signal.received()).await
             }
             Command::Migrate { action } => {
-                let fabric = application::connect(&config).await?;
+                // Only `migrate up` may create the databases it migrates.
+                let creates = matches!(action, MigrateAction::Up);
+                let fabric = application::connect(&config, creates).await?;
                 match action {
                     MigrateAction::Status => print_lines(&fabric.migration_status().await?),
                     MigrateAction::Up => print_lines(&fabric.migrate().await?),
@@ -149,7 +155,7 @@ impl Cli {
                 Ok(())
             }
             Command::Outbox { action } => {
-                let fabric = application::connect(&config).await?;
+                let fabric = application::connect(&config, false).await?;
                 let result = match action {
                     OutboxAction::Status => fabric.outbox_status().await.map(|statuses| {
                         print_lines(&statuses.iter().map(OutboxReport).collect::<Vec<_>>());
@@ -179,7 +185,7 @@ impl Cli {
                 Ok(result?)
             }
             Command::Runs { action } => {
-                let fabric = application::connect(&config).await?;
+                let fabric = application::connect(&config, false).await?;
                 let result = match action {
                     RunsAction::List { status, limit } => {
                         let filter = RunFilter {

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use orchestration::{Backoff, DatabaseUrl, DispatcherOptions, Policy, Topology};
+use orchestration::{Backoff, DatabaseSettings, DatabaseUrl, DispatcherOptions, Policy, Topology};
 use serde::{Deserialize, Deserializer};
 
-/// The whole configuration.
+/// The whole configuration. An unknown key at any level is refused, naming it, so
+/// that a misspelt setting never silently falls back to its default.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The HTTP server.
     pub http: HttpConfig,
@@ -71,10 +72,21 @@ pub struct DatabaseConfig {
     /// Per-boundary placement, by boundary name.
     pub boundaries: BTreeMap<String, BoundaryConfig>,
     /// A prepared transaction whose run never decided is rolled back after this many
-    /// seconds (two-phase commit across PostgreSQL databases).
+    /// seconds (two-phase commit across PostgreSQL databases), or at once when the
+    /// instance that prepared it is gone (see `instance_timeout`).
     pub in_doubt_timeout_secs: u64,
     /// How often in-doubt transactions are looked for, in seconds.
     pub recovery_interval_secs: u64,
+    /// Connecting to a database fails after this long, naming the cause.
+    pub connect_timeout: ConfigDuration,
+    /// Waiting for a pooled connection fails after this long.
+    pub acquire_timeout: ConfigDuration,
+    /// A statement waiting longer than this for a lock another transaction holds
+    /// fails (a saga step retries it) instead of holding its connection.
+    pub lock_timeout: ConfigDuration,
+    /// An instance that has not heartbeaten for this long is taken as gone: its
+    /// undecided prepared transactions are rolled back at once.
+    pub instance_timeout: ConfigDuration,
 }
 
 impl DatabaseConfig {
@@ -83,15 +95,47 @@ impl DatabaseConfig {
     pub fn in_doubt_timeout(&self) -> Duration {
         Duration::from_secs(self.in_doubt_timeout_secs)
     }
+
+    /// How the fabric connects and how long it waits; `create_missing` says whether it
+    /// may create databases, schemas and files (not for commands that only read).
+    ///
+    /// # Errors
+    /// A zero timeout, naming the key.
+    pub fn settings(&self, create_missing: bool) -> Result<DatabaseSettings, ConfigError> {
+        for (key, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("acquire_timeout", self.acquire_timeout),
+            ("lock_timeout", self.lock_timeout),
+            ("instance_timeout", self.instance_timeout),
+        ] {
+            if value.0.is_zero() {
+                return Err(ConfigError(format!(
+                    "database.{key}: must be longer than zero"
+                )));
+            }
+        }
+        Ok(DatabaseSettings {
+            connect_timeout: self.connect_timeout.0,
+            acquire_timeout: self.acquire_timeout.0,
+            lock_timeout: self.lock_timeout.0,
+            instance_timeout: self.instance_timeout.0,
+            create_missing,
+        })
+    }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
+        let settings = DatabaseSettings::default();
         Self {
             url: "sqlite://./data".to_owned(),
             boundaries: BTreeMap::new(),
             in_doubt_timeout_secs: 60,
-            recovery_interval_secs: 30,
+            recovery_interval_secs: 2,
+            connect_timeout: ConfigDuration(settings.connect_timeout),
+            acquire_timeout: ConfigDuration(settings.acquire_timeout),
+            lock_timeout: ConfigDuration(settings.lock_timeout),
+            instance_timeout: ConfigDuration(settings.instance_timeout),
         }
     }
 }
@@ -503,20 +547,38 @@ impl Default for LogConfig {
     }
 }
 
+fn parse_url(key: &str, url: &str) -> Result<DatabaseUrl, ConfigError> {
+    url.parse::<DatabaseUrl>()
+        .map_err(|e| ConfigError(format!("{key}: {e}")))
+}
+
 /// The configuration is invalid. The message names the key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
+/// `SWITCHYARD_*` variables that are not configuration keys: the configuration
+/// file's path (read by the command line) and the test harness's own.
+fn is_config_variable(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key != "config" && !key.starts_with("test_")
+}
+
 impl Config {
-    /// Loads defaults, then `file` if it exists, then `SWITCHYARD_*` variables.
+    /// Loads defaults, then `file` if it exists, then `SWITCHYARD_*` variables, and
+    /// checks every value that can be checked without a database.
     ///
     /// # Errors
-    /// A value of the wrong type or an unknown key, named in the message.
+    /// A value of the wrong type, an unknown key or an invalid value, named in the
+    /// message.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = Figment::new()
             .merge(Toml::file(file))
-            .merge(Env::prefixed("SWITCHYARD_").split("__"))
+            .merge(
+                Env::prefixed("SWITCHYARD_")
+                    .filter(|key| is_config_variable(key.as_str()))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;
         for (name, value) in std::mem::take(&mut config.workers.unparsed) {
@@ -525,7 +587,62 @@ impl Config {
                 .map_err(|e| ConfigError(format!("workers.{name}: {e}")))?;
             config.workers.workers.insert(name, worker);
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// [`Config::load`] from a file that must exist (one named on the command line
+    /// or in `SWITCHYARD_CONFIG`).
+    ///
+    /// # Errors
+    /// The file does not exist, or as [`Config::load`].
+    pub fn load_required(file: &Path) -> Result<Self, ConfigError> {
+        if !file.is_file() {
+            return Err(ConfigError(format!(
+                "the configuration file {} does not exist",
+                file.display()
+            )));
+        }
+        Self::load(file)
+    }
+
+    /// Checks every value that does not need a database, so that a bad one stops the
+    /// app before it connects.
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.body_limit_bytes == 0 {
+            return Err(ConfigError(
+                "http.body_limit_bytes: must be more than zero (0 refuses every request body)"
+                    .to_owned(),
+            ));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(ConfigError(
+                "http.request_timeout_secs: must be more than zero".to_owned(),
+            ));
+        }
+        self.orders.placement_wait(&self.http)?;
+        self.payments.policy()?;
+        self.payments.gateway()?;
+        self.payments.charge_retry()?;
+        self.outbox.dispatcher()?;
+        self.database.settings(true)?;
+        self.database_urls()?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| ConfigError(format!("log.filter: `{}`: {e}", self.log.filter)))?;
+        Ok(())
+    }
+
+    /// Every database URL parses (which boundaries exist is checked by
+    /// [`Config::topology`]).
+    fn database_urls(&self) -> Result<(), ConfigError> {
+        parse_url("database.url", &self.database.url)?;
+        for (name, placement) in &self.database.boundaries {
+            parse_url(&format!("database.boundaries.{name}.url"), &placement.url)?;
+        }
+        Ok(())
     }
 
     /// The placement of the `known` boundaries described by `database`.
@@ -534,10 +651,7 @@ impl Config {
     /// An unparsable URL or an override for a boundary that does not exist, naming
     /// the key.
     pub fn topology(&self, known: &[&str]) -> Result<Topology, ConfigError> {
-        let parse = |key: &str, url: &str| {
-            url.parse::<DatabaseUrl>()
-                .map_err(|e| ConfigError(format!("{key}: {e}")))
-        };
+        let parse = parse_url;
         let mut topology = Topology::new(parse("database.url", &self.database.url)?);
         for (name, placement) in &self.database.boundaries {
             let key = format!("database.boundaries.{name}.url");
@@ -569,7 +683,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "switchyard.toml",
-                "[http]\naddr = \"0.0.0.0:9000\"\nrequest_timeout_secs = 5\n",
+                "[http]\naddr = \"0.0.0.0:9000\"\nrequest_timeout_secs = 20\n",
             )?;
             jail.set_env("SWITCHYARD_HTTP__ADDR", "127.0.0.1:7000");
             jail.set_env(
@@ -578,7 +692,7 @@ mod tests {
             );
             let config = Config::load(Path::new("switchyard.toml")).unwrap();
             assert_eq!(config.http.addr.to_string(), "127.0.0.1:7000");
-            assert_eq!(config.http.request_timeout_secs, 5);
+            assert_eq!(config.http.request_timeout_secs, 20);
             assert_eq!(config.database.url, "sqlite://./data");
             let topology = config.topology(&["inventory", "orders"]).unwrap();
             assert_eq!(topology.url_of("orders").to_string(), "sqlite://./orders");
@@ -607,8 +721,9 @@ mod tests {
         });
         figment::Jail::expect_with(|jail| {
             jail.set_env("SWITCHYARD_DATABASE__URL", "redis://localhost");
-            let config = Config::load(Path::new("none.toml")).unwrap();
-            let err = config.topology(&["inventory"]).unwrap_err().to_string();
+            let err = Config::load(Path::new("none.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("database.url"), "{err}");
             Ok(())
         });
@@ -622,6 +737,112 @@ mod tests {
             assert!(err.contains("database.boundaries.billing.url"), "{err}");
             Ok(())
         });
+    }
+
+    /// Loads with `variables` set; the error, if any.
+    fn load_error(file: Option<&str>, variables: &[(&str, &str)]) -> Option<String> {
+        let mut error = None;
+        figment::Jail::expect_with(|jail| {
+            if let Some(file) = file {
+                jail.create_file("switchyard.toml", file)?;
+            }
+            for (name, value) in variables {
+                jail.set_env(name, value);
+            }
+            error = Config::load(Path::new("switchyard.toml"))
+                .err()
+                .map(|e| e.to_string());
+            Ok(())
+        });
+        error
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level_naming_the_key() {
+        for (file, variable, key) in [
+            (None, Some("SWITCHYARD_DATABSE__URL"), "databse"),
+            (None, Some("SWITCHYARD_HTTPP__ADDR"), "httpp"),
+            (
+                None,
+                Some("SWITCHYARD_DATABASE__LOCK_TIMOUT"),
+                "lock_timout",
+            ),
+            (Some("[databse]\nurl = \"sqlite://./x\"\n"), None, "databse"),
+            (Some("[outbox]\nbatch = 3\n"), None, "batch"),
+        ] {
+            let variables: Vec<(&str, &str)> = variable.map(|v| (v, "1")).into_iter().collect();
+            let err = load_error(file, &variables)
+                .unwrap_or_else(|| panic!("{file:?} {variable:?} was accepted"));
+            assert!(err.contains(key), "{err}");
+        }
+        // The file's path and the test harness's variables are not configuration.
+        assert_eq!(
+            load_error(
+                None,
+                &[
+                    ("SWITCHYARD_CONFIG", "other.toml"),
+                    ("SWITCHYARD_TEST_POSTGRES_URL", "postgres://x@y/z"),
+                ]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_at_load_naming_the_key() {
+        for (variable, value, key) in [
+            (
+                "SWITCHYARD_HTTP__BODY_LIMIT_BYTES",
+                "0",
+                "http.body_limit_bytes",
+            ),
+            ("SWITCHYARD_LOG__FILTER", "info,[[[", "log.filter"),
+            (
+                "SWITCHYARD_DATABASE__LOCK_TIMEOUT",
+                "0s",
+                "database.lock_timeout",
+            ),
+            (
+                "SWITCHYARD_DATABASE__CONNECT_TIMEOUT",
+                "0",
+                "database.connect_timeout",
+            ),
+            ("SWITCHYARD_OUTBOX__CONCURRENCY", "0", "outbox.concurrency"),
+            (
+                "SWITCHYARD_PAYMENTS__GATEWAY__FAILURE_RATE",
+                "2",
+                "payments.gateway.failure_rate",
+            ),
+        ] {
+            let err = load_error(None, &[(variable, value)])
+                .unwrap_or_else(|| panic!("{variable}={value} was accepted"));
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_named_configuration_file_must_exist() {
+        figment::Jail::expect_with(|_jail| {
+            let err = Config::load_required(Path::new("missing.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_database_password_never_appears_in_an_error() {
+        for url in [
+            "postgres://postgres:secretpw@127.0.0.1:99999/x",
+            "postgres://postgres:secretpw@127.0.0.1:5432",
+            "redis://postgres:secretpw@127.0.0.1",
+        ] {
+            let err = load_error(None, &[("SWITCHYARD_DATABASE__URL", url)])
+                .unwrap_or_else(|| panic!("{url} was accepted"));
+            assert!(!err.contains("secretpw"), "{err}");
+            assert!(err.contains("database.url"), "{err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod config;
 mod http;
 mod telemetry;
 
-pub use application::{Application, ServeOptions, StartError};
+pub use application::{Application, ServeOptions, ShutdownSignal, StartError};
 pub use config::Config;
 
 /// Every boundary the app composes, in the order their migrations run.

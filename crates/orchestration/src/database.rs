@@ -15,7 +15,7 @@ use sea_orm::{
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use crate::boundary::Boundary;
 use crate::error::FabricError;
@@ -68,41 +68,113 @@ impl fmt::Debug for DatabaseId {
 const POOL_SIZE: u32 = 16;
 /// SQLite has one writer at a time; more connections only add lock contention.
 const SQLITE_POOL_SIZE: u32 = 4;
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a SQLite statement waits for another connection's lock before failing.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections kept apart for finishing two-phase commits and resolving in-doubt ones
+/// (`COMMIT PREPARED`, `ROLLBACK PREPARED`, the decision log, heartbeats): nothing that
+/// waits on another transaction's row lock ever takes one, so a prepared transaction
+/// can always be finished, however many ordinary connections wait on its locks.
+const CONTROL_POOL_SIZE: u32 = 4;
 /// The SQLite file that anchors multi-file commits. It must be a real file: SQLite only
 /// makes a commit across attached files atomic when the main database is not in memory.
 const SQLITE_MAIN_FILE: &str = "switchyard.db";
+
+/// How the fabric connects to its databases and how long anything may wait on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// Connecting to a database fails after this long, with the cause (refused,
+    /// unknown host, authentication) when the driver gave one.
+    pub connect_timeout: Duration,
+    /// Waiting for a pooled connection fails after this long.
+    pub acquire_timeout: Duration,
+    /// A statement waiting for a lock that another transaction holds fails after this
+    /// long, as an ordinary database error (a saga step retries it): PostgreSQL's
+    /// `lock_timeout`, MySQL's `innodb_lock_wait_timeout` (whole seconds, at least
+    /// one), SQLite's busy timeout.
+    pub lock_timeout: Duration,
+    /// An instance whose heartbeat is older than this is taken as gone: recovery rolls
+    /// its undecided prepared transactions back at once instead of waiting for the
+    /// in-doubt timeout. It heartbeats five times per period.
+    pub instance_timeout: Duration,
+    /// Create what is missing (the PostgreSQL or MySQL database, schemas, SQLite
+    /// files). Off for commands that only read: a missing database is then an error.
+    pub create_missing: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(5),
+            instance_timeout: Duration::from_secs(5),
+            create_missing: true,
+        }
+    }
+}
 
 /// A connected database and the boundaries it holds.
 #[derive(Debug)]
 pub(crate) struct Database {
     pub(crate) id: DatabaseId,
     pub(crate) url: DatabaseUrl,
+    /// The pool for ordinary work: units of work, reads, workers.
     pub(crate) connection: DatabaseConnection,
+    /// PostgreSQL only: the pool kept for the second phase of two-phase commits,
+    /// in-doubt recovery and heartbeats (see [`CONTROL_POOL_SIZE`]).
+    pub(crate) control: Option<DatabaseConnection>,
     pub(crate) boundaries: Vec<Boundary>,
 }
 
 impl Database {
     /// Connects to `url` and lays out `boundaries` on it (creating the database,
-    /// schemas or files that are missing).
+    /// schemas or files that are missing, if `settings` says so).
     pub(crate) async fn connect(
         url: DatabaseUrl,
         boundaries: Vec<Boundary>,
+        settings: &DatabaseSettings,
     ) -> Result<Self, FabricError> {
         let id = url.id();
-        let connection = match &url {
-            DatabaseUrl::Sqlite { dir } => connect_sqlite(&id, dir, &boundaries).await?,
-            DatabaseUrl::Postgres(_) => connect_postgres(&id, &url, &boundaries).await?,
-            DatabaseUrl::MySql(_) => connect_mysql(&id, &url, &boundaries).await?,
+        let (connection, control) = match &url {
+            DatabaseUrl::Sqlite { dir } => {
+                (connect_sqlite(&id, dir, &boundaries, settings).await?, None)
+            }
+            DatabaseUrl::Postgres(_) => {
+                let (pool, control) = connect_postgres(&id, &url, &boundaries, settings).await?;
+                (pool, Some(control))
+            }
+            DatabaseUrl::MySql(_) => (connect_mysql(&id, &url, &boundaries, settings).await?, None),
         };
         Ok(Self {
             id,
             url,
             connection,
+            control,
             boundaries,
         })
+    }
+
+    /// The pool for finishing and recovering two-phase commits: the control pool on
+    /// PostgreSQL, the ordinary one elsewhere (where there are none to finish).
+    pub(crate) fn control(&self) -> &DatabaseConnection {
+        self.control.as_ref().unwrap_or(&self.connection)
+    }
+
+    /// Closes both pools, each within `timeout`; the pools that did not close in time
+    /// (connections stuck in the database) are named in the log and abandoned.
+    pub(crate) async fn close(&self, timeout: Duration) {
+        let pools = [Some(&self.connection), self.control.as_ref()];
+        for (pool, which) in pools.into_iter().zip(["pool", "control pool"]) {
+            let Some(pool) = pool else { continue };
+            if tokio::time::timeout(timeout, pool.clone().close())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    database = %self.id,
+                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    "could not close the {which} in time: connections still in use; abandoning them"
+                );
+            }
+        }
     }
 
     /// Fails, saying how to fix it, if this PostgreSQL server does not allow prepared
@@ -140,21 +212,25 @@ impl Database {
     pub(crate) async fn boundary_connection(
         &self,
         boundary: &Boundary,
+        settings: &DatabaseSettings,
     ) -> Result<DatabaseConnection, FabricError> {
         let name = boundary.name();
         let pool = match &self.url {
             DatabaseUrl::Sqlite { dir } => SqlitePoolOptions::new()
                 .max_connections(1)
-                .connect_with(sqlite_options(&dir.join(format!("{name}.db"))))
+                .acquire_timeout(settings.connect_timeout)
+                .connect_with(sqlite_options(&dir.join(format!("{name}.db")), settings))
                 .await
                 .map(DatabaseConnection::from),
             DatabaseUrl::Postgres(_) => PgPoolOptions::new()
                 .max_connections(1)
+                .acquire_timeout(settings.connect_timeout)
                 .connect_with(pg_options(&self.id, &self.url)?.options([("search_path", name)]))
                 .await
                 .map(DatabaseConnection::from),
             DatabaseUrl::MySql(_) => MySqlPoolOptions::new()
                 .max_connections(1)
+                .acquire_timeout(settings.connect_timeout)
                 .connect_with(mysql_options(&self.id, &self.url)?.database(name))
                 .await
                 .map(DatabaseConnection::from),
@@ -170,17 +246,50 @@ fn unusable(id: &DatabaseId, doing: &str, err: impl fmt::Display) -> FabricError
     }
 }
 
-fn sqlite_options(file: &Path) -> SqliteConnectOptions {
+/// One connection made directly (not through a pool, whose timeout would hide the
+/// cause), within the connect timeout: refused, unknown host and authentication
+/// failures come back as the driver reports them.
+async fn connect_once<C: sqlx::Connection>(
+    options: &<C as sqlx::Connection>::Options,
+    settings: &DatabaseSettings,
+) -> Result<C, ConnectFailure> {
+    match tokio::time::timeout(settings.connect_timeout, options.connect()).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(err)) => Err(ConnectFailure::Driver(err)),
+        Err(_) => Err(ConnectFailure::TimedOut(settings.connect_timeout)),
+    }
+}
+
+/// Why a direct connection failed.
+#[derive(Debug)]
+enum ConnectFailure {
+    Driver(sqlx::Error),
+    TimedOut(Duration),
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Driver(err) => write!(f, "{err}"),
+            Self::TimedOut(after) => write!(
+                f,
+                "no answer within {after:?} (database.connect_timeout): is the server up and reachable?"
+            ),
+        }
+    }
+}
+
+fn sqlite_options(file: &Path, settings: &DatabaseSettings) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(file)
-        .create_if_missing(true)
+        .create_if_missing(settings.create_missing)
         // A rollback journal, not WAL: only with a rollback journal does SQLite commit a
         // transaction across attached files atomically (FACTS.md measured WAL tearing
         // such commits under kill). The price is throughput and readers that wait for
         // writers; see ARCHITECTURE.md.
         .journal_mode(SqliteJournalMode::Delete)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .busy_timeout(settings.lock_timeout)
         .foreign_keys(true)
 }
 
@@ -188,12 +297,36 @@ async fn connect_sqlite(
     id: &DatabaseId,
     dir: &Path,
     boundaries: &[Boundary],
+    settings: &DatabaseSettings,
 ) -> Result<DatabaseConnection, FabricError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| unusable(id, &format!("creating directory {}", dir.display()), e))?;
+    if settings.create_missing {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unusable(id, &format!("creating directory {}", dir.display()), e))?;
+    } else if !dir.is_dir() {
+        return Err(unusable(
+            id,
+            &format!("{} does not exist", dir.display()),
+            "run `switchyard migrate up` (or serve) to create it",
+        ));
+    }
     let dir: PathBuf = dir
         .canonicalize()
         .map_err(|e| unusable(id, &format!("resolving directory {}", dir.display()), e))?;
+    // ATTACH creates a missing file whatever the main file's flags, so a connection
+    // that must create nothing checks the files first.
+    let files = std::iter::once(SQLITE_MAIN_FILE.to_owned())
+        .chain(boundaries.iter().map(|b| format!("{}.db", b.name())));
+    if !settings.create_missing {
+        for file in files {
+            if !dir.join(&file).is_file() {
+                return Err(unusable(
+                    id,
+                    &format!("{} does not exist", dir.join(&file).display()),
+                    "run `switchyard migrate up` (or serve) to create it",
+                ));
+            }
+        }
+    }
     // ATTACH is per connection, so it runs on every connection the pool opens. The
     // journal mode is per attached schema and must be set on each one too.
     let mut attach = String::new();
@@ -208,7 +341,7 @@ async fn connect_sqlite(
     let attach: Arc<str> = attach.into();
     let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_POOL_SIZE)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(settings.acquire_timeout)
         .after_connect(move |conn, _meta| {
             let attach = Arc::clone(&attach);
             Box::pin(async move {
@@ -216,10 +349,61 @@ async fn connect_sqlite(
                 Ok(())
             })
         })
-        .connect_with(sqlite_options(&dir.join(SQLITE_MAIN_FILE)))
+        .connect_with(sqlite_options(&dir.join(SQLITE_MAIN_FILE), settings))
         .await
         .map_err(|e| unusable(id, "opening the SQLite files", e))?;
-    Ok(DatabaseConnection::from(pool))
+    let connection = DatabaseConnection::from(pool);
+    // Reading each file rolls back a hot journal left by a crash; only then can a
+    // super-journal be judged orphaned.
+    for boundary in boundaries {
+        let sql = format!(
+            "SELECT 1 FROM \"{}\".sqlite_master LIMIT 1",
+            boundary.name()
+        );
+        connection
+            .execute_unprepared(&sql)
+            .await
+            .map_err(|e| unusable(id, &format!("reading {}.db", boundary.name()), e))?;
+    }
+    remove_orphan_super_journals(id, &dir);
+    Ok(connection)
+}
+
+/// Removes the super-journals (`switchyard.db-mj…`) that a crash during a commit across
+/// files left behind; SQLite itself never removes one that no file's journal names.
+///
+/// A super-journal is listed first and removed only if no journal exists after that:
+/// while a commit is in flight its files' journals exist from before its super-journal
+/// is created until after it is deleted (that deletion is the commit point), so a
+/// super-journal seen with no journal around it belongs to no commit. Removing one that
+/// a hot journal still names would make that journal look committed, which is why hot
+/// journals are rolled back (by reading every file) before this runs.
+fn remove_orphan_super_journals(id: &DatabaseId, dir: &Path) {
+    let super_prefix = format!("{SQLITE_MAIN_FILE}-mj");
+    let names = |keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| keep(name))
+            .collect()
+    };
+    let supers = names(&|name| name.starts_with(&super_prefix));
+    if supers.is_empty() || !names(&|name| name.ends_with(".db-journal")).is_empty() {
+        return;
+    }
+    for name in supers {
+        match std::fs::remove_file(dir.join(&name)) {
+            Ok(()) => {
+                tracing::info!(database = %id, file = name, "removed an orphan super-journal left by a crash");
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(database = %id, file = name, error = %err, "cannot remove an orphan super-journal");
+            }
+        }
+    }
 }
 
 fn pg_options(id: &DatabaseId, url: &DatabaseUrl) -> Result<PgConnectOptions, FabricError> {
@@ -227,43 +411,69 @@ fn pg_options(id: &DatabaseId, url: &DatabaseUrl) -> Result<PgConnectOptions, Fa
         .map_err(|e| unusable(id, "parsing the URL", e))
 }
 
+/// A lock wait longer than this fails; PostgreSQL reads the value in milliseconds.
+fn lock_timeout_ms(settings: &DatabaseSettings) -> String {
+    settings.lock_timeout.as_millis().max(1).to_string()
+}
+
+/// Connects the ordinary pool and the control pool (see [`CONTROL_POOL_SIZE`]).
 async fn connect_postgres(
     id: &DatabaseId,
     url: &DatabaseUrl,
     boundaries: &[Boundary],
-) -> Result<DatabaseConnection, FabricError> {
-    let options = pg_options(id, url)?;
-    let pool_options = || {
-        PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-    };
-    let pool = match pool_options().connect_with(options.clone()).await {
-        Ok(pool) => pool,
-        Err(err) if is_missing_postgres_database(&err) => {
-            create_postgres_database(id, &options).await?;
-            pool_options()
-                .connect_with(options)
-                .await
-                .map_err(|e| unusable(id, "connecting", e))?
+    settings: &DatabaseSettings,
+) -> Result<(DatabaseConnection, DatabaseConnection), FabricError> {
+    let options = pg_options(id, url)?.options([("lock_timeout", lock_timeout_ms(settings))]);
+    match connect_once::<sqlx::PgConnection>(&options, settings).await {
+        Ok(probe) => {
+            probe.close().await.ok();
+        }
+        Err(ConnectFailure::Driver(err))
+            if is_missing_postgres_database(&err) && settings.create_missing =>
+        {
+            create_postgres_database(id, &options, settings).await?;
+        }
+        Err(ConnectFailure::Driver(err)) if is_missing_postgres_database(&err) => {
+            return Err(unusable(
+                id,
+                "connecting",
+                format!("{err}; run `switchyard migrate up` (or serve) to create it"),
+            ));
         }
         Err(err) => return Err(unusable(id, "connecting", err)),
     };
-    let connection = DatabaseConnection::from(pool);
-    for boundary in boundaries {
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", boundary.name());
-        if let Err(err) = connection.execute_unprepared(&sql).await {
-            // Two instances starting at once may race on the same schema.
-            if !schema_exists(&connection, boundary.name()).await {
-                return Err(unusable(
-                    id,
-                    &format!("creating schema `{}`", boundary.name()),
-                    err,
-                ));
+    let pool = |size| {
+        PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+    };
+    let connection = DatabaseConnection::from(
+        pool(POOL_SIZE)
+            .await
+            .map_err(|e| unusable(id, "connecting", e))?,
+    );
+    let control = DatabaseConnection::from(
+        pool(CONTROL_POOL_SIZE)
+            .await
+            .map_err(|e| unusable(id, "connecting the control pool", e))?,
+    );
+    if settings.create_missing {
+        for boundary in boundaries {
+            let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", boundary.name());
+            if let Err(err) = connection.execute_unprepared(&sql).await {
+                // Two instances starting at once may race on the same schema.
+                if !schema_exists(&connection, boundary.name()).await {
+                    return Err(unusable(
+                        id,
+                        &format!("creating schema `{}`", boundary.name()),
+                        err,
+                    ));
+                }
             }
         }
     }
-    Ok(connection)
+    Ok((connection, control))
 }
 
 async fn schema_exists(connection: &DatabaseConnection, schema: &str) -> bool {
@@ -282,6 +492,7 @@ fn is_missing_postgres_database(err: &sqlx::Error) -> bool {
 async fn create_postgres_database(
     id: &DatabaseId,
     options: &PgConnectOptions,
+    settings: &DatabaseSettings,
 ) -> Result<(), FabricError> {
     let name = options.get_database().unwrap_or_default().to_owned();
     let advice = |err: &dyn fmt::Display| {
@@ -293,12 +504,10 @@ async fn create_postgres_database(
             ),
         )
     };
-    let mut admin = options
-        .clone()
-        .database("postgres")
-        .connect()
-        .await
-        .map_err(|e| advice(&e))?;
+    let mut admin =
+        connect_once::<sqlx::PgConnection>(&options.clone().database("postgres"), settings)
+            .await
+            .map_err(|e| advice(&e))?;
     let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await {
         Ok(_) => {
@@ -320,13 +529,14 @@ async fn connect_mysql(
     id: &DatabaseId,
     url: &DatabaseUrl,
     boundaries: &[Boundary],
+    settings: &DatabaseSettings,
 ) -> Result<DatabaseConnection, FabricError> {
     let options = mysql_options(id, url)?;
     // Each boundary is a database on the server; the URL's own database, if it names
     // one, is created as well so that the pool can use it as its default.
-    let mut server = MySqlConnectOptions::from_str(&server_url(url))
-        .map_err(|e| unusable(id, "parsing the URL", e))?
-        .connect()
+    let server = MySqlConnectOptions::from_str(&server_url(url))
+        .map_err(|e| unusable(id, "parsing the URL", e))?;
+    let mut server = connect_once::<sqlx::MySqlConnection>(&server, settings)
         .await
         .map_err(|e| unusable(id, "connecting", e))?;
     let mut databases: Vec<String> = options
@@ -336,18 +546,32 @@ async fn connect_mysql(
         .collect();
     databases.extend(boundaries.iter().map(|b| b.name().to_owned()));
     for database in &databases {
-        let sql = format!(
-            "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET utf8mb4",
-            database.replace('`', "``")
-        );
+        let name = database.replace('`', "``");
+        let sql = if settings.create_missing {
+            format!("CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        } else {
+            format!("USE `{name}`")
+        };
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut server)
             .await
-            .map_err(|e| unusable(id, &format!("creating database `{database}`"), e))?;
+            .map_err(|e| unusable(id, &format!("using database `{database}`"), e))?;
     }
+    server.close().await.ok();
+    // Whole seconds, at least one: MySQL's unit.
+    let lock_wait = settings.lock_timeout.as_secs_f64().ceil().max(1.0);
+    let set_lock_wait: Arc<str> =
+        format!("SET SESSION innodb_lock_wait_timeout = {lock_wait:.0}").into();
     let pool = MySqlPoolOptions::new()
         .max_connections(POOL_SIZE)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            let sql = Arc::clone(&set_lock_wait);
+            Box::pin(async move {
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(|e| unusable(id, "connecting", e))?;

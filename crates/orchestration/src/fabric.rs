@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::COORDINATOR_BOUNDARY;
 use crate::boundary::Boundary;
-use crate::database::{Backend, Database, DatabaseId};
+use crate::database::{Backend, Database, DatabaseId, DatabaseSettings};
 use crate::error::{FabricError, UnitOfWorkError};
+use crate::instance::Registration;
 use crate::migrate::{BoundaryMigrations, MigrationPlan, is_migration_work};
 use crate::outbox::{EventType, Handler, OUTBOX_SCHEMA, OutboxStatus, ReplayFilter, Routes};
 use crate::saga::{RunDetails, RunFilter, RunStatus, Saga, SagaError, SagaHandle};
@@ -34,6 +35,9 @@ struct Inner {
     coordinator: Option<usize>,
     /// Distinguishes this process's prepared transactions from other instances'.
     instance: String,
+    settings: DatabaseSettings,
+    /// With a coordinator: this instance's heartbeat in the registry of live instances.
+    registration: Option<Arc<Registration>>,
     /// Event subscribers, registered at composition time.
     routes: RwLock<Routes>,
     /// Per database: woken when a unit of work of this process commits messages to its
@@ -57,15 +61,28 @@ pub struct DatabaseHealth {
 }
 
 impl Fabric {
+    /// [`Fabric::connect_with`] the default [`DatabaseSettings`].
+    ///
+    /// # Errors
+    /// As [`Fabric::connect_with`].
+    pub async fn connect(
+        topology: &Topology,
+        boundaries: impl IntoIterator<Item = Boundary>,
+    ) -> Result<Self, FabricError> {
+        Self::connect_with(topology, &DatabaseSettings::default(), boundaries).await
+    }
+
     /// Connects one pool per distinct database of `topology` and lays out `boundaries`
-    /// on them (schemas, databases or files are created when missing). Boundaries keep
-    /// the order given: it is the order migrations run in.
+    /// on them (schemas, databases or files are created when missing, unless
+    /// `settings` says not to). Boundaries keep the order given: it is the order
+    /// migrations run in.
     ///
     /// # Errors
     /// A boundary name that is invalid or registered twice, an override naming no
     /// registered boundary, or a database that cannot be reached or prepared.
-    pub async fn connect(
+    pub async fn connect_with(
         topology: &Topology,
+        settings: &DatabaseSettings,
         boundaries: impl IntoIterator<Item = Boundary>,
     ) -> Result<Self, FabricError> {
         let boundaries: Vec<Boundary> = boundaries.into_iter().collect();
@@ -112,7 +129,7 @@ impl Fabric {
         }
         let mut databases = Vec::with_capacity(groups.len());
         for (url, members) in groups {
-            let database = Database::connect(url, members).await?;
+            let database = Database::connect(url, members, settings).await?;
             tracing::info!(
                 database = %database.id,
                 backend = %database.url.backend(),
@@ -149,12 +166,23 @@ impl Fabric {
         }
         let instance = Uuid::new_v4().simple().to_string()[..8].to_owned();
         let outbox_wake = databases.iter().map(|_| Arc::default()).collect();
+        let registration = coordinator.map(|index| {
+            let registration = Arc::new(Registration::new(
+                instance.clone(),
+                databases[index].control().clone(),
+                settings.instance_timeout,
+            ));
+            registration.spawn();
+            registration
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 databases,
                 boundaries: placed,
                 coordinator,
                 instance,
+                settings: *settings,
+                registration,
                 routes: RwLock::default(),
                 outbox_wake,
                 sagas: RwLock::default(),
@@ -271,7 +299,9 @@ impl Fabric {
             database: database.id.clone(),
             source,
         };
-        let mut connection = database.boundary_connection(boundary).await?;
+        let mut connection = database
+            .boundary_connection(boundary, &self.inner.settings)
+            .await?;
         let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = Arc::clone(&captured);
         connection.set_metric_callback(move |info| {
@@ -325,7 +355,9 @@ impl Fabric {
         work: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, sea_orm::DbErr>,
     ) -> Result<T, FabricError> {
         let database = &self.inner.databases[index];
-        let connection = database.boundary_connection(boundary).await?;
+        let connection = database
+            .boundary_connection(boundary, &self.inner.settings)
+            .await?;
         let result = work(&connection).await;
         connection.close().await.ok();
         result.map_err(|source| FabricError::Migration {
@@ -446,10 +478,19 @@ impl Fabric {
         health
     }
 
-    /// Closes every pool, waiting for connections in use to be returned.
+    /// Leaves the registry of live instances and closes every pool, waiting at most a
+    /// few seconds in all for connections in use to be returned: a pool whose
+    /// connections are stuck in an unresponsive database is named in the log and
+    /// abandoned.
     pub async fn close(&self) {
+        const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+        let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+        if let Some(registration) = &self.inner.registration {
+            let _ = tokio::time::timeout_at(deadline, registration.deregister()).await;
+        }
         for database in &self.inner.databases {
-            database.connection.clone().close().await.ok();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            database.close(left.max(Duration::from_millis(100))).await;
         }
     }
 
@@ -565,6 +606,21 @@ impl Fabric {
         (&database.id, &database.connection)
     }
 
+    /// The pool of database `index` for finishing and recovering two-phase commits
+    /// (see `Database::control`).
+    pub(crate) fn control(&self, index: usize) -> (&DatabaseId, &DatabaseConnection) {
+        let database = &self.inner.databases[index];
+        (&database.id, database.control())
+    }
+
+    pub(crate) fn settings(&self) -> &DatabaseSettings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn registration(&self) -> Option<&Registration> {
+        self.inner.registration.as_deref()
+    }
+
     pub(crate) fn database_count(&self) -> usize {
         self.inner.databases.len()
     }
@@ -595,6 +651,7 @@ impl Fabric {
         &self.inner.instance
     }
 
+    /// Every PostgreSQL database with its control pool, for in-doubt recovery.
     pub(crate) fn postgres_databases(
         &self,
     ) -> impl Iterator<Item = (&DatabaseId, &DatabaseConnection)> {
@@ -602,7 +659,7 @@ impl Fabric {
             .databases
             .iter()
             .filter(|d| d.url.backend() == Backend::Postgres)
-            .map(|d| (&d.id, &d.connection))
+            .map(|d| (&d.id, d.control()))
     }
 
     /// The plan for the touched `(boundary, database index)` pairs.

@@ -1,5 +1,5 @@
 //! The `orchestration` boundary: the fabric's own tables (the two-phase commit
-//! decision log, import cursors, singleton job leases, saga runs). Its migrations live here, beside the code that uses the tables.
+//! decision log, import cursors, singleton job leases, saga runs, live instances). Its migrations live here, beside the code that uses the tables.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(ImportCursors),
             Box::new(WorkerLeases),
             Box::new(crate::saga::SagaTables),
+            Box::new(Instances),
         ]
     }
 }
@@ -205,6 +206,64 @@ impl MigrationTrait for WorkerLeases {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(WorkerLeasesTable::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum InstancesTable {
+    #[sea_orm(iden = "instances")]
+    Table,
+    InstanceId,
+    StartedAt,
+    HeartbeatAt,
+}
+
+/// `instances`: every running fabric that may prepare transactions, with its last
+/// heartbeat, so that recovery knows whose prepared transactions nobody will finish.
+struct Instances;
+
+impl MigrationName for Instances {
+    fn name(&self) -> &'static str {
+        "m20261201_000001_instances"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Instances {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let timestamp = |column| {
+            let mut column = ColumnDef::new(column);
+            match manager.get_database_backend() {
+                DbBackend::MySql => column.custom("DATETIME(6)"),
+                _ => column.timestamp_with_time_zone(),
+            };
+            column.not_null().to_owned()
+        };
+        manager
+            .create_table(
+                Table::create()
+                    .table(InstancesTable::Table)
+                    .col(
+                        ColumnDef::new(InstancesTable::InstanceId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(timestamp(InstancesTable::StartedAt))
+                    .col(timestamp(InstancesTable::HeartbeatAt))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(InstancesTable::Table).to_owned())
             .await
     }
 }

@@ -111,15 +111,32 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// Replaces a URL's password with `***`, so it can be logged and shown in errors.
+/// Replaces a URL's password with `***`, so it can be logged and shown in errors. It
+/// reads the text itself rather than parsing it: a URL that does not parse (a port out
+/// of range, a stray character) must not show its password either.
 fn redact(s: &str) -> String {
-    match Url::parse(s) {
-        Ok(mut url) if url.password().is_some() => {
-            // Cannot fail: a URL with a password has a host.
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => s.to_owned(),
+    let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+        return s.to_owned();
+    };
+    let rest = &s[scheme_end..];
+    // The authority ends at the path, query or fragment; its user information, at its
+    // last `@` (a password may itself contain `@`, or `/`, when it is not encoded).
+    let authority_end = rest.rfind('@').map_or_else(
+        || rest.find(['/', '?', '#']).unwrap_or(rest.len()),
+        |at| at + rest[at..].find(['/', '?', '#']).unwrap_or(rest.len() - at),
+    );
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return s.to_owned();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &s[..scheme_end],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        None => s.to_owned(),
     }
 }
 
@@ -231,10 +248,19 @@ mod tests {
         let url: DatabaseUrl = "postgres://app:s3cret@db:5432/app".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/app");
         assert!(!format!("{url:?}").contains("s3cret"));
-        let err = "postgres://app:s3cret@db:5432"
-            .parse::<DatabaseUrl>()
-            .unwrap_err();
-        assert!(!err.to_string().contains("s3cret"), "{err}");
+        for unparsable in [
+            "postgres://app:s3cret@db:5432",
+            "postgres://postgres:s3cret@127.0.0.1:99999/x",
+            "postgres://app:s3c/ret@db:5432/x",
+            "postgres://app:s3c@ret@db:5432/x",
+            "mysql://app:s3cret@db name/x",
+        ] {
+            let err = unparsable.parse::<DatabaseUrl>().unwrap_err();
+            assert!(!err.to_string().contains("s3c"), "{err}");
+            assert!(err.to_string().contains("***"), "{err}");
+        }
+        assert_eq!(redact("sqlite://./data"), "sqlite://./data");
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
     }
 
     #[test]

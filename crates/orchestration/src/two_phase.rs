@@ -6,7 +6,14 @@
 //! transactions. Recovery commits a prepared transaction whose run has a `commit`
 //! decision and rolls back one without a decision once it is older than a timeout, by
 //! first recording an `abort` decision: the decision's primary key makes the
-//! coordinator's `commit` and recovery's `abort` mutually exclusive.
+//! coordinator's `commit` and recovery's `abort` mutually exclusive. A prepared
+//! transaction whose preparing instance is gone (its heartbeat in
+//! `orchestration.instances` stale or missing) is rolled back the same way at once.
+//!
+//! Everything after the prepare runs on each database's control pool, which nothing
+//! that waits on a row lock ever uses: the ordinary pool may be exhausted by
+//! statements waiting on the very locks a prepared transaction holds, and the second
+//! phase must still get through to release them.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -39,12 +46,18 @@ fn run_of(gid: &str) -> Option<&str> {
     gid.strip_prefix(GID_PREFIX)?.split(':').nth(1)
 }
 
+/// The instance that prepared a gid of ours.
+fn instance_of(gid: &str) -> Option<&str> {
+    gid.strip_prefix(GID_PREFIX)?.split(':').next()
+}
+
 /// What recovery did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Prepared transactions committed because their run had decided to commit.
     pub committed: Vec<String>,
-    /// Prepared transactions rolled back because their run never decided.
+    /// Prepared transactions rolled back because their run never decided and either
+    /// it was older than the timeout or its instance was gone.
     pub rolled_back: Vec<String>,
     /// Prepared transactions left alone: undecided but younger than the timeout.
     pub pending: Vec<String>,
@@ -88,6 +101,9 @@ pub(crate) async fn commit(
     participants: Vec<OpenTransaction>,
 ) -> Result<(), UnitOfWorkError> {
     let coordinator = fabric.coordinator().ok_or(UnitOfWorkError::NoCoordinator)?;
+    if let Some(registration) = fabric.registration() {
+        registration.ensure_registered().await;
+    }
     let mut prepared: Vec<(usize, String)> = Vec::with_capacity(participants.len());
     let mut remaining = participants.into_iter().enumerate();
     while let Some((index, participant)) = remaining.next() {
@@ -121,7 +137,7 @@ pub(crate) async fn commit(
         .collect::<Vec<_>>()
         .join(",");
     let decided = fabric
-        .database(coordinator)
+        .control(coordinator)
         .1
         .execute_raw(pg(
             "INSERT INTO orchestration.two_phase_decisions (run_id, decision, participants, decided_at) \
@@ -139,7 +155,7 @@ pub(crate) async fn commit(
         Err(source) => {
             rollback_prepared(fabric, &prepared).await;
             return Err(UnitOfWorkError::Decide {
-                database: fabric.database(coordinator).0.clone(),
+                database: fabric.control(coordinator).0.clone(),
                 source,
             });
         }
@@ -150,14 +166,14 @@ pub(crate) async fn commit(
     // committed now is committed by recovery, which finds the decision.
     let mut unresolved = 0;
     for (database, gid) in &prepared {
-        let (id, connection) = fabric.database(*database);
+        let (id, connection) = fabric.control(*database);
         if let Err(err) = finish(connection, "COMMIT", gid).await {
             unresolved += 1;
             tracing::warn!(database = %id, gid, error = %err, "COMMIT PREPARED failed; recovery will finish it");
         }
     }
     if unresolved == 0 {
-        forget(fabric.database(coordinator).1, &run_id.to_string()).await;
+        forget(fabric.control(coordinator).1, &run_id.to_string()).await;
     }
     Ok(())
 }
@@ -187,7 +203,7 @@ fn is_unknown_prepared_transaction(err: &DbErr) -> bool {
 
 async fn rollback_prepared(fabric: &Fabric, prepared: &[(usize, String)]) {
     for (database, gid) in prepared {
-        let (id, connection) = fabric.database(*database);
+        let (id, connection) = fabric.control(*database);
         if let Err(err) = finish(connection, "ROLLBACK", gid).await {
             tracing::warn!(database = %id, gid, error = %err, "ROLLBACK PREPARED failed; recovery will finish it");
         }
@@ -206,7 +222,9 @@ async fn forget(coordinator: &DatabaseConnection, run_id: &str) {
     }
 }
 
-/// Resolves every prepared transaction of ours on the fabric's PostgreSQL databases.
+/// Resolves every prepared transaction of ours on the fabric's PostgreSQL databases:
+/// commits those whose run decided to commit, rolls back the undecided ones that are
+/// older than `older_than` or whose instance is gone.
 pub(crate) async fn recover(
     fabric: &Fabric,
     older_than: Duration,
@@ -215,30 +233,49 @@ pub(crate) async fn recover(
     let Some(coordinator) = fabric.coordinator() else {
         return Ok(report);
     };
-    let coordinator_db = fabric.database(coordinator).1;
+    let (coordinator_id, coordinator_db) = fabric.control(coordinator);
+    let on_coordinator = |source| RecoveryError::new(coordinator_id, source);
+    // Listed before the live instances are read: an instance registers before it
+    // prepares, so the preparer of every transaction listed here that is still alive
+    // has a fresh heartbeat by then.
+    let mut in_doubt = Vec::new();
     for (database, connection) in fabric.postgres_databases() {
         for (gid, expired) in list_prepared(database, connection, older_than).await? {
-            let Some(run_id) = run_of(&gid).map(str::to_owned) else {
-                continue;
-            };
-            let decision = decision_of(coordinator_db, &run_id, expired)
-                .await
-                .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
-            match decision.as_deref() {
-                Some("commit") => {
-                    finish(connection, "COMMIT", &gid)
-                        .await
-                        .map_err(|source| RecoveryError::new(database, source))?;
-                    report.committed.push(gid);
-                }
-                Some(_) => {
-                    finish(connection, "ROLLBACK", &gid)
-                        .await
-                        .map_err(|source| RecoveryError::new(database, source))?;
-                    report.rolled_back.push(gid);
-                }
-                None => report.pending.push(gid),
+            in_doubt.push((database, connection, gid, expired));
+        }
+    }
+    if in_doubt.is_empty()
+        && !has_decisions(coordinator_db)
+            .await
+            .map_err(on_coordinator)?
+    {
+        return Ok(report);
+    }
+    let live = crate::instance::live(coordinator_db, fabric.settings().instance_timeout)
+        .await
+        .map_err(on_coordinator)?;
+    for (database, connection, gid, expired) in in_doubt {
+        let (Some(run_id), Some(instance)) = (run_of(&gid), instance_of(&gid)) else {
+            continue;
+        };
+        let gone = instance != fabric.instance() && !live.contains(instance);
+        let decision = decision_of(coordinator_db, run_id, expired || gone)
+            .await
+            .map_err(on_coordinator)?;
+        match decision.as_deref() {
+            Some("commit") => {
+                finish(connection, "COMMIT", &gid)
+                    .await
+                    .map_err(|source| RecoveryError::new(database, source))?;
+                report.committed.push(gid);
             }
+            Some(_) => {
+                finish(connection, "ROLLBACK", &gid)
+                    .await
+                    .map_err(|source| RecoveryError::new(database, source))?;
+                report.rolled_back.push(gid);
+            }
+            None => report.pending.push(gid),
         }
     }
     // Commit decisions whose participants are all resolved are done with; abort
@@ -250,14 +287,15 @@ pub(crate) async fn recover(
             vec![ABORT_RETENTION.as_secs_f64().into()],
         ))
         .await
-        .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+        .map_err(on_coordinator)?;
+    if rows.is_empty() {
+        return Ok(report);
+    }
     // Listed afresh, after reading the decisions: a coordinator that decided after the
     // listing above still has its participants prepared here, so its decision stays.
     let prepared_now = prepared_runs(fabric).await?;
     for row in rows {
-        let run_id: String = row
-            .try_get("", "run_id")
-            .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+        let run_id: String = row.try_get("", "run_id").map_err(on_coordinator)?;
         if !prepared_now.contains(&run_id) {
             coordinator_db
                 .execute_raw(pg(
@@ -265,10 +303,21 @@ pub(crate) async fn recover(
                     vec![run_id.into()],
                 ))
                 .await
-                .map_err(|source| RecoveryError::new(fabric.database(coordinator).0, source))?;
+                .map_err(on_coordinator)?;
         }
     }
     Ok(report)
+}
+
+/// Whether the decision log holds anything (a cheap look before the full pass).
+async fn has_decisions(coordinator: &DatabaseConnection) -> Result<bool, DbErr> {
+    Ok(coordinator
+        .query_one_raw(pg(
+            "SELECT 1 AS found FROM orchestration.two_phase_decisions LIMIT 1",
+            vec![],
+        ))
+        .await?
+        .is_some())
 }
 
 /// The run's decision. For an expired run without one, records `abort` first, so that
@@ -354,8 +403,9 @@ impl RecoveryError {
 }
 
 /// Resolves in-doubt two-phase commits left by a crash of any instance: a job to run
-/// on the worker host, as a singleton (recovery from two instances at once is safe,
-/// just wasted work).
+/// on the worker host of every instance. It is no singleton: a singleton's lease is
+/// taken through the ordinary pool, which load can exhaust, and recovery from two
+/// instances at once is safe (the decision log makes them agree).
 #[derive(Debug, Clone)]
 pub struct InDoubtRecovery {
     older_than: Duration,
@@ -399,6 +449,8 @@ mod tests {
         let gid = gid("ab12cd34", run, 1);
         assert!(gid.starts_with(GID_PREFIX));
         assert_eq!(run_of(&gid), Some(run.to_string().as_str()));
+        assert_eq!(instance_of(&gid), Some("ab12cd34"));
         assert_eq!(run_of("someone-else"), None);
+        assert_eq!(instance_of("someone-else"), None);
     }
 }

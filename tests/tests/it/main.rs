@@ -4,6 +4,7 @@
 mod architecture;
 mod e2e;
 mod kill;
+mod load;
 mod outbox_kill;
 mod placement;
 mod saga_kill;

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use orchestration::{Fabric, Topology};
-use sea_orm::{ConnectionTrait, Statement};
 use tests::StoreSnapshot;
 use tests::order_loop::initial_stock;
 
@@ -41,7 +40,7 @@ async fn killed_at(point: &str, decided: bool) {
     let topology = Topology::new(orders_url).with_override(inventory::SCHEMA, inventory_url);
     let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();
     assert!(
-        prepared(&fabric).await > 0,
+        tests::prepared_transactions(&fabric).await > 0,
         "the kill left nothing in doubt"
     );
 
@@ -58,7 +57,7 @@ async fn killed_at(point: &str, decided: bool) {
         );
     }
     assert_eq!(
-        prepared(&fabric).await,
+        tests::prepared_transactions(&fabric).await,
         0,
         "prepared transactions of ours remain"
     );
@@ -91,24 +90,4 @@ async fn unfinished(fabric: &Fabric) -> uuid::Uuid {
         .unwrap();
     assert_eq!(running.len(), 1, "{running:?}");
     running[0].id
-}
-
-/// Our prepared transactions on the fabric's two databases (other tests share the
-/// server, so the count is per database).
-async fn prepared(fabric: &Fabric) -> i64 {
-    let mut total = 0;
-    for boundary in [orders::SCHEMA, inventory::SCHEMA] {
-        let db = fabric.connection(boundary).unwrap();
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM pg_prepared_xacts \
-                 WHERE database = current_database() AND gid LIKE 'sy:%'",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        total += row.try_get::<i64>("", "n").unwrap();
-    }
-    total
 }

@@ -1,6 +1,10 @@
 //! The real `switchyard` binary as a process: SIGTERM stops it cleanly (exit 0, workers
-//! stopped after the server), and a failed worker whose policy stops the host makes it
-//! exit non-zero, naming the worker.
+//! stopped after the server), even when it arrives during start-up; a failed worker
+//! whose policy stops the host makes it exit non-zero, naming the worker. The modules
+//! cover start-up refusals and the process under load, killed and restarted.
+
+mod load;
+mod startup;
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -16,7 +20,6 @@ fn switchyard(database_url: &str) -> Command {
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SWITCHYARD_CONFIG", "does-not-exist.toml")
         .env("SWITCHYARD_HTTP__ADDR", "127.0.0.1:0")
         .env("SWITCHYARD_DATABASE__URL", database_url)
         .env("SWITCHYARD_LOG__FILTER", "info,sqlx=warn,sea_orm=warn")
@@ -67,6 +70,54 @@ async fn exit(
     status.unwrap_or_else(|_| panic!("the process did not exit; saw:\n{}", seen.join("\n")))
 }
 
+/// Reads the rest of the log in the background, so that a busy process never blocks
+/// on a full stderr pipe; the task returns `seen` and every later line once the
+/// process closes its stderr.
+fn drain(
+    mut lines: Lines<BufReader<ChildStderr>>,
+    mut seen: Vec<String>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line);
+        }
+        seen
+    })
+}
+
+/// Waits for a process whose log is being drained to exit; its status and log.
+async fn exit_drained(
+    mut child: Child,
+    log: tokio::task::JoinHandle<Vec<String>>,
+) -> (ExitStatus, Vec<String>) {
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let seen = log.await.expect("the log reader ends");
+    let status = status
+        .unwrap_or_else(|_| panic!("the process did not exit; saw:\n{}", seen.join("\n")))
+        .expect("wait for the process");
+    (status, seen)
+}
+
+/// The address in the `serving addr=…` line.
+fn served_at(seen: &[String]) -> std::net::SocketAddr {
+    seen.iter()
+        .find(|line| line.contains("serving"))
+        .and_then(|line| line.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no serving address in:\n{}", seen.join("\n")))
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to the child.
+fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("a running child").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+}
+
 fn start(mut command: Command) -> (Child, Lines<BufReader<ChildStderr>>) {
     let mut child = command.spawn().expect("start switchyard");
     let lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
@@ -80,13 +131,32 @@ async fn sigterm_stops_the_server_then_the_workers_and_exits_zero() {
     let (child, mut lines) = start(switchyard(&url));
     let mut seen = Vec::new();
     read_until(&mut lines, "serving", &mut seen).await;
-    let pid = child.id().expect("a running child").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(sent.success());
+    signal(&child, "TERM");
     let status = exit(child, lines, &mut seen).await;
+    assert_stopped_in_order(status, &seen);
+}
+
+/// A SIGTERM at the first line the process logs (it is still connecting and
+/// migrating) stops it as cleanly as one sent while it serves: the handlers are
+/// installed before anything is logged, so the signal is kept until it serves.
+#[tokio::test]
+async fn sigterm_during_start_up_stops_the_process_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().display());
+    let (child, mut lines) = start(switchyard(&url));
+    let mut seen = Vec::new();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a first log line in time")
+        .expect("read stderr")
+        .expect("a first log line");
+    signal(&child, "TERM");
+    seen.push(first);
+    let status = exit(child, lines, &mut seen).await;
+    assert_stopped_in_order(status, &seen);
+}
+
+fn assert_stopped_in_order(status: ExitStatus, seen: &[String]) {
     let log = seen.join("\n");
     assert!(status.success(), "{status}; log:\n{log}");
     let position = |needle: &str| {

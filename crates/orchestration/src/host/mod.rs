@@ -421,6 +421,14 @@ impl RunningHost {
     /// workers still running then are abandoned (aborted at their next `.await`) and
     /// named in the report.
     pub async fn shutdown(self) -> ShutdownReport {
+        let timeout = self.timeout;
+        self.shutdown_within(timeout).await
+    }
+
+    /// [`RunningHost::shutdown`], waiting up to `timeout` instead of the configured
+    /// shutdown timeout (for a caller that spent part of it already).
+    pub async fn shutdown_within(mut self, timeout: Duration) -> ShutdownReport {
+        self.timeout = timeout;
         self.shutdown.cancel();
         let finished = tokio::time::timeout(self.timeout, self.tracker.wait())
             .await

@@ -351,15 +351,21 @@ impl DatabaseOutbox {
         if subscribers.is_empty() {
             return Ok(false);
         }
-        let claimed = store::claim(
+        let claim = store::claim(
             &self.connection,
             &self.holder,
             &subscribers,
             now,
             self.options.lease,
             u64::from(self.options.batch_size),
-        )
-        .await?;
+        );
+        // A claim is given up at shutdown (its transaction rolls back, nothing is
+        // claimed): on a large backlog without planner statistics it can take longer
+        // than the whole shutdown timeout. Deliveries, once claimed, run to the end.
+        let claimed = tokio::select! {
+            claimed = claim => claimed?,
+            () = self.context.shutdown().cancelled() => return Ok(false),
+        };
         if claimed.is_empty() {
             return Ok(false);
         }

@@ -347,6 +347,24 @@ async fn a_missing_postgres_database_is_created() {
         .unwrap();
 }
 
+/// A super-journal left by a crash in the middle of a commit across SQLite files is
+/// removed at the next connect, once every file's hot journal was rolled back.
+#[tokio::test]
+async fn an_orphan_sqlite_super_journal_is_removed_at_connect() {
+    let db = TestDatabase::create(Engine::Sqlite, [alpha()])
+        .await
+        .expect("SQLite is embedded");
+    let orchestration::DatabaseUrl::Sqlite { dir } = db.topology().default_url() else {
+        unreachable!("a SQLite test database")
+    };
+    let orphan = dir.join("switchyard.db-mj5A1B2C3D");
+    std::fs::write(&orphan, b"alpha.db\0").unwrap();
+    let fabric = Fabric::connect(db.topology(), [alpha()]).await.unwrap();
+    assert!(!orphan.exists(), "the orphan super-journal is still there");
+    assert_eq!(count(&fabric, "alpha").await, 0);
+    fabric.close().await;
+}
+
 /// `alpha` (with the coordinator log) on one PostgreSQL database, `beta` on another.
 /// `None` when PostgreSQL is unreachable outside CI.
 async fn split_postgres() -> Option<(Fabric, TestDatabase, TestDatabase)> {
@@ -429,7 +447,8 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
 }
 
 /// Prepared transactions left by a crash: the one whose run decided to commit is
-/// committed, the undecided one is rolled back once it is older than the timeout.
+/// committed; an undecided one of a live instance is rolled back once it is older
+/// than the timeout, one of an instance that is gone (no heartbeat) at once.
 #[tokio::test]
 async fn recovery_resolves_what_a_crash_left_in_doubt() {
     let Some((fabric, _one, _two)) = split_postgres().await else {
@@ -437,12 +456,21 @@ async fn recovery_resolves_what_a_crash_left_in_doubt() {
     };
     let alpha_db = fabric.connection("alpha").unwrap();
     let beta_db = fabric.connection("beta").unwrap();
+    // Instance "test" heartbeats; instance "gone" stopped a minute ago.
+    alpha_db
+        .execute_unprepared(
+            "INSERT INTO orchestration.instances (instance_id, started_at, heartbeat_at) \
+             VALUES ('test', now(), now()), ('gone', now(), now() - interval '1 minute')",
+        )
+        .await
+        .unwrap();
     // Run "decided": both participants prepared and the decision logged.
-    // Run "undecided": prepared, no decision.
+    // Runs "undecided" and "orphaned": prepared, no decision.
     for (db, boundary, gid) in [
         (alpha_db, "alpha", "sy:test:decided:0"),
         (beta_db, "beta", "sy:test:decided:1"),
         (alpha_db, "alpha", "sy:test:undecided:0"),
+        (beta_db, "beta", "sy:gone:orphaned:0"),
     ] {
         let sql = format!(
             "BEGIN; INSERT INTO {boundary}.notes (body) VALUES ('{gid}'); PREPARE TRANSACTION '{gid}';"
@@ -457,13 +485,15 @@ async fn recovery_resolves_what_a_crash_left_in_doubt() {
         .await
         .unwrap();
 
-    // Too young to give up on: the undecided one waits.
+    // Too young to give up on: the live instance's undecided one waits; the gone
+    // instance's is rolled back.
     let report = fabric
         .recover_in_doubt(std::time::Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(report.committed.len(), 2, "{report:?}");
     assert_eq!(report.pending, ["sy:test:undecided:0"]);
+    assert_eq!(report.rolled_back, ["sy:gone:orphaned:0"]);
     let report = fabric
         .recover_in_doubt(std::time::Duration::ZERO)
         .await
@@ -480,7 +510,7 @@ async fn recovery_resolves_what_a_crash_left_in_doubt() {
     let left = alpha_db
         .query_all_raw(Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT run_id, decision FROM orchestration.two_phase_decisions",
+            "SELECT run_id, decision FROM orchestration.two_phase_decisions ORDER BY run_id",
         ))
         .await
         .unwrap();
@@ -494,7 +524,13 @@ async fn recovery_resolves_what_a_crash_left_in_doubt() {
             )
         })
         .collect();
-    assert_eq!(left, [("undecided".to_owned(), "abort".to_owned())]);
+    assert_eq!(
+        left,
+        [
+            ("orphaned".to_owned(), "abort".to_owned()),
+            ("undecided".to_owned(), "abort".to_owned())
+        ]
+    );
 }
 
 #[tokio::test]
