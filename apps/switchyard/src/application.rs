@@ -59,9 +59,6 @@ pub enum StartError {
     /// A worker could not be registered (a duplicate name, an invalid schedule).
     #[error(transparent)]
     Workers(#[from] HostError),
-    /// The server failed while serving.
-    #[error("the HTTP server failed: {0}")]
-    Serve(#[source] std::io::Error),
     /// A worker whose policy stops the host failed; the app stopped.
     #[error(transparent)]
     WorkerFailed(#[from] HostFailure),
@@ -77,6 +74,8 @@ pub struct Application {
     host: Host,
     /// How long shutdown waits for in-flight requests (and then for the workers).
     shutdown_timeout: Duration,
+    /// Per-connection limits of the HTTP server.
+    limits: http::server::Limits,
 }
 
 impl Application {
@@ -129,6 +128,10 @@ impl Application {
             router,
             host,
             shutdown_timeout: config.workers.shutdown_timeout.0,
+            limits: http::server::Limits {
+                header_read_timeout: config.http.header_read_timeout.0,
+                max_connections: config.http.max_connections,
+            },
         })
     }
 
@@ -205,17 +208,16 @@ impl Application {
             }
         };
         tracing::info!(%addr, "serving");
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stop);
-        let served = tokio::select! {
-            served = server.into_future() => served.map_err(StartError::Serve),
+        let server = http::server::serve(self.listener, self.router, self.limits, stop);
+        tokio::select! {
+            () = server => {}
             () = drain_deadline => {
                 tracing::warn!(
                     timeout_ms = millis(timeout),
                     "requests still in flight at the shutdown timeout; abandoning them"
                 );
-                Ok(())
             }
-        };
+        }
         tracing::info!("stopped accepting requests; stopping workers");
         // What is left of the timeout, but never less than a moment for the workers
         // to see the cancellation.
@@ -227,7 +229,6 @@ impl Application {
             .await;
         tracing::info!(%report, "workers stopped; closing database pools");
         self.fabric.close().await;
-        served?;
         match report.failure {
             Some(failure) => Err(failure.into()),
             None => Ok(()),

@@ -43,6 +43,12 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// A client must send a request's headers within this long, and a keep-alive
+    /// connection idle for this long is closed.
+    pub header_read_timeout: ConfigDuration,
+    /// Connections open at once; more wait until one closes. Keep it well below the
+    /// process's open-file limit, which the database files and pools share.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -51,6 +57,8 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout_secs: 30,
             body_limit_bytes: 64 * 1024,
+            header_read_timeout: ConfigDuration(Duration::from_secs(10)),
+            max_connections: 512,
         }
     }
 }
@@ -616,6 +624,16 @@ impl Config {
             return Err(ConfigError(
                 "http.body_limit_bytes: must be more than zero (0 refuses every request body)"
                     .to_owned(),
+            ));
+        }
+        if self.http.header_read_timeout.0.is_zero() {
+            return Err(ConfigError(
+                "http.header_read_timeout: must be longer than zero".to_owned(),
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError(
+                "http.max_connections: must be at least 1".to_owned(),
             ));
         }
         if self.http.request_timeout_secs == 0 {

@@ -460,19 +460,27 @@ impl Fabric {
         Ok(replayed)
     }
 
-    /// Pings every database.
+    /// Pings every database, waiting for each as long as the pool would.
     pub async fn health(&self) -> Vec<DatabaseHealth> {
+        self.health_within(self.inner.settings.acquire_timeout)
+            .await
+    }
+
+    /// Pings every database; one that has not answered within `timeout` counts as
+    /// down.
+    pub async fn health_within(&self, timeout: Duration) -> Vec<DatabaseHealth> {
         let mut health = Vec::with_capacity(self.inner.databases.len());
         for database in &self.inner.databases {
-            let error = database
-                .connection
-                .execute_unprepared("SELECT 1")
-                .await
-                .err();
+            let ping = database.connection.execute_unprepared("SELECT 1");
+            let error = match tokio::time::timeout(timeout, ping).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some(format!("no answer within {timeout:?}")),
+            };
             health.push(DatabaseHealth {
                 database: database.id.clone(),
                 boundaries: database.boundaries.iter().map(Boundary::name).collect(),
-                error: error.map(|e| e.to_string()),
+                error,
             });
         }
         health

@@ -135,3 +135,71 @@ async fn place_all(app: &TestApp, client: &reqwest::Client) -> Vec<(StatusCode, 
     }
     requests.join_all().await
 }
+
+/// A placement whose stock row is locked by another transaction for longer than
+/// `database.lock_timeout`: its hold step fails as a transient error instead of
+/// waiting, is retried, and the placement completes once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
+    let Some(db) = orchestration::testing::TestDatabase::create(
+        orchestration::testing::Engine::Postgres,
+        [orchestration::boundary()],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut config = Config::default();
+    config.database.url = db.topology().default_url().connection_string();
+    config.database.lock_timeout = switchyard::config::ConfigDuration(Duration::from_millis(300));
+    config.orders.placement_wait = switchyard::config::ConfigDuration(Duration::from_secs(20));
+    let app = TestApp::spawn_with(config).await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(app.url("/api/products"))
+        .json(&json!({"sku": SKU, "name": "Locked", "price_minor": 100, "currency": "EUR", "stock": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let fabric = Fabric::connect(db.topology(), migrations::all())
+        .await
+        .unwrap();
+    let lock = sea_orm::TransactionTrait::begin(fabric.connection(inventory::SCHEMA).unwrap())
+        .await
+        .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &lock,
+        "SELECT * FROM inventory.stock_levels FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    let placing = tokio::spawn({
+        let request = client
+            .post(app.url("/api/orders"))
+            .json(&json!({"customer_id": "locked", "lines": [{"sku": SKU, "quantity": 1}]}));
+        async move { request.send().await.unwrap() }
+    });
+    // Held for several lock timeouts: the step fails and is retried meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = fabric
+        .saga_runs(&orchestration::RunFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1, "{running:?}");
+    let run = &running[0];
+    assert!(
+        run.attempts > 0
+            && run
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("lock timeout")),
+        "{run:?}"
+    );
+    lock.rollback().await.unwrap();
+    let response = placing.await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    fabric.close().await;
+    app.stop().await;
+}

@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness and readiness, and readiness's details for operators.
 
 use std::sync::atomic::Ordering;
 
@@ -14,51 +14,96 @@ pub(crate) async fn live() -> Json<Value> {
     Json(json!({ "status": "live" }))
 }
 
-/// Every database answers, no migration is pending, and no worker whose failure stops
-/// the host has failed. The body lists each database and each worker.
+/// Whether this instance should get traffic: every database answers, no migration is
+/// pending, and no worker whose failure stops the host has failed. The body is the
+/// status alone, for load balancers and anyone else; the details are at
+/// `/api/ops/health`.
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let databases = state.fabric.health().await;
-    let reachable = databases.iter().all(|d| d.error.is_none());
-    let mut pending = Vec::new();
-    if reachable && !state.migrated.load(Ordering::Relaxed) {
-        match state.fabric.migration_status().await {
-            Ok(states) => {
-                pending = states
-                    .iter()
-                    .flat_map(|s| s.pending.iter().map(move |m| format!("{}/{m}", s.boundary)))
-                    .collect();
-                if pending.is_empty() {
-                    state.migrated.store(true, Ordering::Relaxed);
-                }
-            }
-            Err(err) => pending.push(format!("unknown: {err}")),
-        }
-    }
-    let workers = state.workers.snapshot();
-    let failed_workers: Vec<&str> = workers
-        .iter()
-        .filter(|w| w.failed_the_host())
-        .map(|w| w.name.as_str())
-        .collect();
-    let ready = reachable && state.migrated.load(Ordering::Relaxed) && failed_workers.is_empty();
+    let readiness = Readiness::check(&state).await;
+    (
+        readiness.status_code(),
+        Json(json!({ "status": readiness.status() })),
+    )
+}
+
+/// Readiness with its reasons: each database and its boundaries, pending migrations,
+/// failed workers and every worker's state. For operators (it names the databases).
+pub(crate) async fn details(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let readiness = Readiness::check(&state).await;
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "databases": databases.iter().map(|d| json!({
+        "status": readiness.status(),
+        "databases": readiness.databases.iter().map(|d| json!({
             "database": d.database.to_string(),
             "boundaries": d.boundaries,
             "ok": d.error.is_none(),
             "error": d.error,
         })).collect::<Vec<_>>(),
-        "pending_migrations": pending,
-        "failed_workers": failed_workers,
-        "workers": workers,
+        "pending_migrations": readiness.pending,
+        "failed_workers": readiness.failed_workers,
+        "workers": readiness.workers,
     });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    (readiness.status_code(), Json(body))
+}
+
+/// How long readiness waits for a database to answer: a load balancer must hear back
+/// quickly even when the database does not.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+struct Readiness {
+    databases: Vec<orchestration::DatabaseHealth>,
+    pending: Vec<String>,
+    failed_workers: Vec<String>,
+    workers: Vec<orchestration::WorkerStatus>,
+    ready: bool,
+}
+
+impl Readiness {
+    async fn check(state: &AppState) -> Self {
+        let databases = state.fabric.health_within(PING_TIMEOUT).await;
+        let reachable = databases.iter().all(|d| d.error.is_none());
+        let mut pending = Vec::new();
+        if reachable && !state.migrated.load(Ordering::Relaxed) {
+            match state.fabric.migration_status().await {
+                Ok(states) => {
+                    pending = states
+                        .iter()
+                        .flat_map(|s| s.pending.iter().map(move |m| format!("{}/{m}", s.boundary)))
+                        .collect();
+                    if pending.is_empty() {
+                        state.migrated.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(err) => pending.push(format!("unknown: {err}")),
+            }
+        }
+        let workers = state.workers.snapshot();
+        let failed_workers: Vec<String> = workers
+            .iter()
+            .filter(|w| w.failed_the_host())
+            .map(|w| w.name.clone())
+            .collect();
+        let ready =
+            reachable && state.migrated.load(Ordering::Relaxed) && failed_workers.is_empty();
+        Self {
+            databases,
+            pending,
+            failed_workers,
+            workers,
+            ready,
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        if self.ready { "ready" } else { "not_ready" }
+    }
+
+    fn status_code(&self) -> StatusCode {
+        if self.ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +161,8 @@ mod tests {
 
         let (status, body) = get(&router, "/health/ready").await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"status": "ready"}), "the status alone");
+        let (_, body) = get(&router, "/api/ops/health").await;
         assert_eq!(body["workers"][0]["state"], "starting");
 
         let running = host.start();
@@ -123,7 +170,11 @@ mod tests {
         assert_eq!(failure.worker, "broken");
         let (status, body) = get(&router, "/health/ready").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body, json!({"status": "not_ready"}));
+        let (status, body) = get(&router, "/api/ops/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["status"], "not_ready");
+        assert!(body["databases"][0]["database"].is_string(), "{body}");
         assert_eq!(body["failed_workers"], json!(["broken"]));
         let worker = &body["workers"][0];
         assert_eq!(worker["name"], "broken");

@@ -7,6 +7,7 @@ mod health;
 mod ops;
 mod orders;
 mod products;
+pub(crate) mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -74,6 +75,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/api/orders/{id}", get(orders::show))
         .route("/api/audit", get(audit::list))
         .route("/api/ops/workers", get(ops::workers))
+        .route("/api/ops/health", get(health::details))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .fallback(error::not_found)

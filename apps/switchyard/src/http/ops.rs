@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 
-/// Every worker's state, as in `/health/ready`.
+/// Every worker's state, as in `/api/ops/health`.
 pub(crate) async fn workers(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "workers": state.workers.snapshot() }))
 }
