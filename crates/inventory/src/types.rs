@@ -54,11 +54,15 @@ impl ProductName {
     /// Parses a name, trimming surrounding whitespace.
     ///
     /// # Errors
-    /// Blank or longer than 200 characters.
+    /// Blank, longer than 200 characters, or holding a control character (a NUL
+    /// byte among them, which PostgreSQL cannot store).
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let s = s.trim();
         if s.is_empty() || s.chars().count() > 200 {
             return Err(Invalid("must be 1 to 200 characters, not blank"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Invalid("must not contain control characters"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -153,6 +157,18 @@ impl Money {
         }
         Ok(Self { minor, currency })
     }
+
+    /// A product's price: more than zero, since every placement is charged and a
+    /// payment gateway cannot charge nothing.
+    ///
+    /// # Errors
+    /// Zero or negative.
+    pub fn price(minor: i64, currency: Currency) -> Result<Self, Invalid> {
+        if minor <= 0 {
+            return Err(Invalid("must be more than zero"));
+        }
+        Ok(Self { minor, currency })
+    }
 }
 
 #[cfg(test)]
@@ -185,11 +201,16 @@ mod tests {
         let eur = Currency::parse("EUR").unwrap();
         assert!(Money::new(-1, eur).is_err());
         assert_eq!(Money::new(0, eur).unwrap().minor, 0);
+        assert!(Money::price(0, eur).is_err());
+        assert_eq!(Money::price(1, eur).unwrap().minor, 1);
     }
 
     #[test]
     fn names_are_trimmed() {
         assert_eq!(ProductName::parse("  Widget ").unwrap().as_str(), "Widget");
         assert!(ProductName::parse("   ").is_err());
+        for bad in ["a\u{0}b", "a\u{7}b", "line\nbreak", "a\u{9f}b"] {
+            assert!(ProductName::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

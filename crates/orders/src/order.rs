@@ -135,8 +135,9 @@ impl NewOrder {
             if line.quantity == 0 {
                 return Err(Invalid("a line's quantity must be at least 1"));
             }
-            if line.unit_price_minor < 0 {
-                return Err(Invalid("a unit price must not be negative"));
+            // Every placement is charged, and a gateway cannot charge nothing.
+            if line.unit_price_minor <= 0 {
+                return Err(Invalid("a unit price must be more than zero"));
             }
             if line.currency != first.currency {
                 return Err(Invalid("all lines of an order must be in one currency"));
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn bad_orders_are_rejected() {
-        let cases: [(&[LineRequest], &str); 5] = [
+        let cases: [(&[LineRequest], &str); 6] = [
             (&[], "an order needs at least one line"),
             (
                 &[line("A", 0, 1, "EUR")],
@@ -235,7 +236,11 @@ mod tests {
             ),
             (
                 &[line("A", 1, -1, "EUR")],
-                "a unit price must not be negative",
+                "a unit price must be more than zero",
+            ),
+            (
+                &[line("A", 1, 0, "EUR")],
+                "a unit price must be more than zero",
             ),
             (
                 &[line("A", 1, 1, "EUR"), line("B", 1, 1, "USD")],

@@ -61,7 +61,7 @@ fn parse_new_product(body: &CreateProduct) -> Result<NewProduct, ApiError> {
     let name = check(&mut errors, "name", ProductName::parse(&body.name));
     let currency = check(&mut errors, "currency", Currency::parse(&body.currency));
     let price =
-        currency.and_then(|c| check(&mut errors, "price_minor", Money::new(body.price_minor, c)));
+        currency.and_then(|c| check(&mut errors, "price_minor", Money::price(body.price_minor, c)));
     let stock = u32::try_from(body.stock)
         .ok()
         .filter(|s| i64::from(*s) <= MAX_INITIAL_STOCK);
