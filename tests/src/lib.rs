@@ -110,6 +110,22 @@ impl TestApp {
             .expect("a JSON body")
     }
 
+    /// Creates product `sku` priced 1.00 EUR with `stock` units.
+    ///
+    /// # Panics
+    /// If the app does not answer 201.
+    pub async fn create_product(&self, sku: &str, stock: i64) {
+        let created = reqwest::Client::new()
+            .post(self.url("/api/products"))
+            .json(&serde_json::json!({
+                "sku": sku, "name": sku, "price_minor": 100, "currency": "EUR", "stock": stock
+            }))
+            .send()
+            .await
+            .expect("POST /api/products");
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    }
+
     /// Stops accepting, drains in-flight requests, and waits for the server to end.
     ///
     /// # Panics

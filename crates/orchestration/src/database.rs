@@ -611,3 +611,38 @@ pub async fn begin_write(
     })
     .await
 }
+
+/// Whether `err` says the database cannot be used right now (unreachable, restarting,
+/// out of connections, or a transaction that lost a lock wait or a deadlock) rather
+/// than that the statement is wrong: the same request is worth sending again later.
+/// At the edge it is a 503 with `Retry-After`, not a 500.
+#[must_use]
+pub fn is_unavailable(err: &DbErr) -> bool {
+    let source = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(source))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(source)) => source,
+        _ => return false,
+    };
+    match &**source {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08…), shutdown and recovery (57P…),
+            // too many connections (53300), lock timeout (55P03), serialization
+            // failure and deadlock (40001, 40P01). MySQL: lock wait timeout (1205),
+            // deadlock (1213), too many connections (1040). SQLite: busy, locked (5, 6).
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(
+                    code.as_ref(),
+                    "53300" | "55P03" | "40001" | "40P01" | "1205" | "1213" | "1040" | "5" | "6"
+                )
+        }),
+        _ => false,
+    }
+}

@@ -248,16 +248,20 @@ mod tests {
         let url: DatabaseUrl = "postgres://app:s3cret@db:5432/app".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/app");
         assert!(!format!("{url:?}").contains("s3cret"));
-        for unparsable in [
+        // Whether it parses or not, what is shown hides the password.
+        for written in [
             "postgres://app:s3cret@db:5432",
             "postgres://postgres:s3cret@127.0.0.1:99999/x",
             "postgres://app:s3c/ret@db:5432/x",
             "postgres://app:s3c@ret@db:5432/x",
             "mysql://app:s3cret@db name/x",
         ] {
-            let err = unparsable.parse::<DatabaseUrl>().unwrap_err();
-            assert!(!err.to_string().contains("s3c"), "{err}");
-            assert!(err.to_string().contains("***"), "{err}");
+            let shown = match written.parse::<DatabaseUrl>() {
+                Ok(url) => format!("{url} {url:?}"),
+                Err(err) => err.to_string(),
+            };
+            assert!(!shown.contains("s3c"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
         }
         assert_eq!(redact("sqlite://./data"), "sqlite://./data");
         assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");

@@ -147,6 +147,29 @@ pub enum PlaceOrderError {
     Orders(#[from] orders::Error),
 }
 
+impl PlaceOrderError {
+    /// Whether a database could not be used right now: the same request may succeed
+    /// later (with the same idempotency key, it cannot place twice).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Saga(err) => err.is_unavailable(),
+            Self::Orders(orders::Error::Database(err)) => orchestration::is_unavailable(err),
+            _ => false,
+        }
+    }
+
+    /// The placement that started, if the error came after its start.
+    #[must_use]
+    pub fn placement(&self) -> Option<Uuid> {
+        match self {
+            Self::KeyReused { placement, .. } => Some(*placement),
+            Self::Saga(SagaError::Unread { run_id, .. }) => Some(*run_id),
+            _ => None,
+        }
+    }
+}
+
 impl From<SagaError> for PlaceOrderError {
     fn from(err: SagaError) -> Self {
         match err {

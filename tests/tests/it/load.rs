@@ -37,13 +37,7 @@ async fn three_hundred_concurrent_placements_across_two_databases_all_finish() {
     );
     let app = TestApp::spawn_with(config).await;
     let client = reqwest::Client::new();
-    let created = client
-        .post(app.url("/api/products"))
-        .json(&json!({"sku": SKU, "name": "Load", "price_minor": 100, "currency": "EUR", "stock": STOCK}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    app.create_product(SKU, STOCK).await;
 
     let started = Instant::now();
     let outcomes = place_all(&app, &client).await;
@@ -155,13 +149,7 @@ async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
     config.orders.placement_wait = switchyard::config::ConfigDuration(Duration::from_secs(20));
     let app = TestApp::spawn_with(config).await;
     let client = reqwest::Client::new();
-    let created = client
-        .post(app.url("/api/products"))
-        .json(&json!({"sku": SKU, "name": "Locked", "price_minor": 100, "currency": "EUR", "stock": 5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    app.create_product(SKU, 5).await;
 
     let fabric = Fabric::connect(db.topology(), migrations::all())
         .await

@@ -73,7 +73,8 @@ impl From<audit::Error> for ApiError {
                 "Invalid audit entry",
                 err.to_string(),
             ),
-            Error::Corrupt(_) | Error::Database(_) => ApiError::internal(&err),
+            Error::Database(ref cause) => ApiError::database(&err, cause),
+            Error::Corrupt(_) => ApiError::internal(&err),
         }
     }
 }

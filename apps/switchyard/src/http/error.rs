@@ -51,6 +51,8 @@ pub(crate) struct ApiError {
     title: &'static str,
     detail: String,
     extensions: Map<String, Value>,
+    /// Response headers beside the content type (`Retry-After`, `Location`).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -66,7 +68,48 @@ impl ApiError {
             title,
             detail: detail.into(),
             extensions: Map::new(),
+            headers: Vec::new(),
         }
+    }
+
+    /// How long a client should wait before sending a request again that failed
+    /// because a database could not be used.
+    const RETRY_AFTER_SECS: u32 = 1;
+
+    /// A database failure: a 503 with `Retry-After` when the database cannot be used
+    /// right now (unreachable, restarting, a lock wait that timed out), so that a
+    /// client tries again instead of giving up; otherwise an internal error.
+    pub(crate) fn database(
+        err: &(dyn std::error::Error + 'static),
+        cause: &sea_orm::DbErr,
+    ) -> Self {
+        if !orchestration::is_unavailable(cause) {
+            return Self::internal(err);
+        }
+        Self::unavailable_now(err)
+    }
+
+    /// 503: a database cannot be used right now; try again after `Retry-After`.
+    pub(crate) fn unavailable_now(err: &dyn std::error::Error) -> Self {
+        tracing::warn!(error = %err, "request failed: a database is unavailable");
+        let mut problem = Self::unavailable(
+            "unavailable",
+            "Service unavailable",
+            "a database cannot be reached right now; try again shortly",
+        );
+        problem.headers.push((
+            header::RETRY_AFTER,
+            HeaderValue::from(Self::RETRY_AFTER_SECS),
+        ));
+        problem
+    }
+
+    /// Adds a `Location` header (the status URL of what the request started).
+    pub(crate) fn located(mut self, location: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(location) {
+            self.headers.push((header::LOCATION, value));
+        }
+        self
     }
 
     pub(crate) fn bad_request(
@@ -195,9 +238,11 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("detail".into(), json!(self.detail));
         let mut response = (self.status, Json(Value::Object(body))).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
         response
     }
 }

@@ -250,13 +250,25 @@ impl From<orders::Error> for ApiError {
             Error::DuplicateOrder { .. } => {
                 ApiError::conflict("duplicate-order", "Order exists", err.to_string())
             }
-            Error::Corrupt(_) | Error::Database(_) => ApiError::internal(&err),
+            Error::Database(ref cause) => ApiError::database(&err, cause),
+            Error::Corrupt(_) => ApiError::internal(&err),
         }
     }
 }
 
 impl From<PlaceOrderError> for ApiError {
     fn from(err: PlaceOrderError) -> Self {
+        if err.is_unavailable() {
+            // The placement may have started: its status URL then says how it ends,
+            // and the same request with the same key cannot place it twice.
+            let problem = ApiError::unavailable_now(&err);
+            return match err.placement() {
+                Some(id) => problem
+                    .located(&status_url(id))
+                    .with("placement", json!(id)),
+                None => problem,
+            };
+        }
         match err {
             PlaceOrderError::KeyReused { placement, .. } => ApiError::unprocessable(
                 "idempotency-key-reused",

@@ -60,8 +60,13 @@ fn parse_new_product(body: &CreateProduct) -> Result<NewProduct, ApiError> {
     let sku = check(&mut errors, "sku", Sku::parse(&body.sku));
     let name = check(&mut errors, "name", ProductName::parse(&body.name));
     let currency = check(&mut errors, "currency", Currency::parse(&body.currency));
-    let price =
-        currency.and_then(|c| check(&mut errors, "price_minor", Money::price(body.price_minor, c)));
+    let price = currency.and_then(|c| {
+        check(
+            &mut errors,
+            "price_minor",
+            Money::price(body.price_minor, c),
+        )
+    });
     let stock = u32::try_from(body.stock)
         .ok()
         .filter(|s| i64::from(*s) <= MAX_INITIAL_STOCK);
@@ -177,14 +182,22 @@ impl From<inventory::Error> for ApiError {
             Error::StockOverflow { .. } => {
                 ApiError::unprocessable("stock-overflow", "Stock level too large", err.to_string())
             }
-            Error::Corrupt(_) | Error::Database(_) => ApiError::internal(&err),
+            Error::Database(ref cause) => ApiError::database(&err, cause),
+            Error::Corrupt(_) => ApiError::internal(&err),
         }
     }
 }
 
 impl From<UnitOfWorkError> for ApiError {
     fn from(err: UnitOfWorkError) -> Self {
-        ApiError::internal(&err)
+        match &err {
+            UnitOfWorkError::Begin { source, .. }
+            | UnitOfWorkError::Commit { source, .. }
+            | UnitOfWorkError::Prepare { source, .. }
+            | UnitOfWorkError::Decide { source, .. }
+            | UnitOfWorkError::Outbox { source, .. } => ApiError::database(&err, source),
+            _ => ApiError::internal(&err),
+        }
     }
 }
 

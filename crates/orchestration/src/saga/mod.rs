@@ -153,6 +153,30 @@ impl From<sea_orm::DbErr> for StepError {
     }
 }
 
+impl SagaError {
+    /// Whether the runs' database could not be used right now (see
+    /// [`crate::is_unavailable`]): asking again later may succeed.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unread { source, .. } | Self::Database { source, .. } => {
+                crate::is_unavailable(source)
+            }
+            _ => false,
+        }
+    }
+
+    /// The run the error is about, when one exists.
+    #[must_use]
+    pub fn run_id(&self) -> Option<Uuid> {
+        match self {
+            Self::KeyConflict { run_id, .. } | Self::Unread { run_id, .. } => Some(*run_id),
+            Self::UnknownRun(id) | Self::InvalidState { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
 /// The idempotency keys of one step of one run: the same on every attempt and after
 /// any crash, so the other side can recognise a repeated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -623,6 +647,17 @@ pub enum SagaError {
     /// A stored run breaks the engine's invariants.
     #[error("corrupt saga run: {0}")]
     Corrupt(String),
+    /// The run started (or was found by its key), but its state could not be read
+    /// back: it goes on, and can be asked for by its id.
+    #[error("saga run {run_id} started, but reading it on {database} failed: {source}")]
+    Unread {
+        /// The run.
+        run_id: Uuid,
+        /// The database.
+        database: DatabaseId,
+        /// Its error.
+        source: sea_orm::DbErr,
+    },
     /// The database holding the runs failed.
     #[error("saga runs on {database}: {source}")]
     Database {

@@ -261,6 +261,15 @@ impl RunStore<'_> {
             source,
         }
     }
+
+    /// Reading run `run_id`, which exists, failed.
+    fn unread(&self, run_id: Uuid, source: DbErr) -> SagaError {
+        SagaError::Unread {
+            run_id,
+            database: self.id.clone(),
+            source,
+        }
+    }
 }
 
 /// This process's name as the holder of a run's lease.
@@ -308,7 +317,7 @@ where
         let _ = tokio::time::timeout(wait, driving).await;
         return store::details(db, id)
             .await
-            .map_err(&error)?
+            .map_err(|source| store.unread(id, source))?
             .ok_or(SagaError::UnknownRun(id));
     }
     let existing = store::find_by_key(db, saga.name, key)
@@ -342,7 +351,7 @@ pub(super) async fn wait_for(
     loop {
         let details = store::details(store.connection, id)
             .await
-            .map_err(|source| store.error(source))?
+            .map_err(|source| store.unread(id, source))?
             .ok_or(SagaError::UnknownRun(id))?;
         let now = tokio::time::Instant::now();
         if !details.run.state.is_active() || now >= deadline {
