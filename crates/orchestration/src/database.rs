@@ -631,18 +631,24 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // PostgreSQL: connection exceptions (08…), shutdown and recovery (57P…),
-            // too many connections (53300), lock timeout (55P03), serialization
-            // failure and deadlock (40001, 40P01). MySQL: lock wait timeout (1205),
-            // deadlock (1213), too many connections (1040). SQLite: busy, locked (5, 6).
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || matches!(
-                    code.as_ref(),
-                    "53300" | "55P03" | "40001" | "40P01" | "1205" | "1213" | "1040" | "5" | "6"
-                )
-        }),
+        sqlx::Error::Database(db) => {
+            // MySQL's error numbers: lock wait timeout, deadlock, too many
+            // connections.
+            if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return matches!(mysql.number(), 1205 | 1213 | 1040);
+            }
+            // PostgreSQL's SQLSTATEs: connection exceptions
+            // (08…), shutdown and recovery (57P…), too many connections (53300), lock
+            // timeout (55P03), serialization failure and deadlock (40001, 40P01).
+            // SQLite's result codes: busy and locked (5, 6, and their extended codes).
+            db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code.as_ref(), "53300" | "55P03" | "40001" | "40P01")
+                    || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                        && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)))
+            })
+        }
         _ => false,
     }
 }
