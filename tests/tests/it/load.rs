@@ -191,3 +191,49 @@ async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
     fabric.close().await;
     app.stop().await;
 }
+
+/// A request that waits on a lock longer than `database.lock_timeout` is answered 503
+/// with `Retry-After` (the lock may be gone on the next try), not 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_blocked_past_the_lock_timeout_is_a_503_with_retry_after() {
+    let Some(db) = orchestration::testing::TestDatabase::create(
+        orchestration::testing::Engine::Postgres,
+        [orchestration::boundary()],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut config = Config::default();
+    config.database.url = db.topology().default_url().connection_string();
+    config.database.lock_timeout = switchyard::config::ConfigDuration(Duration::from_millis(300));
+    let app = TestApp::spawn_with(config).await;
+    app.create_product(SKU, 5).await;
+    let fabric = Fabric::connect(db.topology(), migrations::all())
+        .await
+        .unwrap();
+    let lock = sea_orm::TransactionTrait::begin(fabric.connection(inventory::SCHEMA).unwrap())
+        .await
+        .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &lock,
+        "SELECT * FROM inventory.stock_levels FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(app.url(&format!("/api/products/{SKU}/restock")))
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["type"], "urn:switchyard:problem:unavailable", "{body}");
+    assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+    lock.rollback().await.unwrap();
+    fabric.close().await;
+    app.stop().await;
+}
