@@ -42,7 +42,8 @@ impl Registration {
             instance,
             coordinator,
             registered: AtomicBool::new(false),
-            interval: timeout / 5,
+            // Never a busy loop, however short the configured timeout.
+            interval: (timeout / 5).max(Duration::from_millis(100)),
             stop: CancellationToken::new(),
         }
     }
