@@ -67,6 +67,15 @@ impl Worker for SagaRecovery {
             return Ok(());
         };
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        // Where instances heartbeat, a run whose holder went silent is taken over at
+        // once; this instance registers first, so its own claims are never taken.
+        let gone_after = match fabric.registration() {
+            Some(registration) => {
+                registration.ensure_registered().await;
+                Some(fabric.settings().instance_timeout)
+            }
+            None => None,
+        };
         context.health().running();
         loop {
             let (names, lease) = fabric.saga_names_and_lease();
@@ -79,6 +88,7 @@ impl Worker for SagaRecovery {
                     context.clock().now(),
                     lease,
                     free as u64,
+                    gone_after,
                 )
                 .await;
                 match claimed {
@@ -87,7 +97,7 @@ impl Worker for SagaRecovery {
                             let Some(driven) = fabric.registered_saga(&saga) else {
                                 continue;
                             };
-                            tracing::info!(saga, run_id = %id, "resuming an unfinished saga run whose lease ran out or was given up");
+                            tracing::info!(saga, run_id = %id, "resuming an unfinished saga run whose lease ran out or was given up, or whose instance is gone");
                             metrics::counter!("switchyard_saga_runs_recovered_total", "saga" => saga)
                                 .increment(1);
                             let permit = Arc::clone(&permits).acquire_owned().await?;

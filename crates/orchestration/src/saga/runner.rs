@@ -296,6 +296,11 @@ where
     let db = store.connection;
     let error = |source| store.error(source);
     let holder = holder(fabric);
+    // Registered before it holds a run, so that no recovery takes this instance for
+    // gone (see `store::claim_expired`).
+    if let Some(registration) = fabric.registration() {
+        registration.ensure_registered().await;
+    }
     let id = Uuid::now_v7();
     let new = NewRun {
         id,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
+    Alias, Cond, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
     UpdateStatement,
 };
 use sea_orm::{
@@ -599,8 +599,11 @@ pub(super) async fn release(
 }
 
 /// Claims up to `limit` unfinished runs of `sagas` whose lease ran out, for `holder`
-/// until `now + lease`. Concurrent claimers skip each other's locked rows
-/// (PostgreSQL, MySQL); on SQLite the immediate transaction makes one claimer.
+/// until `now + lease`. With `gone_after` (PostgreSQL, where instances heartbeat in
+/// `orchestration.instances`), a run whose holder's instance has not heartbeaten for
+/// that long is claimed too, before its lease runs out: its holder is gone. Concurrent
+/// claimers skip each other's locked rows (PostgreSQL, MySQL); on SQLite the immediate
+/// transaction makes one claimer.
 pub(super) async fn claim_expired(
     db: &DatabaseConnection,
     holder: &str,
@@ -608,8 +611,20 @@ pub(super) async fn claim_expired(
     now: DateTime<Utc>,
     lease: Duration,
     limit: u64,
+    gone_after: Option<Duration>,
 ) -> Result<Vec<(Uuid, String)>, DbErr> {
     let tx = begin_write(db).await?;
+    let expired = Expr::col(SagaRuns::LeaseExpiresAtMs).lte(millis(now));
+    let claimable = match gone_after {
+        // A holder is `<instance>:<pid>`; the number is ours, not user input.
+        Some(gone_after) => Cond::any().add(expired).add(Expr::cust(format!(
+            "NOT EXISTS (SELECT 1 FROM \"{COORDINATOR_BOUNDARY}\".\"instances\" AS i \
+             WHERE i.instance_id = split_part(lease_holder, ':', 1) \
+             AND i.heartbeat_at > now() - make_interval(secs => {}))",
+            gone_after.as_secs_f64()
+        ))),
+        None => Cond::all().add(expired),
+    };
     let select = Query::select()
         .columns([SagaRuns::Id, SagaRuns::Saga])
         .from(runs())
@@ -617,7 +632,7 @@ pub(super) async fn claim_expired(
             Expr::col(SagaRuns::Status)
                 .is_in([RunState::Running.as_str(), RunState::Compensating.as_str()]),
         )
-        .and_where(Expr::col(SagaRuns::LeaseExpiresAtMs).lte(millis(now)))
+        .cond_where(claimable)
         .and_where(Expr::col(SagaRuns::Saga).is_in(sagas.iter().copied()))
         .order_by(SagaRuns::LeaseExpiresAtMs, Order::Asc)
         .limit(limit)
