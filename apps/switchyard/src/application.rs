@@ -185,45 +185,22 @@ impl Application {
         let addr = self.local_addr();
         let host = self.host.start();
         let failed = host.failed();
-        // When shutdown began: the HTTP drain and then the workers share one
-        // `workers.shutdown_timeout` from then on.
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let stop = async move {
             tokio::select! {
                 () = shutdown => {}
                 failure = failed => tracing::error!(%failure, "shutting down"),
             }
-            let _ = stopping.send(tokio::time::Instant::now());
-        };
-        let timeout = self.shutdown_timeout;
-        let mut began = None;
-        let drain_deadline = async {
-            match stopped.await {
-                Ok(at) => {
-                    began = Some(at);
-                    tokio::time::sleep_until(at + timeout).await;
-                }
-                // The server ended on its own before any shutdown began.
-                Err(_) => std::future::pending::<()>().await,
-            }
         };
         tracing::info!(%addr, "serving");
-        let server = http::server::serve(self.listener, self.router, self.limits, stop);
-        tokio::select! {
-            () = server => {}
-            () = drain_deadline => {
-                tracing::warn!(
-                    timeout_ms = millis(timeout),
-                    "requests still in flight at the shutdown timeout; abandoning them"
-                );
-            }
-        }
+        // The HTTP drain and then the workers share one `workers.shutdown_timeout`
+        // from when the stop began.
+        let timeout = self.shutdown_timeout;
+        let began =
+            http::server::serve(self.listener, self.router, self.limits, stop, timeout).await;
         tracing::info!("stopped accepting requests; stopping workers");
         // What is left of the timeout, but never less than a moment for the workers
         // to see the cancellation.
-        let left = began.map_or(timeout, |at| {
-            (at + timeout).saturating_duration_since(tokio::time::Instant::now())
-        });
+        let left = (began + timeout).saturating_duration_since(tokio::time::Instant::now());
         let report = host
             .shutdown_within(left.max(Duration::from_millis(500)))
             .await;
@@ -359,8 +336,4 @@ impl ShutdownSignal {
             tracing::info!("Ctrl-C received; shutting down");
         }
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -161,18 +161,14 @@ impl Database {
     /// Closes both pools, each within `timeout`; the pools that did not close in time
     /// (connections stuck in the database) are named in the log and abandoned.
     pub(crate) async fn close(&self, timeout: Duration) {
-        let pools = [Some(&self.connection), self.control.as_ref()];
-        for (pool, which) in pools.into_iter().zip(["pool", "control pool"]) {
-            let Some(pool) = pool else { continue };
+        let pools = std::iter::once(("pool", &self.connection))
+            .chain(self.control.iter().map(|control| ("control pool", control)));
+        for (which, pool) in pools {
             if tokio::time::timeout(timeout, pool.clone().close())
                 .await
                 .is_err()
             {
-                tracing::warn!(
-                    database = %self.id,
-                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                    "could not close the {which} in time: connections still in use; abandoning them"
-                );
+                tracing::warn!(database = %self.id, ?timeout, "could not close the {which} in time: connections still in use; abandoning them");
             }
         }
     }
@@ -302,31 +298,25 @@ async fn connect_sqlite(
     if settings.create_missing {
         std::fs::create_dir_all(dir)
             .map_err(|e| unusable(id, &format!("creating directory {}", dir.display()), e))?;
-    } else if !dir.is_dir() {
-        return Err(unusable(
-            id,
-            &format!("{} does not exist", dir.display()),
-            "run `switchyard migrate up` (or serve) to create it",
-        ));
+    } else {
+        // ATTACH creates a missing file whatever the main file's flags, so a
+        // connection that must create nothing checks the files first.
+        let files = std::iter::once(SQLITE_MAIN_FILE.to_owned())
+            .chain(boundaries.iter().map(|b| format!("{}.db", b.name())));
+        if let Some(missing) = files
+            .map(|file| dir.join(file))
+            .find(|path| !path.is_file())
+        {
+            return Err(unusable(
+                id,
+                &format!("{} does not exist", missing.display()),
+                "run `switchyard migrate up` (or serve) to create it",
+            ));
+        }
     }
     let dir: PathBuf = dir
         .canonicalize()
         .map_err(|e| unusable(id, &format!("resolving directory {}", dir.display()), e))?;
-    // ATTACH creates a missing file whatever the main file's flags, so a connection
-    // that must create nothing checks the files first.
-    let files = std::iter::once(SQLITE_MAIN_FILE.to_owned())
-        .chain(boundaries.iter().map(|b| format!("{}.db", b.name())));
-    if !settings.create_missing {
-        for file in files {
-            if !dir.join(&file).is_file() {
-                return Err(unusable(
-                    id,
-                    &format!("{} does not exist", dir.join(&file).display()),
-                    "run `switchyard migrate up` (or serve) to create it",
-                ));
-            }
-        }
-    }
     // ATTACH is per connection, so it runs on every connection the pool opens. The
     // journal mode is per attached schema and must be set on each one too.
     let mut attach = String::new();
@@ -353,19 +343,7 @@ async fn connect_sqlite(
         .await
         .map_err(|e| unusable(id, "opening the SQLite files", e))?;
     let connection = DatabaseConnection::from(pool);
-    // Reading each file rolls back a hot journal left by a crash; only then can a
-    // super-journal be judged orphaned.
-    for boundary in boundaries {
-        let sql = format!(
-            "SELECT 1 FROM \"{}\".sqlite_master LIMIT 1",
-            boundary.name()
-        );
-        connection
-            .execute_unprepared(&sql)
-            .await
-            .map_err(|e| unusable(id, &format!("reading {}.db", boundary.name()), e))?;
-    }
-    remove_orphan_super_journals(id, &dir);
+    remove_orphan_super_journals(id, &dir, &connection, boundaries).await?;
     Ok(connection)
 }
 
@@ -378,7 +356,15 @@ async fn connect_sqlite(
 /// super-journal seen with no journal around it belongs to no commit. Removing one that
 /// a hot journal still names would make that journal look committed, which is why hot
 /// journals are rolled back (by reading every file) before this runs.
-fn remove_orphan_super_journals(id: &DatabaseId, dir: &Path) {
+///
+/// Nothing is read unless a super-journal is there, so an ordinary start pays for one
+/// directory listing.
+async fn remove_orphan_super_journals(
+    id: &DatabaseId,
+    dir: &Path,
+    connection: &DatabaseConnection,
+    boundaries: &[Boundary],
+) -> Result<(), FabricError> {
     let super_prefix = format!("{SQLITE_MAIN_FILE}-mj");
     let names = |keep: &dyn Fn(&str) -> bool| -> Vec<String> {
         std::fs::read_dir(dir)
@@ -390,8 +376,21 @@ fn remove_orphan_super_journals(id: &DatabaseId, dir: &Path) {
             .collect()
     };
     let supers = names(&|name| name.starts_with(&super_prefix));
-    if supers.is_empty() || !names(&|name| name.ends_with(".db-journal")).is_empty() {
-        return;
+    if supers.is_empty() {
+        return Ok(());
+    }
+    for boundary in boundaries {
+        let sql = format!(
+            "SELECT 1 FROM \"{}\".sqlite_master LIMIT 1",
+            boundary.name()
+        );
+        connection
+            .execute_unprepared(&sql)
+            .await
+            .map_err(|e| unusable(id, &format!("reading {}.db", boundary.name()), e))?;
+    }
+    if !names(&|name| name.ends_with(".db-journal")).is_empty() {
+        return Ok(());
     }
     for name in supers {
         match std::fs::remove_file(dir.join(&name)) {
@@ -404,6 +403,7 @@ fn remove_orphan_super_journals(id: &DatabaseId, dir: &Path) {
             }
         }
     }
+    Ok(())
 }
 
 fn pg_options(id: &DatabaseId, url: &DatabaseUrl) -> Result<PgConnectOptions, FabricError> {
@@ -612,19 +612,33 @@ pub async fn begin_write(
     .await
 }
 
+/// The driver's error inside a statement's failure, to read its kind or code.
+pub(crate) fn sqlx_error(err: &DbErr) -> Option<&sqlx::Error> {
+    match err {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(source))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(source)) => Some(source),
+        _ => None,
+    }
+}
+
+/// A PostgreSQL statement with positional parameters (`$1`, …).
+pub(crate) fn postgres(sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
 /// Whether `err` says the database cannot be used right now (unreachable, restarting,
 /// out of connections, or a transaction that lost a lock wait or a deadlock) rather
 /// than that the statement is wrong: the same request is worth sending again later.
 /// At the edge it is a 503 with `Retry-After`, not a 500.
 #[must_use]
 pub fn is_unavailable(err: &DbErr) -> bool {
-    let source = match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(source))
-        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(source)) => source,
-        _ => return false,
+    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+        return true;
+    }
+    let Some(source) = sqlx_error(err) else {
+        return false;
     };
-    match &**source {
+    match source {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)

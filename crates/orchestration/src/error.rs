@@ -169,6 +169,22 @@ pub enum UnitOfWorkError {
     },
 }
 
+impl UnitOfWorkError {
+    /// Whether a database could not be used right now (see [`crate::is_unavailable`]):
+    /// running the unit of work again later may succeed.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Begin { source, .. }
+            | Self::Commit { source, .. }
+            | Self::Prepare { source, .. }
+            | Self::Decide { source, .. }
+            | Self::Outbox { source, .. } => crate::is_unavailable(source),
+            _ => false,
+        }
+    }
+}
+
 fn list(placements: &[Placement]) -> String {
     placements
         .iter()

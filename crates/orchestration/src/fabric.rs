@@ -36,7 +36,8 @@ struct Inner {
     /// Distinguishes this process's prepared transactions from other instances'.
     instance: String,
     settings: DatabaseSettings,
-    /// With a coordinator: this instance's heartbeat in the registry of live instances.
+    /// With a PostgreSQL coordinator: this instance's entry in the registry of live
+    /// instances, which heartbeats once the instance prepares or holds a saga run.
     registration: Option<Arc<Registration>>,
     /// Event subscribers, registered at composition time.
     routes: RwLock<Routes>,
@@ -167,13 +168,11 @@ impl Fabric {
         let instance = Uuid::new_v4().simple().to_string()[..8].to_owned();
         let outbox_wake = databases.iter().map(|_| Arc::default()).collect();
         let registration = coordinator.map(|index| {
-            let registration = Arc::new(Registration::new(
+            Arc::new(Registration::new(
                 instance.clone(),
                 databases[index].control().clone(),
                 settings.instance_timeout,
-            ));
-            registration.spawn();
-            registration
+            ))
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -460,15 +459,9 @@ impl Fabric {
         Ok(replayed)
     }
 
-    /// Pings every database, waiting for each as long as the pool would.
-    pub async fn health(&self) -> Vec<DatabaseHealth> {
-        self.health_within(self.inner.settings.acquire_timeout)
-            .await
-    }
-
     /// Pings every database; one that has not answered within `timeout` counts as
     /// down.
-    pub async fn health_within(&self, timeout: Duration) -> Vec<DatabaseHealth> {
+    pub async fn health(&self, timeout: Duration) -> Vec<DatabaseHealth> {
         let mut health = Vec::with_capacity(self.inner.databases.len());
         for database in &self.inner.databases {
             let ping = database.connection.execute_unprepared("SELECT 1");
@@ -625,8 +618,8 @@ impl Fabric {
         &self.inner.settings
     }
 
-    pub(crate) fn registration(&self) -> Option<&Registration> {
-        self.inner.registration.as_deref()
+    pub(crate) fn registration(&self) -> Option<&Arc<Registration>> {
+        self.inner.registration.as_ref()
     }
 
     pub(crate) fn database_count(&self) -> usize {

@@ -1,14 +1,18 @@
-//! The registry of live instances: each fabric that coordinates two-phase commits
-//! heartbeats a row in `orchestration.instances` on the coordinator database, through
-//! its control pool, so that recovery on any instance can tell an undecided prepared
-//! transaction whose instance is gone (roll it back now) from one still in flight.
+//! The registry of live instances: a fabric whose coordinator is PostgreSQL heartbeats
+//! a row in `orchestration.instances` on it, through its control pool, from the first
+//! time it prepares a transaction or holds a saga run (a fabric that only reads, such
+//! as a CLI command's, writes nothing). Recovery on any instance can then tell an
+//! undecided prepared transaction or a saga run whose instance is gone (roll it back,
+//! take it over, now) from one still in flight.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+
+use crate::database::postgres as pg;
 use tokio_util::sync::CancellationToken;
 
 /// How long a gone instance's row is kept before recovery deletes it.
@@ -19,20 +23,19 @@ const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) struct Registration {
     instance: String,
     coordinator: DatabaseConnection,
+    /// Set by the first [`Registration::ensure_registered`], which starts the
+    /// heartbeats.
+    started: AtomicBool,
     /// Set once a heartbeat was recorded: before that, a prepare must register first.
     registered: AtomicBool,
     interval: Duration,
     stop: CancellationToken,
 }
 
-fn pg(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
 impl Registration {
-    /// The entry of `instance`, heartbeating on `coordinator` (a control pool) five
-    /// times per `timeout`. Nothing is written until [`Registration::heartbeat`] or
-    /// [`Registration::spawn`].
+    /// The entry of `instance`, to heartbeat on `coordinator` (a control pool) five
+    /// times per `timeout`. Nothing is written until
+    /// [`Registration::ensure_registered`].
     pub(crate) fn new(
         instance: String,
         coordinator: DatabaseConnection,
@@ -41,6 +44,7 @@ impl Registration {
         Self {
             instance,
             coordinator,
+            started: AtomicBool::new(false),
             registered: AtomicBool::new(false),
             // Never a busy loop, however short the configured timeout.
             interval: (timeout / 5).max(Duration::from_millis(100)),
@@ -49,7 +53,7 @@ impl Registration {
     }
 
     /// Records that this instance is alive now.
-    pub(crate) async fn heartbeat(&self) -> Result<(), DbErr> {
+    async fn heartbeat(&self) -> Result<(), DbErr> {
         self.coordinator
             .execute_raw(pg(
                 "INSERT INTO orchestration.instances (instance_id, started_at, heartbeat_at) \
@@ -62,23 +66,28 @@ impl Registration {
         Ok(())
     }
 
-    /// Makes sure a heartbeat was recorded before this instance prepares anything:
-    /// recovery takes the preparer of a transaction without a row for gone. A failure
-    /// is only logged; recovery may then roll the transaction back, which the
-    /// coordinator sees as an abort (its decision loses), never as a torn commit.
-    pub(crate) async fn ensure_registered(&self) {
+    /// Makes sure a heartbeat was recorded before this instance prepares anything or
+    /// holds a saga run (recovery takes an instance without a row for gone), and
+    /// keeps heartbeating from then on. A failure is only logged; recovery may then
+    /// roll a transaction back, which the coordinator sees as an abort (its decision
+    /// loses), or take a run over, which its driver sees as a lost lease: never a
+    /// torn commit or a repeated effect.
+    pub(crate) async fn ensure_registered(self: &Arc<Self>) {
         if self.registered.load(Ordering::Acquire) {
             return;
         }
         if let Err(err) = self.heartbeat().await {
             tracing::warn!(instance = self.instance, error = %err, "cannot register this instance");
         }
+        if !self.started.swap(true, Ordering::AcqRel) {
+            self.spawn();
+        }
     }
 
     /// Heartbeats until [`Registration::deregister`] or until the registration is
-    /// dropped; a failed heartbeat (the table not migrated yet, the database
-    /// restarting) is retried on the next one.
-    pub(crate) fn spawn(self: &Arc<Self>) {
+    /// dropped; a failed heartbeat (the database restarting) is retried on the next
+    /// one.
+    fn spawn(self: &Arc<Self>) {
         let registration = Arc::downgrade(self);
         let stop = self.stop.clone();
         let interval = self.interval;
@@ -109,6 +118,9 @@ impl Registration {
     /// need not wait for the heartbeat to age.
     pub(crate) async fn deregister(&self) {
         self.stop.cancel();
+        if !self.started.load(Ordering::Acquire) {
+            return;
+        }
         let deleted = self
             .coordinator
             .execute_raw(pg(

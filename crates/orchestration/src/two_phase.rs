@@ -19,10 +19,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use uuid::Uuid;
 
-use crate::database::DatabaseId;
+use crate::database::{DatabaseId, postgres as pg};
 use crate::error::UnitOfWorkError;
 use crate::fabric::Fabric;
 use crate::host::{Job, Tick, WorkerContext, WorkerError};
@@ -88,10 +88,6 @@ impl fmt::Display for RecoveryReport {
             self.pending.len()
         )
     }
-}
-
-fn pg(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// Commits `participants` atomically.
@@ -194,11 +190,10 @@ async fn finish(connection: &DatabaseConnection, verb: &str, gid: &str) -> Resul
 /// PostgreSQL's "prepared transaction with identifier … does not exist" (SQLSTATE
 /// 42704, `undefined_object`), recognised by its code so any server locale works.
 fn is_unknown_prepared_transaction(err: &DbErr) -> bool {
-    let (DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err))) = err
-    else {
-        return false;
-    };
-    matches!(&**err, sqlx::Error::Database(db) if db.code().as_deref() == Some("42704"))
+    matches!(
+        crate::database::sqlx_error(err),
+        Some(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42704")
+    )
 }
 
 async fn rollback_prepared(fabric: &Fabric, prepared: &[(usize, String)]) {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{Fabric, Topology};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -130,27 +131,20 @@ async fn place_all(app: &TestApp, client: &reqwest::Client) -> Vec<(StatusCode, 
     requests.join_all().await
 }
 
-/// A placement whose stock row is locked by another transaction for longer than
-/// `database.lock_timeout`: its hold step fails as a transient error instead of
-/// waiting, is retried, and the placement completes once the lock is gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
-    let Some(db) = orchestration::testing::TestDatabase::create(
-        orchestration::testing::Engine::Postgres,
-        [orchestration::boundary()],
-    )
-    .await
-    else {
-        return;
-    };
+/// The app on its own PostgreSQL database with a 300 ms lock timeout (and `configure`
+/// applied), product [`SKU`] in stock, and a transaction of another fabric holding
+/// its stock row's lock until it is rolled back. `None` when PostgreSQL is
+/// unreachable outside CI.
+async fn with_the_stock_row_locked(
+    configure: impl FnOnce(&mut Config),
+) -> Option<(TestApp, Fabric, sea_orm::DatabaseTransaction, TestDatabase)> {
+    let db = TestDatabase::create(Engine::Postgres, [orchestration::boundary()]).await?;
     let mut config = Config::default();
     config.database.url = db.topology().default_url().connection_string();
     config.database.lock_timeout = switchyard::config::ConfigDuration(Duration::from_millis(300));
-    config.orders.placement_wait = switchyard::config::ConfigDuration(Duration::from_secs(20));
+    configure(&mut config);
     let app = TestApp::spawn_with(config).await;
-    let client = reqwest::Client::new();
     app.create_product(SKU, 5).await;
-
     let fabric = Fabric::connect(db.topology(), migrations::all())
         .await
         .unwrap();
@@ -163,8 +157,23 @@ async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
     )
     .await
     .unwrap();
+    Some((app, fabric, lock, db))
+}
+
+/// A placement whose stock row is locked by another transaction for longer than
+/// `database.lock_timeout`: its hold step fails as a transient error instead of
+/// waiting, is retried, and the placement completes once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
+    let Some((app, fabric, lock, _db)) = with_the_stock_row_locked(|config| {
+        config.orders.placement_wait = switchyard::config::ConfigDuration(Duration::from_secs(20));
+    })
+    .await
+    else {
+        return;
+    };
     let placing = tokio::spawn({
-        let request = client
+        let request = reqwest::Client::new()
             .post(app.url("/api/orders"))
             .json(&json!({"customer_id": "locked", "lines": [{"sku": SKU, "quantity": 1}]}));
         async move { request.send().await.unwrap() }
@@ -196,31 +205,9 @@ async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
 /// with `Retry-After` (the lock may be gone on the next try), not 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_blocked_past_the_lock_timeout_is_a_503_with_retry_after() {
-    let Some(db) = orchestration::testing::TestDatabase::create(
-        orchestration::testing::Engine::Postgres,
-        [orchestration::boundary()],
-    )
-    .await
-    else {
+    let Some((app, fabric, lock, _db)) = with_the_stock_row_locked(|_| {}).await else {
         return;
     };
-    let mut config = Config::default();
-    config.database.url = db.topology().default_url().connection_string();
-    config.database.lock_timeout = switchyard::config::ConfigDuration(Duration::from_millis(300));
-    let app = TestApp::spawn_with(config).await;
-    app.create_product(SKU, 5).await;
-    let fabric = Fabric::connect(db.topology(), migrations::all())
-        .await
-        .unwrap();
-    let lock = sea_orm::TransactionTrait::begin(fabric.connection(inventory::SCHEMA).unwrap())
-        .await
-        .unwrap();
-    sea_orm::ConnectionTrait::execute_unprepared(
-        &lock,
-        "SELECT * FROM inventory.stock_levels FOR UPDATE",
-    )
-    .await
-    .unwrap();
     let response = reqwest::Client::new()
         .post(app.url(&format!("/api/products/{SKU}/restock")))
         .json(&json!({"quantity": 1}))

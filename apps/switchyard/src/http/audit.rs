@@ -73,7 +73,9 @@ impl From<audit::Error> for ApiError {
                 "Invalid audit entry",
                 err.to_string(),
             ),
-            Error::Database(ref cause) => ApiError::database(&err, cause),
+            Error::Database(ref cause) => {
+                ApiError::failure(&err, orchestration::is_unavailable(cause))
+            }
             Error::Corrupt(_) => ApiError::internal(&err),
         }
     }

@@ -76,21 +76,14 @@ impl ApiError {
     /// because a database could not be used.
     const RETRY_AFTER_SECS: u32 = 1;
 
-    /// A database failure: a 503 with `Retry-After` when the database cannot be used
-    /// right now (unreachable, restarting, a lock wait that timed out), so that a
-    /// client tries again instead of giving up; otherwise an internal error.
-    pub(crate) fn database(
-        err: &(dyn std::error::Error + 'static),
-        cause: &sea_orm::DbErr,
-    ) -> Self {
-        if !orchestration::is_unavailable(cause) {
+    /// An infrastructure failure: a 503 with `Retry-After` when `unavailable` (a
+    /// database cannot be used right now: unreachable, restarting, a lock wait that
+    /// timed out), so that a client tries again instead of giving up; otherwise an
+    /// internal error. Either way the details are logged, not sent.
+    pub(crate) fn failure(err: &dyn std::error::Error, unavailable: bool) -> Self {
+        if !unavailable {
             return Self::internal(err);
         }
-        Self::unavailable_now(err)
-    }
-
-    /// 503: a database cannot be used right now; try again after `Retry-After`.
-    pub(crate) fn unavailable_now(err: &dyn std::error::Error) -> Self {
         tracing::warn!(error = %err, "request failed: a database is unavailable");
         let mut problem = Self::unavailable(
             "unavailable",

@@ -59,7 +59,7 @@ struct Readiness {
 
 impl Readiness {
     async fn check(state: &AppState) -> Self {
-        let databases = state.fabric.health_within(PING_TIMEOUT).await;
+        let databases = state.fabric.health(PING_TIMEOUT).await;
         let reachable = databases.iter().all(|d| d.error.is_none());
         let mut pending = Vec::new();
         if reachable && !state.migrated.load(Ordering::Relaxed) {

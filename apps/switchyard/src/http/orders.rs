@@ -250,7 +250,9 @@ impl From<orders::Error> for ApiError {
             Error::DuplicateOrder { .. } => {
                 ApiError::conflict("duplicate-order", "Order exists", err.to_string())
             }
-            Error::Database(ref cause) => ApiError::database(&err, cause),
+            Error::Database(ref cause) => {
+                ApiError::failure(&err, orchestration::is_unavailable(cause))
+            }
             Error::Corrupt(_) => ApiError::internal(&err),
         }
     }
@@ -261,7 +263,7 @@ impl From<PlaceOrderError> for ApiError {
         if err.is_unavailable() {
             // The placement may have started: its status URL then says how it ends,
             // and the same request with the same key cannot place it twice.
-            let problem = ApiError::unavailable_now(&err);
+            let problem = ApiError::failure(&err, true);
             return match err.placement() {
                 Some(id) => problem
                     .located(&status_url(id))

@@ -182,7 +182,9 @@ impl From<inventory::Error> for ApiError {
             Error::StockOverflow { .. } => {
                 ApiError::unprocessable("stock-overflow", "Stock level too large", err.to_string())
             }
-            Error::Database(ref cause) => ApiError::database(&err, cause),
+            Error::Database(ref cause) => {
+                ApiError::failure(&err, orchestration::is_unavailable(cause))
+            }
             Error::Corrupt(_) => ApiError::internal(&err),
         }
     }
@@ -190,14 +192,7 @@ impl From<inventory::Error> for ApiError {
 
 impl From<UnitOfWorkError> for ApiError {
     fn from(err: UnitOfWorkError) -> Self {
-        match &err {
-            UnitOfWorkError::Begin { source, .. }
-            | UnitOfWorkError::Commit { source, .. }
-            | UnitOfWorkError::Prepare { source, .. }
-            | UnitOfWorkError::Decide { source, .. }
-            | UnitOfWorkError::Outbox { source, .. } => ApiError::database(&err, source),
-            _ => ApiError::internal(&err),
-        }
+        ApiError::failure(&err, err.is_unavailable())
     }
 }
 

@@ -3,7 +3,7 @@
 //! `http.header_read_timeout`, and the same timeout closes a keep-alive connection
 //! that sits idle between requests; at most `http.max_connections` connections are
 //! open at once (more wait in the listen backlog). On shutdown idle connections are
-//! closed and in-flight requests finish.
+//! closed and in-flight requests finish, within a timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +26,15 @@ pub(crate) struct Limits {
 }
 
 /// Serves `router` on `listener` until `stop` completes, then stops accepting,
-/// closes idle connections and waits for in-flight requests (the caller bounds how
-/// long).
+/// closes idle connections and waits up to `drain_timeout` for in-flight requests
+/// (abandoning the rest, named in the log). Returns when the stop began.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
     stop: impl Future<Output = ()>,
-) {
+    drain_timeout: Duration,
+) -> tokio::time::Instant {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -69,6 +70,13 @@ pub(crate) async fn serve(
             drop(slot);
         });
     }
+    let began = tokio::time::Instant::now();
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?drain_timeout, "requests still in flight at the shutdown timeout; abandoning them");
+    }
+    began
 }

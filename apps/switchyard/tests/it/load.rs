@@ -46,6 +46,17 @@ fn client() -> reqwest::Client {
         .expect("a client")
 }
 
+/// Creates product [`SKU`] with `stock` units.
+async fn create_product(client: &reqwest::Client, base: &str, stock: i64) {
+    let created = client
+        .post(format!("{base}/api/products"))
+        .json(&json!({"sku": SKU, "name": SKU, "price_minor": 100, "currency": "EUR", "stock": stock}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+}
+
 /// `POST /api/orders` of one unit with `key`: the status, or `None` if the request
 /// got no answer (the process died).
 async fn place(client: &reqwest::Client, base: &str, key: &str) -> Option<(StatusCode, Value)> {
@@ -127,13 +138,7 @@ async fn killed_under_load_then_restarted_every_placement_ends_and_stock_is_cons
     let base = format!("http://{}", served_at(&seen));
     let first_log = drain(lines, seen);
     let client = client();
-    let created = client
-        .post(format!("{base}/api/products"))
-        .json(&json!({"sku": SKU, "name": "Kill", "price_minor": 100, "currency": "EUR", "stock": STOCK}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    create_product(&client, &base, STOCK).await;
 
     // 300 placements, 40 at a time; the process is SIGKILLed once 100 have answered.
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
@@ -276,13 +281,7 @@ async fn shutdown_ends_in_time_while_every_connection_waits_on_a_lock() {
     let base = format!("http://{}", served_at(&seen));
     let log = drain(lines, seen);
     let client = client();
-    let created = client
-        .post(format!("{base}/api/products"))
-        .json(&json!({"sku": SKU, "name": "Stuck", "price_minor": 100, "currency": "EUR", "stock": 10}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    create_product(&client, &base, 10).await;
 
     let inventory_db = db.connection(inventory::SCHEMA);
     let lock = sea_orm::TransactionTrait::begin(inventory_db)

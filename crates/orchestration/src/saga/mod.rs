@@ -165,16 +165,6 @@ impl SagaError {
             _ => false,
         }
     }
-
-    /// The run the error is about, when one exists.
-    #[must_use]
-    pub fn run_id(&self) -> Option<Uuid> {
-        match self {
-            Self::KeyConflict { run_id, .. } | Self::Unread { run_id, .. } => Some(*run_id),
-            Self::UnknownRun(id) | Self::InvalidState { id, .. } => Some(*id),
-            _ => None,
-        }
-    }
 }
 
 /// The idempotency keys of one step of one run: the same on every attempt and after

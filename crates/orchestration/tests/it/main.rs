@@ -395,6 +395,10 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
         panic!("two PostgreSQL databases plan a two-phase commit");
     };
     assert_eq!(participants.len(), 2);
+    // A fabric registers as a live instance only once it prepares something.
+    let instances = "SELECT COUNT(*) AS n FROM orchestration.instances".to_owned();
+    let coordinator = fabric.connection("alpha").unwrap();
+    assert_eq!(count_of(coordinator, instances.clone()).await, 0);
 
     let done = fabric
         .unit_of_work("across")
@@ -414,6 +418,7 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
         "{}",
         done.summary
     );
+    assert_eq!(count_of(coordinator, instances).await, 1);
 
     // A step failing on either participant rolls both back.
     for failing in ["alpha", "beta"] {
