@@ -12,6 +12,7 @@ use orchestration::{
 };
 use payments::SimulatedGateway;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use workflows::{PlaceOrder, PlaceOrderSettings, ReleaseExpiredHolds};
 
 use crate::config::{Config, ConfigError};
@@ -70,6 +71,8 @@ pub struct Application {
     listener: TcpListener,
     fabric: Fabric,
     router: axum::Router,
+    /// `/metrics` on its own listener, if `metrics.addr` is set.
+    metrics: Option<(TcpListener, axum::Router)>,
     /// The background workers, started with the server.
     host: Host,
     /// How long shutdown waits for in-flight requests (and then for the workers).
@@ -121,11 +124,23 @@ impl Application {
             host.health(),
             options.migrate,
         );
-        let router = http::router(state, &config.http);
+        let metrics = match config.metrics.addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                Some((listener, http::metrics_router(state.clone())))
+            }
+            None => None,
+        };
+        // Installed before the first request, so that every metric is recorded.
+        http::metrics::handle();
+        let router = http::router(state, config);
         Ok(Self {
             listener,
             fabric,
             router,
+            metrics,
             host,
             shutdown_timeout: config.workers.shutdown_timeout.0,
             limits: http::server::Limits {
@@ -144,6 +159,22 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound TCP listener has an address")
+    }
+
+    /// The address `/metrics` is served on: its own (`metrics.addr`) or the API's.
+    ///
+    /// # Panics
+    /// If a bound socket has no local address, which does not happen for TCP.
+    #[must_use]
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.as_ref().map_or_else(
+            || self.local_addr(),
+            |(listener, _)| {
+                listener
+                    .local_addr()
+                    .expect("a bound TCP listener has an address")
+            },
+        )
     }
 
     /// The port the server listens on.
@@ -195,8 +226,21 @@ impl Application {
         // The HTTP drain and then the workers share one `workers.shutdown_timeout`
         // from when the stop began.
         let timeout = self.shutdown_timeout;
+        let stopped = CancellationToken::new();
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(upkeep(stopped.clone()));
+        if let Some((listener, router)) = self.metrics {
+            let metrics_addr = listener.local_addr().ok();
+            tracing::info!(addr = ?metrics_addr, "serving /metrics");
+            let done = stopped.clone().cancelled_owned();
+            background.spawn(async move {
+                http::server::serve(listener, router, self.limits, done, timeout).await;
+            });
+        }
         let began =
             http::server::serve(self.listener, self.router, self.limits, stop, timeout).await;
+        stopped.cancel();
+        background.join_all().await;
         tracing::info!("stopped accepting requests; stopping workers");
         // What is left of the timeout, but never less than a moment for the workers
         // to see the cancellation.
@@ -209,6 +253,18 @@ impl Application {
         match report.failure {
             Some(failure) => Err(failure.into()),
             None => Ok(()),
+        }
+    }
+}
+
+/// Folds histogram samples into their buckets every few seconds, so that memory stays
+/// bounded when nobody scrapes `/metrics`.
+async fn upkeep(stopped: CancellationToken) {
+    let mut every = tokio::time::interval(http::metrics::UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stopped.cancelled() => return,
+            _ = every.tick() => http::metrics::handle().run_upkeep(),
         }
     }
 }

@@ -50,6 +50,8 @@ enum Command {
         #[command(subcommand)]
         action: RunsAction,
     },
+    /// Print the OpenAPI document of the HTTP API (as `GET /openapi.json` serves it).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,63 +132,77 @@ impl Cli {
             Some(file) => Config::load_required(file)?,
             None => Config::load(Path::new(DEFAULT_CONFIG))?,
         };
-        telemetry::init(&config.log.filter);
-        match self.command.unwrap_or(Command::Serve { no_migrate: false }) {
-            Command::Serve { no_migrate } => {
-                // Before anything is connected or logged: a signal during start-up
-                // then stops the app as soon as it serves, instead of killing it.
-                let signal = ShutdownSignal::install().map_err(StartError::Signal)?;
-                let options = ServeOptions {
-                    migrate: !no_migrate,
-                };
-                let app = Application::build(&config, options).await?;
-                app.run_until(signal.received()).await
+        let command = self.command.unwrap_or(Command::Serve { no_migrate: false });
+        let telemetry = telemetry::init(&config.log);
+        let result = run_command(command, &config).await;
+        telemetry.shutdown();
+        result
+    }
+}
+
+async fn run_command(command: Command, config: &Config) -> Result<(), StartError> {
+    match command {
+        Command::Openapi => {
+            let document = crate::http::document(config);
+            let text = serde_json::to_string_pretty(&document).expect("the document is JSON");
+            print_lines(&[text]);
+            Ok(())
+        }
+        Command::Serve { no_migrate } => {
+            // Before anything is connected or logged: a signal during start-up
+            // then stops the app as soon as it serves, instead of killing it.
+            let signal = ShutdownSignal::install().map_err(StartError::Signal)?;
+            let options = ServeOptions {
+                migrate: !no_migrate,
+            };
+            let app = Application::build(config, options).await?;
+            app.run_until(signal.received()).await
+        }
+        Command::Migrate { action } => {
+            // Only `migrate up` may create the databases it migrates.
+            let creates = matches!(action, MigrateAction::Up);
+            let fabric = application::connect(config, creates).await?;
+            match action {
+                MigrateAction::Status => print_lines(&fabric.migration_status().await?),
+                MigrateAction::Up => print_lines(&fabric.migrate().await?),
+                MigrateAction::Plan => print_lines(&fabric.migration_plan().await?),
             }
-            Command::Migrate { action } => {
-                // Only `migrate up` may create the databases it migrates.
-                let creates = matches!(action, MigrateAction::Up);
-                let fabric = application::connect(&config, creates).await?;
-                match action {
-                    MigrateAction::Status => print_lines(&fabric.migration_status().await?),
-                    MigrateAction::Up => print_lines(&fabric.migrate().await?),
-                    MigrateAction::Plan => print_lines(&fabric.migration_plan().await?),
-                }
-                fabric.close().await;
-                Ok(())
-            }
-            Command::Outbox { action } => {
-                let fabric = application::connect(&config, false).await?;
-                let result = match action {
-                    OutboxAction::Status => fabric.outbox_status().await.map(|statuses| {
-                        print_lines(&statuses.iter().map(OutboxReport).collect::<Vec<_>>());
-                    }),
-                    OutboxAction::Replay {
+            fabric.close().await;
+            Ok(())
+        }
+        Command::Outbox { action } => {
+            let fabric = application::connect(config, false).await?;
+            let result = match action {
+                OutboxAction::Status => fabric.outbox_status().await.map(|statuses| {
+                    print_lines(&statuses.iter().map(OutboxReport).collect::<Vec<_>>());
+                }),
+                OutboxAction::Replay {
+                    event_type,
+                    subscriber,
+                    older_than,
+                } => {
+                    let filter = ReplayFilter {
                         event_type,
                         subscriber,
-                        older_than,
-                    } => {
-                        let filter = ReplayFilter {
-                            event_type,
-                            subscriber,
-                            older_than: older_than.map(|d| d.0),
-                        };
-                        fabric.outbox_replay(&filter).await.map(|replayed| {
-                            let lines: Vec<String> = replayed
-                                .iter()
-                                .map(|(database, count)| {
-                                    format!("{database}: {count} dead events made pending again")
-                                })
-                                .collect();
-                            print_lines(&lines);
-                        })
-                    }
-                };
-                fabric.close().await;
-                Ok(result?)
-            }
-            Command::Runs { action } => {
-                let fabric = application::connect(&config, false).await?;
-                let result = match action {
+                        older_than: older_than.map(|d| d.0),
+                    };
+                    fabric.outbox_replay(&filter).await.map(|replayed| {
+                        let lines: Vec<String> = replayed
+                            .iter()
+                            .map(|(database, count)| {
+                                format!("{database}: {count} dead events made pending again")
+                            })
+                            .collect();
+                        print_lines(&lines);
+                    })
+                }
+            };
+            fabric.close().await;
+            Ok(result?)
+        }
+        Command::Runs { action } => {
+            let fabric = application::connect(config, false).await?;
+            let result = match action {
                     RunsAction::List { status, limit } => {
                         let filter = RunFilter {
                             states: status.into_iter().collect(),
@@ -218,9 +234,8 @@ impl Cli {
                         print_lines(&[RunLine(&run.run).to_string(), next.to_owned()]);
                     }),
                 };
-                fabric.close().await;
-                Ok(result?)
-            }
+            fabric.close().await;
+            Ok(result?)
         }
     }
 }

@@ -31,6 +31,17 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address of its own (e.g. `0.0.0.0:9090`, for a
+    /// scraper that must not reach the API); unset, it is served on `http.addr`.
+    pub addr: Option<SocketAddr>,
 }
 
 /// The HTTP server.
@@ -545,12 +556,28 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 pub struct LogConfig {
     /// A `tracing` filter such as `info,switchyard=debug`; `RUST_LOG` wins if set.
     pub filter: String,
+    /// `auto` (text at a terminal, JSON lines otherwise), `json` or `text`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Text at a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Text for a person.
+    Text,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             filter: "info,sqlx=warn".to_owned(),
+            format: LogFormat::Auto,
         }
     }
 }
@@ -650,6 +677,12 @@ impl Config {
         self.database_urls()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| ConfigError(format!("log.filter: `{}`: {e}", self.log.filter)))?;
+        if self.metrics.addr == Some(self.http.addr) && self.http.addr.port() != 0 {
+            return Err(ConfigError(format!(
+                "metrics.addr: {} is http.addr; leave it unset to serve /metrics there",
+                self.http.addr
+            )));
+        }
         Ok(())
     }
 

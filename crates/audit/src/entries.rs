@@ -77,19 +77,24 @@ pub async fn record(db: &impl ConnectionTrait, entry: &NewEntry) -> Result<Entry
     to_entry(row)
 }
 
-/// The first `limit` entries about `subject`, oldest first.
+/// The first `limit` entries about `subject` with an id above `after` (the cursor of
+/// the page before), oldest first.
 ///
 /// # Errors
 /// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
 pub async fn entries_for(
     db: &impl ConnectionTrait,
     subject: &Subject,
+    after: Option<i64>,
     limit: u64,
 ) -> Result<Vec<Entry>> {
     // PostgreSQL's LIMIT is a signed 64-bit integer.
     let limit = limit.min(i64::MAX.unsigned_abs());
-    entries::Entity::find()
-        .filter(entries::Column::Subject.eq(subject.as_str()))
+    let mut query = entries::Entity::find().filter(entries::Column::Subject.eq(subject.as_str()));
+    if let Some(after) = after {
+        query = query.filter(entries::Column::Id.gt(after));
+    }
+    query
         .order_by_asc(entries::Column::Id)
         .limit(limit)
         .all(db)

@@ -12,7 +12,7 @@ mod reservations;
 mod types;
 
 pub use error::{Error, Result};
-pub use products::{NewProduct, Product, add_product, find_products, get, restock};
+pub use products::{NewProduct, Product, add_product, find_products, get, list_products, restock};
 pub use reservations::{
     Reservation, ReservationStatus, commit_holds, expired_holds, release, reservations_for, reserve,
 };

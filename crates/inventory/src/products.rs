@@ -1,9 +1,10 @@
 //! The catalog and stock levels: add a product, restock it, look it up.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 use serde::Serialize;
 
@@ -140,6 +141,44 @@ pub async fn find_products(db: &impl ConnectionTrait, skus: &[Sku]) -> Result<Ve
         .collect::<Result<Vec<_>>>()?;
     found.sort_by(|a, b| a.sku.cmp(&b.sku));
     Ok(found)
+}
+
+/// Up to `limit` products in SKU order: those whose SKU starts with `sku_prefix`, after
+/// the SKU `after` (the cursor of the page before). SKUs are compared and ordered as the
+/// database compares them: by bytes on SQLite, by its collation on PostgreSQL, and
+/// ignoring case with MariaDB's default collation (where SKUs are also unique ignoring
+/// case).
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn list_products(
+    db: &impl ConnectionTrait,
+    sku_prefix: Option<&str>,
+    after: Option<&Sku>,
+    limit: u64,
+) -> Result<Vec<Product>> {
+    let mut query = products::Entity::find().find_also_related(stock_levels::Entity);
+    if let Some(prefix) = sku_prefix.filter(|p| !p.is_empty()) {
+        // A comparison rather than LIKE: SQLite's LIKE ignores case, `_` is a wildcard,
+        // and SKUs are ASCII, so characters are bytes.
+        let head = Func::cust("SUBSTR")
+            .arg(Expr::col((products::Entity, products::Column::Sku)))
+            .arg(1)
+            .arg(i32::try_from(prefix.len()).unwrap_or(i32::MAX));
+        query = query.filter(Expr::expr(head).eq(prefix));
+    }
+    if let Some(after) = after {
+        query = query.filter(products::Column::Sku.gt(after.as_str()));
+    }
+    query
+        .order_by_asc(products::Column::Sku)
+        // PostgreSQL's LIMIT is a signed 64-bit integer.
+        .limit(Ord::min(limit, i64::MAX.unsigned_abs()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|(product, stock)| to_product(product, stock))
+        .collect()
 }
 
 fn to_product(row: products::Model, stock: Option<stock_levels::Model>) -> Result<Product> {

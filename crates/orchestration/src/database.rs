@@ -111,6 +111,31 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// How full one connection pool is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The database.
+    pub database: DatabaseId,
+    /// `main` (ordinary work) or `control` (PostgreSQL's pool for two-phase commits,
+    /// recovery and heartbeats).
+    pub pool: &'static str,
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: usize,
+    /// The most connections it opens; when all are in use, callers wait (up to
+    /// `database.acquire_timeout`).
+    pub max: u32,
+}
+
+fn stats<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> (u32, usize, u32) {
+    (
+        pool.size(),
+        pool.num_idle(),
+        pool.options().get_max_connections(),
+    )
+}
+
 /// A connected database and the boundaries it holds.
 #[derive(Debug)]
 pub(crate) struct Database {
@@ -150,6 +175,28 @@ impl Database {
             control,
             boundaries,
         })
+    }
+
+    /// The size of each of its pools, for metrics.
+    pub(crate) fn pool_stats(&self) -> Vec<PoolStats> {
+        let pools = std::iter::once(("main", &self.connection))
+            .chain(self.control.iter().map(|control| ("control", control)));
+        pools
+            .map(|(pool, connection)| {
+                let (size, idle, max) = match &self.url {
+                    DatabaseUrl::Sqlite { .. } => stats(connection.get_sqlite_connection_pool()),
+                    DatabaseUrl::Postgres(_) => stats(connection.get_postgres_connection_pool()),
+                    DatabaseUrl::MySql(_) => stats(connection.get_mysql_connection_pool()),
+                };
+                PoolStats {
+                    database: self.id.clone(),
+                    pool,
+                    size,
+                    idle,
+                    max,
+                }
+            })
+            .collect()
     }
 
     /// The pool for finishing and recovering two-phase commits: the control pool on

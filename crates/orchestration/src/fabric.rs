@@ -479,6 +479,15 @@ impl Fabric {
         health
     }
 
+    /// How full each connection pool is.
+    pub fn pool_stats(&self) -> Vec<crate::database::PoolStats> {
+        self.inner
+            .databases
+            .iter()
+            .flat_map(crate::database::Database::pool_stats)
+            .collect()
+    }
+
     /// Leaves the registry of live instances and closes every pool, waiting at most a
     /// few seconds in all for connections in use to be returned: a pool whose
     /// connections are stuck in an unresponsive database is named in the log and

@@ -28,7 +28,7 @@ pub mod testing;
 pub use batch::{Batch, BatchOptions, BatchProgress, Import, ImportError, ImportReport, Upsert};
 pub use boundary::Boundary;
 pub use clock::Clock;
-pub use database::{Backend, DatabaseId, DatabaseSettings, begin_write, is_unavailable};
+pub use database::{Backend, DatabaseId, DatabaseSettings, PoolStats, begin_write, is_unavailable};
 pub use error::{FabricError, UnitOfWorkError};
 pub use fabric::{DatabaseHealth, Fabric};
 pub use host::{

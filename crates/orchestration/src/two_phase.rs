@@ -262,12 +262,16 @@ pub(crate) async fn recover(
                 finish(connection, "COMMIT", &gid)
                     .await
                     .map_err(|source| RecoveryError::new(database, source))?;
+                metrics::counter!("switchyard_two_phase_recovered_total", "decision" => "commit")
+                    .increment(1);
                 report.committed.push(gid);
             }
             Some(_) => {
                 finish(connection, "ROLLBACK", &gid)
                     .await
                     .map_err(|source| RecoveryError::new(database, source))?;
+                metrics::counter!("switchyard_two_phase_recovered_total", "decision" => "rollback")
+                    .increment(1);
                 report.rolled_back.push(gid);
             }
             None => report.pending.push(gid),

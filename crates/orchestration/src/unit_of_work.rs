@@ -675,7 +675,8 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     }
 }
 
-/// Per pipeline: runs and failures, duration, and rows affected.
+/// Per pipeline: runs and failures, duration, and rows affected; per step: runs by
+/// outcome and duration.
 fn record_metrics(summary: &RunSummary) {
     let pipeline = summary.pipeline;
     let outcome = match summary.outcome {
@@ -686,6 +687,13 @@ fn record_metrics(summary: &RunSummary) {
         .increment(1);
     metrics::histogram!("switchyard_unit_of_work_duration_seconds", "pipeline" => pipeline)
         .record(summary.elapsed.as_secs_f64());
+    for step in &summary.steps {
+        let outcome = if step.succeeded { "ok" } else { "error" };
+        metrics::counter!("switchyard_unit_of_work_steps_total", "pipeline" => pipeline, "step" => step.name, "boundary" => step.boundary, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("switchyard_unit_of_work_step_duration_seconds", "pipeline" => pipeline, "step" => step.name)
+            .record(step.elapsed.as_secs_f64());
+    }
     let rows: u64 = summary.steps.iter().filter_map(|s| s.rows).sum();
     if rows > 0 && summary.outcome == Outcome::Committed {
         metrics::counter!("switchyard_unit_of_work_rows_total", "pipeline" => pipeline)

@@ -15,7 +15,7 @@ mod store;
 pub use error::{Error, Invalid, Result};
 pub use events::{OrderPlaced, PlacedLine};
 pub use order::{CustomerId, LineRequest, NewOrder, Order, OrderLine, OrderStatus};
-pub use store::{cancel, confirm, create, get};
+pub use store::{OrderFilter, cancel, confirm, create, get, list};
 
 /// The boundary's name, which is also its schema.
 pub const SCHEMA: &str = "orders";

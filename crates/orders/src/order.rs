@@ -65,7 +65,9 @@ impl OrderStatus {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// The status named `s` (`pending`, `confirmed` or `cancelled`), if any.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "pending" => Some(Self::Pending),
             "confirmed" => Some(Self::Confirmed),

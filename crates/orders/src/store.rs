@@ -1,5 +1,7 @@
 //! Storing orders and moving them through the lifecycle.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 use crate::entities::{order_lines, orders};
 use crate::error::{Error, Result};
-use crate::order::{NewOrder, Order, OrderLine, OrderStatus};
+use crate::order::{CustomerId, NewOrder, Order, OrderLine, OrderStatus};
 
 /// Stores `order` under `id` as pending.
 ///
@@ -80,6 +82,59 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Order>> {
         .all(db)
         .await?;
     to_order(row, lines).map(Some)
+}
+
+/// Which orders [`list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// Only this customer's orders.
+    pub customer_id: Option<CustomerId>,
+    /// Only orders older than this one (its id): the cursor of the page before.
+    pub before: Option<Uuid>,
+}
+
+/// Up to `limit` orders that pass `filter`, newest first (order ids grow with time),
+/// each with its lines.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for rows that break invariants.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &OrderFilter,
+    limit: u64,
+) -> Result<Vec<Order>> {
+    let mut query = orders::Entity::find();
+    if let Some(status) = filter.status {
+        query = query.filter(orders::Column::Status.eq(status.as_str()));
+    }
+    if let Some(customer_id) = &filter.customer_id {
+        query = query.filter(orders::Column::CustomerId.eq(customer_id.as_str()));
+    }
+    if let Some(before) = filter.before {
+        query = query.filter(orders::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(orders::Column::Id)
+        .limit(limit.min(i64::MAX.unsigned_abs()))
+        .all(db)
+        .await?;
+    let lines = order_lines::Entity::find()
+        .filter(order_lines::Column::OrderId.is_in(rows.iter().map(|row| row.id)))
+        .order_by_asc(order_lines::Column::LineNo)
+        .all(db)
+        .await?;
+    let mut lines_of: HashMap<Uuid, Vec<order_lines::Model>> = HashMap::new();
+    for line in lines {
+        lines_of.entry(line.order_id).or_default().push(line);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let lines = lines_of.remove(&row.id).unwrap_or_default();
+            to_order(row, lines)
+        })
+        .collect()
 }
 
 /// Confirms a pending order.

@@ -16,6 +16,8 @@ orchestration::engine_tests! {
     fifty_clients_never_oversell,
     the_audit_log_is_read_by_subject,
     bad_input_gets_problems_not_500s,
+    products_and_orders_are_listed_a_page_at_a_time,
+    metrics_show_a_placement,
 }
 
 const SKUS: [&str; 4] = ["E2E-A", "E2E-B", "E2E-C", "E2E-D"];
@@ -139,7 +141,9 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
     for order in &placed {
         let subject =
             audit::Subject::parse(&format!("order:{}", order["id"].as_str().unwrap())).unwrap();
-        let entries = audit::entries_for(audit_db, &subject, 10).await.unwrap();
+        let entries = audit::entries_for(audit_db, &subject, None, 10)
+            .await
+            .unwrap();
         assert_eq!(entries.len(), 1, "{subject}: {entries:?}");
     }
 
@@ -174,7 +178,7 @@ async fn the_audit_log_is_read_by_subject(db: TestDatabase) {
     let app = TestApp::spawn(&db).await;
 
     let listed = app.get("/api/audit?subject=order%3A1").await;
-    let entries = listed["entries"].as_array().unwrap();
+    let entries = listed["items"].as_array().unwrap();
     let actions: Vec<&str> = entries
         .iter()
         .map(|e| e["action"].as_str().unwrap())
@@ -192,11 +196,18 @@ async fn the_audit_log_is_read_by_subject(db: TestDatabase) {
         json!({"lines": [{"sku": "W-1", "quantity": 2}]})
     );
 
+    assert_eq!(listed["next"], Value::Null, "{listed}");
+
+    // A page at a time: the `next` link leads to the rest.
     let first = app.get("/api/audit?subject=order:1&limit=1").await;
-    assert_eq!(first["entries"].as_array().unwrap().len(), 1, "{first}");
-    assert_eq!(first["entries"][0], entries[0]);
+    assert_eq!(first["items"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["items"][0], entries[0]);
+    let next = first["next"].as_str().expect("a next link");
+    let second = app.get(next).await;
+    assert_eq!(second["items"], json!([entries[1]]), "{next}: {second}");
+    assert_eq!(second["next"], Value::Null, "{second}");
     let unknown = app.get("/api/audit?subject=order:404").await;
-    assert_eq!(unknown, json!({"entries": []}));
+    assert_eq!(unknown, json!({"items": [], "next": null}));
     app.stop().await;
 }
 
@@ -410,7 +421,7 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
             "body too large",
             json_post("/api/orders", &" ".repeat(200_000)),
             413,
-            "http",
+            "payload-too-large",
             vec![],
         ),
     ];
@@ -422,8 +433,13 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
             .unwrap()
             .to_owned();
         assert_eq!(content_type, "application/problem+json", "{name}");
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], status, "{name}: {body}");
+        assert_eq!(body["request_id"], request_id, "{name}: {body}");
         assert_eq!(
             body["type"],
             format!("urn:switchyard:problem:{kind}"),
@@ -530,4 +546,171 @@ async fn an_unworkable_topology_is_refused_at_start() {
         "{err}"
     );
     assert!(err.to_string().contains("different engines"), "{err}");
+}
+
+/// Walks a collection by its `next` links from `first`, returning every item.
+async fn walk(app: &TestApp, first: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut next = Some(first.to_owned());
+    while let Some(url) = next {
+        let page = app.get(&url).await;
+        items.extend(
+            page["items"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{url}: {page}"))
+                .iter()
+                .cloned(),
+        );
+        next = page["next"].as_str().map(str::to_owned);
+        assert!(items.len() < 1000, "the links go round in circles");
+    }
+    items
+}
+
+/// `GET /api/products` and `GET /api/orders`: filters, a bounded limit, and `next`
+/// links that visit every item once.
+async fn products_and_orders_are_listed_a_page_at_a_time(db: TestDatabase) {
+    let app = TestApp::spawn(&db).await;
+    for sku in ["LIST-A1", "LIST-A2", "LIST-A3", "LIST-B1", "OTHER-1"] {
+        app.create_product(sku, 100).await;
+    }
+    let skus = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|p| p["sku"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = walk(&app, "/api/products?limit=2").await;
+    assert_eq!(all.len(), 5, "{all:?}");
+    let mut sorted = skus(&all);
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["LIST-A1", "LIST-A2", "LIST-A3", "LIST-B1", "OTHER-1"]
+    );
+    let prefixed = walk(&app, "/api/products?sku_prefix=LIST-A&limit=1").await;
+    let mut prefixed = skus(&prefixed);
+    prefixed.sort();
+    assert_eq!(prefixed, ["LIST-A1", "LIST-A2", "LIST-A3"]);
+
+    let http = reqwest::Client::new();
+    let mut placed = Vec::new();
+    for (customer, sku) in [("ann", "LIST-A1"), ("bob", "LIST-A2"), ("ann", "LIST-B1")] {
+        let response = http
+            .post(app.url("/api/orders"))
+            .json(&json!({"customer_id": customer, "lines": [{"sku": sku, "quantity": 1}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let order: Value = response.json().await.unwrap();
+        placed.push(order["id"].as_str().unwrap().to_owned());
+    }
+    let ids = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest_first: Vec<String> = placed.iter().rev().cloned().collect();
+    assert_eq!(ids(&walk(&app, "/api/orders?limit=1").await), newest_first);
+    assert_eq!(
+        ids(&walk(&app, "/api/orders?customer_id=ann&status=confirmed&limit=1").await),
+        [placed[2].clone(), placed[0].clone()]
+    );
+    assert!(walk(&app, "/api/orders?status=cancelled").await.is_empty());
+
+    for bad in [
+        "/api/orders?status=lost",
+        "/api/orders?limit=0",
+        "/api/orders?limit=1001",
+        "/api/orders?cursor=nope",
+        "/api/products?sku_prefix=%20",
+        "/api/products?cursor=%00",
+    ] {
+        let response = reqwest::get(app.url(bad)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["type"], "urn:switchyard:problem:invalid-query",
+            "{bad}"
+        );
+        assert!(
+            problem["errors"][0]["field"].is_string(),
+            "{bad}: {problem}"
+        );
+    }
+    app.stop().await;
+}
+
+/// `GET /metrics` after a placement: HTTP requests by route, units of work and their
+/// steps, the saga, and the pools, in Prometheus's text format.
+async fn metrics_show_a_placement(db: TestDatabase) {
+    let app = TestApp::spawn(&db).await;
+    app.create_product("METRIC-1", 10).await;
+    let placed = reqwest::Client::new()
+        .post(app.url("/api/orders"))
+        .json(&json!({"customer_id": "metrics", "lines": [{"sku": "METRIC-1", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    let response = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        response.headers()
+    );
+    let text = response.text().await.unwrap();
+    let has = |name: &str, labels: &[&str]| {
+        text.lines().any(|line| {
+            line.starts_with(&format!("{name}{{")) && labels.iter().all(|l| line.contains(l))
+        })
+    };
+    for (name, labels) in [
+        (
+            "http_server_request_duration_seconds_count",
+            &["method=\"POST\"", "route=\"/api/orders\"", "status=\"201\""][..],
+        ),
+        (
+            "http_server_request_duration_seconds_bucket",
+            &["route=\"/api/products\"", "status=\"201\"", "le=\"0.5\""],
+        ),
+        (
+            "switchyard_unit_of_work_runs_total",
+            &["pipeline=\"add_product\"", "outcome=\"committed\""],
+        ),
+        (
+            "switchyard_unit_of_work_steps_total",
+            &[
+                "step=\"add_product\"",
+                "boundary=\"inventory\"",
+                "outcome=\"ok\"",
+            ],
+        ),
+        (
+            "switchyard_saga_runs_started_total",
+            &["saga=\"place_order\""],
+        ),
+        (
+            "switchyard_saga_runs_finished_total",
+            &["saga=\"place_order\"", "state=\"completed\""],
+        ),
+        (
+            "switchyard_db_pool_connections",
+            &["pool=\"main\"", "state=\"idle\""],
+        ),
+        ("switchyard_db_pool_max_connections", &["pool=\"main\""]),
+    ] {
+        assert!(has(name, labels), "no {name} with {labels:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    app.stop().await;
 }

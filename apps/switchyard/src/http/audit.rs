@@ -3,31 +3,61 @@
 use audit::{Entry, Subject};
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, FieldError, Params, check};
+use super::error::{ApiError, FieldError, Params, ProblemType, check};
+use super::page::{self, Page};
 
-/// `GET /api/audit?subject=…&limit=…`. Both taken as text, so that a bad value is
-/// reported against its parameter rather than as an unreadable query string.
-#[derive(Debug, Deserialize)]
+/// `GET /api/audit`: taken as text, so that a bad value is reported against its
+/// parameter rather than as an unreadable query string.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// What the entries are about, e.g. `order:<id>`: 1 to 255 characters.
+    #[param(required = true, min_length = 1, max_length = 255, value_type = String)]
     subject: Option<String>,
+    /// Entries per page, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Where the page starts: from the `next` link of the page before.
+    cursor: Option<String>,
 }
 
-/// The entries about one subject, oldest first.
-#[derive(Debug, Serialize)]
-pub(crate) struct EntriesView {
-    entries: Vec<Entry>,
+/// A recorded audit entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EntryView {
+    /// Ids grow in the order entries were recorded.
+    id: i64,
+    /// Who acted, e.g. `user:42`.
+    actor: String,
+    /// What they did, e.g. `order.placed`.
+    action: String,
+    /// What they did it to, e.g. `order:<id>`.
+    subject: String,
+    /// When it happened, to the microsecond.
+    occurred_at: DateTime<Utc>,
+    /// The data recorded with it.
+    data: Value,
 }
 
-/// Entries per response unless the query says otherwise.
-const DEFAULT_LIMIT: u64 = 100;
-/// The most entries one response may carry.
-const MAX_LIMIT: u64 = 1000;
+impl From<Entry> for EntryView {
+    fn from(entry: Entry) -> Self {
+        Self {
+            id: entry.id,
+            actor: entry.actor.as_str().to_owned(),
+            action: entry.action.as_str().to_owned(),
+            subject: entry.subject.as_str().to_owned(),
+            occurred_at: entry.occurred_at,
+            data: entry.data,
+        }
+    }
+}
 
-fn parse_query(query: &AuditQuery) -> Result<(Subject, u64), ApiError> {
+fn parse_query(query: &AuditQuery) -> Result<(Subject, Option<i64>, u64), ApiError> {
     let mut errors = Vec::new();
     let subject = match &query.subject {
         Some(subject) => check(&mut errors, "subject", Subject::parse(subject)),
@@ -36,32 +66,53 @@ fn parse_query(query: &AuditQuery) -> Result<(Subject, u64), ApiError> {
             None
         }
     };
-    let limit = match &query.limit {
-        None => Some(DEFAULT_LIMIT),
-        Some(limit) => check(
+    let limit = page::limit(&mut errors, query.limit.as_deref());
+    let cursor = query.cursor.as_deref().and_then(|cursor| {
+        check(
             &mut errors,
-            "limit",
-            limit
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| format!("must be a whole number from 1 to {MAX_LIMIT}")),
-        ),
-    };
+            "cursor",
+            cursor
+                .parse::<i64>()
+                .map_err(|_| "is not a cursor of this collection"),
+        )
+    });
     match (subject, limit) {
-        (Some(subject), Some(limit)) => Ok((subject, limit)),
+        (Some(subject), Some(limit)) if errors.is_empty() => Ok((subject, cursor, limit)),
         _ => Err(ApiError::invalid_query(errors)),
     }
 }
 
+/// Lists the entries about one subject, oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    tag = "audit",
+    operation_id = "list_audit_entries",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page", body = Page<EntryView>),
+        (status = 400, description = "`invalid-query`: a missing subject or a parameter that cannot be used, named in `errors`"),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Params(query): Params<AuditQuery>,
-) -> Result<Json<EntriesView>, ApiError> {
-    let (subject, limit) = parse_query(&query)?;
-    let entries =
-        audit::entries_for(state.fabric.connection(audit::SCHEMA)?, &subject, limit).await?;
-    Ok(Json(EntriesView { entries }))
+) -> Result<Json<Page<EntryView>>, ApiError> {
+    let (subject, cursor, limit) = parse_query(&query)?;
+    let entries = audit::entries_for(
+        state.fabric.connection(audit::SCHEMA)?,
+        &subject,
+        cursor,
+        limit + 1,
+    )
+    .await?;
+    Ok(Json(Page::new(
+        entries.into_iter().map(EntryView::from).collect(),
+        limit,
+        "/api/audit",
+        &[("subject", Some(subject.as_str()))],
+        |entry| entry.id.to_string(),
+    )))
 }
 
 impl From<audit::Error> for ApiError {
@@ -69,7 +120,7 @@ impl From<audit::Error> for ApiError {
         use audit::Error;
         match err {
             Error::Invalid(_) => ApiError::unprocessable(
-                "invalid-audit-entry",
+                ProblemType::InvalidAuditEntry,
                 "Invalid audit entry",
                 err.to_string(),
             ),
@@ -89,15 +140,20 @@ mod tests {
         AuditQuery {
             subject: subject.map(str::to_owned),
             limit: limit.map(str::to_owned),
+            cursor: None,
         }
     }
 
     #[test]
-    fn the_limit_defaults_to_100_and_may_be_1_to_1000() {
-        for (limit, expected) in [(None, 100), (Some("1"), 1), (Some("1000"), 1000)] {
-            let (subject, parsed) = parse_query(&query(Some(" order:1 "), limit)).unwrap();
+    fn the_limit_defaults_to_50_and_may_be_1_to_1000() {
+        for (limit, expected) in [(None, 50), (Some("1"), 1), (Some("1000"), 1000)] {
+            let (subject, _, parsed) = parse_query(&query(Some(" order:1 "), limit)).unwrap();
             assert_eq!((subject.as_str(), parsed), ("order:1", expected));
         }
+        let mut bad_cursor = query(Some("order:1"), None);
+        bad_cursor.cursor = Some("x".into());
+        let err = parse_query(&bad_cursor).unwrap_err().to_string();
+        assert!(err.contains("cursor: is not a cursor"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,11 +44,183 @@ pub(crate) fn check<T>(
         .ok()
 }
 
+/// The kinds of problem the API reports, each a `type` URN
+/// (`urn:switchyard:problem:<slug>`). The OpenAPI document lists them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProblemType {
+    MalformedJson,
+    InvalidBody,
+    BadBody,
+    UnsupportedMediaType,
+    Validation,
+    InvalidQuery,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    NotFound,
+    MethodNotAllowed,
+    DuplicateSku,
+    DuplicateOrder,
+    OutOfStock,
+    UnknownProduct,
+    InvalidOrder,
+    StockOverflow,
+    InvalidTransition,
+    ReservationNotHeld,
+    InvalidAuditEntry,
+    VerificationRequired,
+    PaymentDeclined,
+    PlacementAbandoned,
+    Unavailable,
+    Timeout,
+    PayloadTooLarge,
+    Http,
+    Internal,
+}
+
+impl ProblemType {
+    /// Every problem type, for the document.
+    pub(crate) const ALL: [Self; 27] = [
+        Self::MalformedJson,
+        Self::InvalidBody,
+        Self::BadBody,
+        Self::UnsupportedMediaType,
+        Self::Validation,
+        Self::InvalidQuery,
+        Self::InvalidIdempotencyKey,
+        Self::IdempotencyKeyReused,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::DuplicateSku,
+        Self::DuplicateOrder,
+        Self::OutOfStock,
+        Self::UnknownProduct,
+        Self::InvalidOrder,
+        Self::StockOverflow,
+        Self::InvalidTransition,
+        Self::ReservationNotHeld,
+        Self::InvalidAuditEntry,
+        Self::VerificationRequired,
+        Self::PaymentDeclined,
+        Self::PlacementAbandoned,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::PayloadTooLarge,
+        Self::Http,
+        Self::Internal,
+    ];
+
+    /// The last part of the `type` URN.
+    pub(crate) fn slug(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed-json",
+            Self::InvalidBody => "invalid-body",
+            Self::BadBody => "bad-body",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::Validation => "validation",
+            Self::InvalidQuery => "invalid-query",
+            Self::InvalidIdempotencyKey => "invalid-idempotency-key",
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::DuplicateSku => "duplicate-sku",
+            Self::DuplicateOrder => "duplicate-order",
+            Self::OutOfStock => "out-of-stock",
+            Self::UnknownProduct => "unknown-product",
+            Self::InvalidOrder => "invalid-order",
+            Self::StockOverflow => "stock-overflow",
+            Self::InvalidTransition => "invalid-transition",
+            Self::ReservationNotHeld => "reservation-not-held",
+            Self::InvalidAuditEntry => "invalid-audit-entry",
+            Self::VerificationRequired => "verification-required",
+            Self::PaymentDeclined => "payment-declined",
+            Self::PlacementAbandoned => "placement-abandoned",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::Http => "http",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The `type` member: `urn:switchyard:problem:<slug>`.
+    pub(crate) fn urn(self) -> String {
+        format!("urn:switchyard:problem:{}", self.slug())
+    }
+
+    /// What it means, for the document.
+    pub(crate) fn meaning(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "A request body that is not JSON.",
+            Self::InvalidBody => {
+                "A JSON body of the wrong shape (a missing field, a string for a number)."
+            }
+            Self::BadBody => "A body that cannot be read (cut off, or over the size limit).",
+            Self::UnsupportedMediaType => "A body without `Content-Type: application/json`.",
+            Self::Validation => "Fields that break a rule of the domain; `errors` names each.",
+            Self::InvalidQuery => "Query parameters that cannot be used; `errors` names each.",
+            Self::InvalidIdempotencyKey => "An `Idempotency-Key` header that is not a valid key.",
+            Self::IdempotencyKeyReused => {
+                "An `Idempotency-Key` already used for a different request."
+            }
+            Self::NotFound => "No such resource.",
+            Self::MethodNotAllowed => "The resource does not support the method.",
+            Self::DuplicateSku => "A product with this SKU exists.",
+            Self::DuplicateOrder => "An order with this id exists.",
+            Self::OutOfStock => "Less stock is available than asked for.",
+            Self::UnknownProduct => "An order names a product that does not exist.",
+            Self::InvalidOrder => "An order breaks a rule of the orders domain.",
+            Self::StockOverflow => "A stock level would pass its maximum.",
+            Self::InvalidTransition => "A status change the order lifecycle does not allow.",
+            Self::ReservationNotHeld => "A reservation that is no longer held.",
+            Self::InvalidAuditEntry => "An audit entry that cannot be stored.",
+            Self::VerificationRequired => "The customer must be verified before paying this much.",
+            Self::PaymentDeclined => "The payment gateway declined the charge.",
+            Self::PlacementAbandoned => "A placement that was undone; nothing was charged.",
+            Self::Unavailable => {
+                "A database cannot be used right now (`Retry-After` says when to try again)."
+            }
+            Self::Timeout => "The request took longer than `http.request_timeout_secs`.",
+            Self::PayloadTooLarge => "The request body is larger than `http.body_limit_bytes`.",
+            Self::Http => "Any other HTTP-level error.",
+            Self::Internal => "A failure on the server; the log has the details.",
+        }
+    }
+
+    /// The statuses it is sent with, for the document.
+    pub(crate) fn statuses(self) -> &'static [u16] {
+        match self {
+            Self::MalformedJson | Self::InvalidQuery | Self::InvalidIdempotencyKey => &[400],
+            Self::BadBody => &[400, 413],
+            Self::InvalidBody
+            | Self::Validation
+            | Self::IdempotencyKeyReused
+            | Self::UnknownProduct
+            | Self::InvalidOrder
+            | Self::StockOverflow
+            | Self::InvalidAuditEntry => &[422],
+            Self::UnsupportedMediaType => &[415],
+            Self::NotFound => &[404],
+            Self::MethodNotAllowed => &[405],
+            Self::DuplicateSku
+            | Self::DuplicateOrder
+            | Self::OutOfStock
+            | Self::InvalidTransition
+            | Self::ReservationNotHeld => &[409],
+            Self::VerificationRequired => &[403],
+            Self::PaymentDeclined => &[402],
+            Self::PlacementAbandoned | Self::Unavailable | Self::Timeout => &[503],
+            Self::PayloadTooLarge => &[413],
+            Self::Http => &[400, 408, 411, 431],
+            Self::Internal => &[500],
+        }
+    }
+}
+
 /// A problem to report to the client.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    kind: &'static str,
+    kind: ProblemType,
     title: &'static str,
     detail: String,
     extensions: Map<String, Value>,
@@ -58,7 +231,7 @@ pub(crate) struct ApiError {
 impl ApiError {
     fn new(
         status: StatusCode,
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -86,7 +259,7 @@ impl ApiError {
         }
         tracing::warn!(error = %err, "request failed: a database is unavailable");
         let mut problem = Self::unavailable(
-            "unavailable",
+            ProblemType::Unavailable,
             "Service unavailable",
             "a database cannot be reached right now; try again shortly",
         );
@@ -106,7 +279,7 @@ impl ApiError {
     }
 
     pub(crate) fn bad_request(
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -114,7 +287,7 @@ impl ApiError {
     }
 
     pub(crate) fn payment_required(
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -122,7 +295,7 @@ impl ApiError {
     }
 
     pub(crate) fn forbidden(
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -130,7 +303,7 @@ impl ApiError {
     }
 
     pub(crate) fn unavailable(
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -138,13 +311,18 @@ impl ApiError {
     }
 
     pub(crate) fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ProblemType::NotFound,
+            "Not found",
+            detail,
+        )
     }
 
     pub(crate) fn validation(errors: Vec<FieldError>) -> Self {
         Self::field_errors(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
+            ProblemType::Validation,
             "Invalid request",
             errors,
         )
@@ -154,7 +332,7 @@ impl ApiError {
     pub(crate) fn invalid_query(errors: Vec<FieldError>) -> Self {
         Self::field_errors(
             StatusCode::BAD_REQUEST,
-            "invalid-query",
+            ProblemType::InvalidQuery,
             "Invalid query parameters",
             errors,
         )
@@ -162,7 +340,7 @@ impl ApiError {
 
     fn field_errors(
         status: StatusCode,
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         errors: Vec<FieldError>,
     ) -> Self {
@@ -175,7 +353,7 @@ impl ApiError {
     }
 
     pub(crate) fn unprocessable(
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -183,7 +361,7 @@ impl ApiError {
     }
 
     pub(crate) fn conflict(
-        kind: &'static str,
+        kind: ProblemType,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -195,7 +373,7 @@ impl ApiError {
         tracing::error!(error = %err, "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ProblemType::Internal,
             "Internal error",
             "the request failed; the server log has the details",
         )
@@ -223,13 +401,16 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = self.extensions;
-        body.insert(
-            "type".into(),
-            json!(format!("urn:switchyard:problem:{}", self.kind)),
-        );
+        body.insert("type".into(), json!(self.kind.urn()));
         body.insert("title".into(), json!(self.title));
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("detail".into(), json!(self.detail));
+        if let Ok(ids) = REQUEST.try_with(Clone::clone) {
+            body.insert("request_id".into(), json!(ids.request_id));
+            if let Some(trace_id) = ids.trace_id {
+                body.insert("trace_id".into(), json!(trace_id));
+            }
+        }
         let mut response = (self.status, Json(Value::Object(body))).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -240,6 +421,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The ids of the request being handled, for the problems it answers with.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestIds {
+    /// The `x-request-id` header (the client's, or one made for the request).
+    pub(crate) request_id: String,
+    /// The trace the request's span belongs to, when traces are exported.
+    pub(crate) trace_id: Option<String>,
+}
+
+tokio::task_local! {
+    static REQUEST: RequestIds;
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();
@@ -247,20 +441,25 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::JsonDataError(_) => Self::new(
                 status,
-                "invalid-body",
+                ProblemType::InvalidBody,
                 "Request body does not match the schema",
                 detail,
             ),
             JsonRejection::JsonSyntaxError(_) => {
-                Self::new(status, "malformed-json", "Malformed JSON", detail)
+                Self::new(status, ProblemType::MalformedJson, "Malformed JSON", detail)
             }
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 status,
-                "unsupported-media-type",
+                ProblemType::UnsupportedMediaType,
                 "Expected a JSON body",
                 "send `Content-Type: application/json`",
             ),
-            _ => Self::new(status, "bad-body", "Unreadable request body", detail),
+            _ => Self::new(
+                status,
+                ProblemType::BadBody,
+                "Unreadable request body",
+                detail,
+            ),
         }
     }
 }
@@ -269,7 +468,7 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::new(
             rejection.status(),
-            "invalid-query",
+            ProblemType::InvalidQuery,
             "Invalid query parameters",
             rejection.body_text(),
         )
@@ -309,15 +508,34 @@ pub(crate) async fn not_found() -> ApiError {
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        ProblemType::MethodNotAllowed,
         "Method not allowed",
         "this resource does not support the method",
     )
 }
 
-/// Turns error responses made by middleware (timeouts, body limits, caught panics)
-/// into problems, so that clients see one error format.
-pub(crate) async fn problem_for_bare_errors(response: Response) -> Response {
+/// Middleware around every handler: problems carry the request's ids, and error
+/// responses made by middleware (timeouts, body limits, caught panics) become problems,
+/// so that clients see one error format.
+pub(crate) async fn problems(request: Request, next: Next) -> Response {
+    let ids = RequestIds {
+        request_id: request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        trace_id: crate::telemetry::trace_id(),
+    };
+    REQUEST
+        .scope(ids, async move {
+            let response = next.run(request).await;
+            problem_for_bare_errors(response)
+        })
+        .await
+}
+
+fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     // A JSON error body (a problem, or a report such as `/health/ready`'s) is the
     // handler's answer; only bare ones (plain text or empty, from axum's extractors
@@ -333,11 +551,17 @@ pub(crate) async fn problem_for_bare_errors(response: Response) -> Response {
         return response;
     }
     let title = status.canonical_reason().unwrap_or("Error");
-    let detail = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
-        StatusCode::SERVICE_UNAVAILABLE => "the request took too long",
-        StatusCode::INTERNAL_SERVER_ERROR => "the request failed; the server log has the details",
-        _ => title,
+    let (kind, detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ProblemType::PayloadTooLarge,
+            "the request body is too large",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (ProblemType::Timeout, "the request took too long"),
+        StatusCode::INTERNAL_SERVER_ERROR => (
+            ProblemType::Internal,
+            "the request failed; the server log has the details",
+        ),
+        _ => (ProblemType::Http, title),
     };
-    ApiError::new(status, "http", title, detail).into_response()
+    ApiError::new(status, kind, title, detail).into_response()
 }

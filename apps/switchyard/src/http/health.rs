@@ -5,44 +5,118 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+use super::ops::WorkerView;
+
+/// `{"status": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// `live`; `ready` or `not_ready`.
+    #[schema(value_type = String, pattern = "^(live|ready|not_ready)$")]
+    status: &'static str,
+}
 
 /// The process is up.
-pub(crate) async fn live() -> Json<Value> {
-    Json(json!({ "status": "live" }))
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    operation_id = "live",
+    responses((status = 200, description = "Up", body = Status)),
+)]
+pub(crate) async fn live() -> Json<Status> {
+    Json(Status { status: "live" })
 }
 
 /// Whether this instance should get traffic: every database answers, no migration is
 /// pending, and no worker whose failure stops the host has failed. The body is the
 /// status alone, for load balancers and anyone else; the details are at
 /// `/api/ops/health`.
-pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "`ready`", body = Status),
+        (status = 503, description = "`not_ready`: the details are at `/api/ops/health`", body = Status),
+    ),
+)]
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Status>) {
     let readiness = Readiness::check(&state).await;
     (
         readiness.status_code(),
-        Json(json!({ "status": readiness.status() })),
+        Json(Status {
+            status: readiness.status(),
+        }),
     )
+}
+
+/// Readiness with its reasons.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthDetails {
+    /// `ready` or `not_ready`.
+    #[schema(value_type = String, pattern = "^(ready|not_ready)$")]
+    status: &'static str,
+    databases: Vec<DatabaseView>,
+    /// `boundary/migration` for each migration not applied yet.
+    pending_migrations: Vec<String>,
+    /// The workers whose failure stopped the host.
+    failed_workers: Vec<String>,
+    workers: Vec<WorkerView>,
+}
+
+/// One database and whether it answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DatabaseView {
+    /// The database, without credentials.
+    database: String,
+    /// The boundaries it holds.
+    boundaries: Vec<&'static str>,
+    ok: bool,
+    /// Why it did not answer.
+    error: Option<String>,
 }
 
 /// Readiness with its reasons: each database and its boundaries, pending migrations,
 /// failed workers and every worker's state. For operators (it names the databases).
-pub(crate) async fn details(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/api/ops/health",
+    tag = "ops",
+    operation_id = "health_details",
+    responses(
+        (status = 200, description = "Ready", body = HealthDetails),
+        (status = 503, description = "Not ready, with the reasons", body = HealthDetails),
+    ),
+)]
+pub(crate) async fn details(State(state): State<AppState>) -> (StatusCode, Json<HealthDetails>) {
     let readiness = Readiness::check(&state).await;
-    let body = json!({
-        "status": readiness.status(),
-        "databases": readiness.databases.iter().map(|d| json!({
-            "database": d.database.to_string(),
-            "boundaries": d.boundaries,
-            "ok": d.error.is_none(),
-            "error": d.error,
-        })).collect::<Vec<_>>(),
-        "pending_migrations": readiness.pending,
-        "failed_workers": readiness.failed_workers,
-        "workers": readiness.workers,
-    });
-    (readiness.status_code(), Json(body))
+    let status = readiness.status_code();
+    let body = HealthDetails {
+        status: readiness.status(),
+        databases: readiness
+            .databases
+            .into_iter()
+            .map(|d| DatabaseView {
+                database: d.database.to_string(),
+                boundaries: d.boundaries,
+                ok: d.error.is_none(),
+                error: d.error,
+            })
+            .collect(),
+        pending_migrations: readiness.pending,
+        failed_workers: readiness.failed_workers,
+        workers: readiness
+            .workers
+            .into_iter()
+            .map(WorkerView::from)
+            .collect(),
+    };
+    (status, Json(body))
 }
 
 /// How long readiness waits for a database to answer: a load balancer must hear back
@@ -114,8 +188,9 @@ mod tests {
     use orchestration::{Host, Policy, Worker, WorkerContext, WorkerError};
     use tower::ServiceExt;
 
+    use serde_json::{Value, json};
+
     use super::*;
-    use crate::config::HttpConfig;
 
     struct Broken;
 
@@ -157,7 +232,7 @@ mod tests {
             host.health(),
             false,
         );
-        let router = crate::http::router(state, &HttpConfig::default());
+        let router = crate::http::router(state, &crate::Config::default());
 
         let (status, body) = get(&router, "/health/ready").await;
         assert_eq!(status, StatusCode::OK, "{body}");

@@ -4,8 +4,11 @@
 mod audit;
 mod error;
 mod health;
+pub(crate) mod metrics;
+mod openapi;
 mod ops;
 mod orders;
+mod page;
 mod products;
 pub(crate) mod server;
 
@@ -15,16 +18,17 @@ use std::sync::atomic::AtomicBool;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::get;
 use orchestration::{Fabric, HostHealth};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use workflows::PlaceOrder;
-
-use crate::config::HttpConfig;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub(crate) struct AppState {
     /// Set once no migration is pending (from the start if the app migrated at start);
     /// it stays set (migrations only move forward).
     migrated: Arc<AtomicBool>,
+    /// The OpenAPI document, as served.
+    openapi: Arc<str>,
 }
 
 impl AppState {
@@ -54,6 +60,7 @@ impl AppState {
             placement_wait,
             workers,
             migrated: Arc::new(AtomicBool::new(migrated)),
+            openapi: Arc::from(""),
         }
     }
 }
@@ -65,19 +72,48 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now().trunc_subsecs(6)
 }
 
+/// Every documented route, with the document they make. `/metrics` is among them when
+/// it is served on this listener.
+fn api(with_metrics: bool) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(products::list, products::create))
+        .routes(routes!(products::show))
+        .routes(routes!(products::restock))
+        .routes(routes!(orders::list, orders::place))
+        .routes(routes!(orders::show))
+        .routes(routes!(audit::list))
+        .routes(routes!(ops::workers))
+        .routes(routes!(health::details))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::serve));
+    let api = if with_metrics {
+        api.routes(routes!(metrics::serve))
+    } else {
+        api
+    };
+    api.split_for_parts()
+}
+
+/// The OpenAPI document of the API as `config` serves it.
+pub(crate) fn document(config: &crate::Config) -> serde_json::Value {
+    openapi::finish(api(config.metrics.addr.is_none()).1)
+}
+
+/// `/metrics` alone, for its own listener (`metrics.addr`).
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::serve))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}
+
 /// The whole HTTP surface with its middleware.
-pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
-    let api = Router::new()
-        .route("/api/products", post(products::create))
-        .route("/api/products/{sku}", get(products::show))
-        .route("/api/products/{sku}/restock", post(products::restock))
-        .route("/api/orders", post(orders::place))
-        .route("/api/orders/{id}", get(orders::show))
-        .route("/api/audit", get(audit::list))
-        .route("/api/ops/workers", get(ops::workers))
-        .route("/api/ops/health", get(health::details))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
+pub(crate) fn router(mut state: AppState, config: &crate::Config) -> Router {
+    let (routes, document) = api(config.metrics.addr.is_none());
+    state.openapi = Arc::from(openapi::finish(document).to_string());
+    let http = &config.http;
+    let api = routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
@@ -86,15 +122,14 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
     // tower-http enforces the body limit; axum's own default limit is turned off so
     // that there is one limit, the configured one.
     api.layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            config.request_timeout(),
+            http.request_timeout(),
         ))
         .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::map_response(
-            error::problem_for_bare_errors,
-        ))
+        .layer(axum::middleware::from_fn(error::problems))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -103,12 +138,20 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!(
+                let route = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(axum::extract::MatchedPath::as_str);
+                let span = tracing::info_span!(
                     "http",
                     method = %request.method(),
                     path = %request.uri().path(),
+                    route,
                     request_id,
-                )
+                    trace_id = tracing::field::Empty,
+                );
+                crate::telemetry::record_trace_id(&span);
+                span
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

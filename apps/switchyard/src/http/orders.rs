@@ -1,32 +1,168 @@
-//! `/api/orders`: place orders (idempotently, with an `Idempotency-Key` header) and
-//! show an order or its placement's status.
+//! `/api/orders`: place orders (idempotently, with an `Idempotency-Key` header), list
+//! them, and show an order or its placement's status.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use inventory::{Quantity, Sku};
 use orchestration::RunState;
-use orders::CustomerId;
-use serde::Deserialize;
-use serde_json::json;
+use orders::{CustomerId, Order, OrderFilter, OrderStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use workflows::{PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, Placement, Refusal};
 
 use super::AppState;
-use super::error::{ApiError, Body, FieldError, check};
+use super::error::{ApiError, Body, FieldError, Params, ProblemType, check};
+use super::page::{self, Page};
 
-/// `POST /api/orders`.
-#[derive(Debug, Deserialize)]
+/// An order to place.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PlaceOrderBody {
+    /// Who is ordering: 1 to 64 bytes, no whitespace or control characters.
+    #[schema(pattern = "^\\S{1,64}$", example = "customer-7")]
     customer_id: String,
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     lines: Vec<LineBody>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One line of an order to place.
+#[derive(Debug, Deserialize, ToSchema)]
 struct LineBody {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "WIDGET-1")]
     sku: String,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
+}
+
+/// A stored order.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderView {
+    id: Uuid,
+    customer_id: String,
+    status: OrderStatusView,
+    /// The ISO 4217 currency of every amount.
+    currency: String,
+    /// The sum of the line totals, in minor units.
+    total_minor: i64,
+    lines: Vec<OrderLineView>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Where an order is in its lifecycle.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum OrderStatusView {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+/// One line of a stored order.
+#[derive(Debug, Serialize, ToSchema)]
+struct OrderLineView {
+    sku: String,
+    quantity: u32,
+    /// The price of one unit when the order was placed, in minor units.
+    unit_price_minor: i64,
+    line_total_minor: i64,
+}
+
+impl From<Order> for OrderView {
+    fn from(order: Order) -> Self {
+        Self {
+            id: order.id,
+            customer_id: order.customer_id,
+            status: match order.status {
+                OrderStatus::Pending => OrderStatusView::Pending,
+                OrderStatus::Confirmed => OrderStatusView::Confirmed,
+                OrderStatus::Cancelled => OrderStatusView::Cancelled,
+            },
+            currency: order.currency,
+            total_minor: order.total_minor,
+            lines: order
+                .lines
+                .into_iter()
+                .map(|line| OrderLineView {
+                    sku: line.sku,
+                    quantity: line.quantity,
+                    unit_price_minor: line.unit_price_minor,
+                    line_total_minor: line.line_total_minor,
+                })
+                .collect(),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
+}
+
+/// A placement that has not ended within the wait: its status URL says how it ends.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlacementAccepted {
+    /// The placement's id, which is the order's id once placed.
+    id: Uuid,
+    #[schema(value_type = String, pattern = "^placing$")]
+    status: &'static str,
+    /// Where to ask: `GET /api/orders/{id}`.
+    status_url: String,
+}
+
+/// A placement that is not (yet) an order.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlacementView {
+    id: Uuid,
+    status: PlacementStatus,
+    /// Why it was refused (for `refused`): `kind` names the reason (`out_of_stock`,
+    /// `unknown_product`, `invalid_order`, `verification_required`,
+    /// `payment_declined`), with its details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    refusal: Option<Value>,
+    /// The saga run's state (for `abandoned`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement_state: Option<String>,
+}
+
+/// How a placement that is not an order stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum PlacementStatus {
+    /// Still running.
+    Placing,
+    /// Refused; nothing was charged and no stock is held.
+    Refused,
+    /// Given up; an operator may be needed.
+    Abandoned,
+}
+
+/// An order, or a placement that is not (yet) one.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum OrderOrPlacement {
+    Order(OrderView),
+    Placement(PlacementView),
+}
+
+/// `GET /api/orders`: taken as text, so that a bad value is reported against its
+/// parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListOrders {
+    /// Only orders in this status.
+    #[param(value_type = Option<OrderStatusView>)]
+    status: Option<String>,
+    /// Only this customer's orders.
+    customer_id: Option<String>,
+    /// Orders per page, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Where the page starts: from the `next` link of the page before.
+    cursor: Option<String>,
 }
 
 const MAX_LINES: usize = 100;
@@ -76,7 +212,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     let invalid = |message: String| {
         ApiError::bad_request(
-            "invalid-idempotency-key",
+            ProblemType::InvalidIdempotencyKey,
             "Invalid idempotency key",
             format!("the Idempotency-Key header {message}"),
         )
@@ -88,6 +224,31 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// Places an order: holds the stock, charges the customer, confirms. Waits up to
+/// `http.placement_wait` for the outcome, then answers `202 Accepted` with the status
+/// URL to ask. With an `Idempotency-Key`, sending the same request again returns the
+/// first placement's outcome and repeats nothing.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    operation_id = "place_order",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes the request idempotent: 1 to 255 bytes, no control characters. The same key with a different body is refused (`idempotency-key-reused`).")),
+    request_body = PlaceOrderBody,
+    responses(
+        (status = 201, description = "Placed and confirmed", body = OrderView,
+            headers(("Location" = String, description = "The order's URL"))),
+        (status = 202, description = "Still placing after the wait: ask the status URL", body = PlacementAccepted,
+            headers(("Location" = String, description = "The placement's status URL"))),
+        (status = 400, description = "`invalid-idempotency-key`"),
+        (status = 402, description = "`payment-declined`: the gateway declined the charge (`placement` names the refused placement)"),
+        (status = 403, description = "`verification-required`: an unverified customer may not pay this much"),
+        (status = 409, description = "`out-of-stock`: less stock than asked for (`sku`, `requested`, `available`)"),
+        (status = 422, description = "`validation`: fields that break a rule; `unknown-product`; `invalid-order`; `idempotency-key-reused`"),
+        (status = 503, description = "`placement-abandoned`: undone, nothing charged; `unavailable`: a database is unavailable (`Retry-After`; with `Location` when the placement started); `timeout`"),
+    ),
+)]
 pub(crate) async fn place(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -112,13 +273,17 @@ fn respond(placement: Placement, body: &PlaceOrderBody) -> Result<Response, ApiE
         PlaceOrderOutcome::Placed(order) => Ok((
             StatusCode::CREATED,
             [(header::LOCATION, status_url(order.id))],
-            Json(order),
+            Json(OrderView::from(order)),
         )
             .into_response()),
         PlaceOrderOutcome::Pending => Ok((
             StatusCode::ACCEPTED,
             [(header::LOCATION, status_url(id))],
-            Json(json!({ "id": id, "status": "placing", "status_url": status_url(id) })),
+            Json(PlacementAccepted {
+                id,
+                status: "placing",
+                status_url: status_url(id),
+            }),
         )
             .into_response()),
         PlaceOrderOutcome::Refused(refusal) => {
@@ -135,7 +300,7 @@ fn refused(refusal: Refusal, body: &PlaceOrderBody) -> ApiError {
             requested,
             available,
         } => ApiError::conflict(
-            "out-of-stock",
+            ProblemType::OutOfStock,
             "Out of stock",
             format!("out of stock: {requested} of {sku} requested, {available} available"),
         )
@@ -151,7 +316,7 @@ fn refused(refusal: Refusal, body: &PlaceOrderBody) -> ApiError {
                 .map(|(i, _)| FieldError::new(format!("lines[{i}].sku"), "no such product"))
                 .collect::<Vec<_>>();
             ApiError::unprocessable(
-                "unknown-product",
+                ProblemType::UnknownProduct,
                 "Unknown product",
                 format!("no product with SKU {sku}"),
             )
@@ -159,13 +324,13 @@ fn refused(refusal: Refusal, body: &PlaceOrderBody) -> ApiError {
             .with("errors", json!(fields))
         }
         Refusal::InvalidOrder { message } => {
-            ApiError::unprocessable("invalid-order", "Invalid order", format!("invalid order: {message}"))
+            ApiError::unprocessable(ProblemType::InvalidOrder, "Invalid order", format!("invalid order: {message}"))
         }
         Refusal::VerificationRequired {
             amount_minor,
             threshold_minor,
         } => ApiError::forbidden(
-            "verification-required",
+            ProblemType::VerificationRequired,
             "Verification required",
             format!(
                 "an unverified customer may pay at most {threshold_minor} (minor units); this order is {amount_minor}"
@@ -174,7 +339,7 @@ fn refused(refusal: Refusal, body: &PlaceOrderBody) -> ApiError {
         .with("amount_minor", json!(amount_minor))
         .with("threshold_minor", json!(threshold_minor)),
         Refusal::PaymentDeclined { reason } => ApiError::payment_required(
-            "payment-declined",
+            ProblemType::PaymentDeclined,
             "Payment declined",
             format!("the payment was declined: {reason}"),
         ),
@@ -187,7 +352,7 @@ fn abandoned(id: Uuid, state: RunState, error: &str) -> ApiError {
         RunState::Compensated | RunState::Cancelled => {
             tracing::warn!(placement = %id, %state, error, "placement abandoned");
             ApiError::unavailable(
-                "placement-abandoned",
+                ProblemType::PlacementAbandoned,
                 "Placement abandoned",
                 format!("the order could not be placed ({state}); nothing was charged, try again"),
             )
@@ -209,14 +374,26 @@ struct PlacementFailed {
     error: String,
 }
 
+/// Shows an order, or how its placement stands while it is not (yet) one.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    operation_id = "show_order",
+    params(("id" = String, Path, description = "The order's (and its placement's) id")),
+    responses(
+        (status = 200, description = "The order, or its placement's status", body = OrderOrPlacement),
+        (status = 404, description = "`not-found`: no order or placement with this id"),
+    ),
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<OrderOrPlacement>, ApiError> {
     let not_found = || ApiError::not_found(format!("no order with id {id}"));
     let parsed = Uuid::parse_str(&id).map_err(|_| not_found())?;
     if let Some(order) = orders::get(state.fabric.connection(orders::SCHEMA)?, parsed).await? {
-        return Ok(Json(order).into_response());
+        return Ok(Json(OrderOrPlacement::Order(order.into())));
     }
     // Not an order (yet): a placement still running, refused or abandoned.
     let placement = state
@@ -224,17 +401,74 @@ pub(crate) async fn show(
         .placement_of(parsed)
         .await?
         .ok_or_else(not_found)?;
-    let view = match placement.outcome {
-        PlaceOrderOutcome::Placed(order) => return Ok(Json(order).into_response()),
-        PlaceOrderOutcome::Pending => json!({ "id": parsed, "status": "placing" }),
+    let view = |status, refusal, placement_state| PlacementView {
+        id: parsed,
+        status,
+        refusal,
+        placement_state,
+    };
+    Ok(Json(OrderOrPlacement::Placement(match placement.outcome {
+        PlaceOrderOutcome::Placed(order) => return Ok(Json(OrderOrPlacement::Order(order.into()))),
+        PlaceOrderOutcome::Pending => view(PlacementStatus::Placing, None, None),
         PlaceOrderOutcome::Refused(refusal) => {
-            json!({ "id": parsed, "status": "refused", "refusal": refusal })
+            view(PlacementStatus::Refused, Some(json!(refusal)), None)
         }
         PlaceOrderOutcome::Abandoned { state, .. } => {
-            json!({ "id": parsed, "status": "abandoned", "placement_state": state })
+            view(PlacementStatus::Abandoned, None, Some(state.to_string()))
         }
+    })))
+}
+
+/// Lists orders, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    tag = "orders",
+    operation_id = "list_orders",
+    params(ListOrders),
+    responses(
+        (status = 200, description = "One page", body = Page<OrderView>),
+        (status = 400, description = "`invalid-query`: a parameter that cannot be used, named in `errors`"),
+    ),
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Params(query): Params<ListOrders>,
+) -> Result<Json<Page<OrderView>>, ApiError> {
+    let mut errors = Vec::new();
+    let limit = page::limit(&mut errors, query.limit.as_deref());
+    let mut filter = OrderFilter::default();
+    if let Some(status) = &query.status {
+        filter.status = check(
+            &mut errors,
+            "status",
+            OrderStatus::parse(status).ok_or("must be pending, confirmed or cancelled"),
+        );
+    }
+    if let Some(customer_id) = &query.customer_id {
+        filter.customer_id = check(&mut errors, "customer_id", CustomerId::parse(customer_id));
+    }
+    if let Some(cursor) = &query.cursor {
+        filter.before = check(
+            &mut errors,
+            "cursor",
+            Uuid::parse_str(cursor).map_err(|_| "is not a cursor of this collection"),
+        );
+    }
+    let Some(limit) = limit.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::invalid_query(errors));
     };
-    Ok(Json(view).into_response())
+    let orders = orders::list(state.fabric.connection(orders::SCHEMA)?, &filter, limit + 1).await?;
+    Ok(Json(Page::new(
+        orders.into_iter().map(OrderView::from).collect(),
+        limit,
+        "/api/orders",
+        &[
+            ("status", query.status.as_deref()),
+            ("customer_id", query.customer_id.as_deref()),
+        ],
+        |order| order.id.to_string(),
+    )))
 }
 
 impl From<orders::Error> for ApiError {
@@ -243,12 +477,12 @@ impl From<orders::Error> for ApiError {
         match err {
             Error::UnknownOrder { .. } => ApiError::not_found(err.to_string()),
             Error::InvalidTransition { .. } => ApiError::conflict(
-                "invalid-transition",
+                ProblemType::InvalidTransition,
                 "Invalid status change",
                 err.to_string(),
             ),
             Error::DuplicateOrder { .. } => {
-                ApiError::conflict("duplicate-order", "Order exists", err.to_string())
+                ApiError::conflict(ProblemType::DuplicateOrder, "Order exists", err.to_string())
             }
             Error::Database(ref cause) => {
                 ApiError::failure(&err, orchestration::is_unavailable(cause))
@@ -273,7 +507,7 @@ impl From<PlaceOrderError> for ApiError {
         }
         match err {
             PlaceOrderError::KeyReused { placement, .. } => ApiError::unprocessable(
-                "idempotency-key-reused",
+                ProblemType::IdempotencyKeyReused,
                 "Idempotency key reused",
                 format!("{err}: send a new key for a different order"),
             )

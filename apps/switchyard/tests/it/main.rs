@@ -24,6 +24,7 @@ fn switchyard(database_url: &str) -> Command {
         .env("SWITCHYARD_HTTP__ADDR", "127.0.0.1:0")
         .env("SWITCHYARD_DATABASE__URL", database_url)
         .env("SWITCHYARD_LOG__FILTER", "info,sqlx=warn,sea_orm=warn")
+        .env("SWITCHYARD_LOG__FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -99,13 +100,12 @@ async fn exit_drained(
     (status, seen)
 }
 
-/// The address in the `serving addr=…` line.
+/// The address in the `serving` line (the log is JSON lines: `switchyard()` says so).
 fn served_at(seen: &[String]) -> std::net::SocketAddr {
     seen.iter()
-        .find(|line| line.contains("serving"))
-        .and_then(|line| line.split("addr=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "serving")
+        .and_then(|line| line["fields"]["addr"].as_str()?.parse().ok())
         .unwrap_or_else(|| panic!("no serving address in:\n{}", seen.join("\n")))
 }
 

@@ -68,7 +68,7 @@ async fn entries_are_listed_by_subject_oldest_first(db: TestDatabase) {
         "ids grow: {recorded:?}"
     );
 
-    let listed = audit::entries_for(conn, &subject("order:1"), 100)
+    let listed = audit::entries_for(conn, &subject("order:1"), None, 100)
         .await
         .unwrap();
     let expected: Vec<&Entry> = recorded
@@ -79,22 +79,26 @@ async fn entries_are_listed_by_subject_oldest_first(db: TestDatabase) {
     let actions: Vec<&str> = listed.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["step.0", "step.2", "step.4"]);
 
-    let first_two = audit::entries_for(conn, &subject("order:1"), 2)
+    let first_two = audit::entries_for(conn, &subject("order:1"), None, 2)
         .await
         .unwrap();
     assert_eq!(first_two, listed[..2]);
+    let after_first = audit::entries_for(conn, &subject("order:1"), Some(listed[0].id), 100)
+        .await
+        .unwrap();
+    assert_eq!(after_first, listed[1..], "the cursor is exclusive");
     assert!(
-        audit::entries_for(conn, &subject("order:1"), 0)
+        audit::entries_for(conn, &subject("order:1"), None, 0)
             .await
             .unwrap()
             .is_empty()
     );
-    let unbounded = audit::entries_for(conn, &subject("order:1"), u64::MAX)
+    let unbounded = audit::entries_for(conn, &subject("order:1"), None, u64::MAX)
         .await
         .unwrap();
     assert_eq!(unbounded, listed);
     assert!(
-        audit::entries_for(conn, &subject("order:404"), 100)
+        audit::entries_for(conn, &subject("order:404"), None, 100)
             .await
             .unwrap()
             .is_empty()
@@ -111,12 +115,14 @@ async fn subjects_match_exactly(db: TestDatabase) {
             .unwrap();
     }
     for about in ["order:1", "Order:1", "ordér:1", "order:10"] {
-        let listed = audit::entries_for(conn, &subject(about), 10).await.unwrap();
+        let listed = audit::entries_for(conn, &subject(about), None, 10)
+            .await
+            .unwrap();
         let subjects: Vec<&str> = listed.iter().map(|e| e.subject.as_str()).collect();
         assert_eq!(subjects, [about], "{about}");
     }
     // Parsing trims, so a padded lookup finds the same entries.
-    let padded = audit::entries_for(conn, &subject("  order:1 "), 10)
+    let padded = audit::entries_for(conn, &subject("  order:1 "), None, 10)
         .await
         .unwrap();
     assert_eq!(padded.len(), 1);
@@ -158,7 +164,7 @@ async fn data_and_time_round_trip(db: TestDatabase) {
         .await
         .unwrap();
 
-    let listed = audit::entries_for(conn, &subject("order:rt"), 10)
+    let listed = audit::entries_for(conn, &subject("order:rt"), None, 10)
         .await
         .unwrap();
     assert_eq!(listed, [stored, truncated, largest]);
@@ -185,7 +191,7 @@ async fn invalid_entries_are_refused_and_nothing_is_stored(db: TestDatabase) {
         );
     }
     assert!(
-        audit::entries_for(conn, &subject("order:bad"), 10)
+        audit::entries_for(conn, &subject("order:bad"), None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -224,9 +230,14 @@ async fn an_entry_commits_with_its_unit_of_work(db: TestDatabase) {
             .await;
         assert_eq!(outcome.is_err(), fails, "{action}: {outcome:?}");
     }
-    let listed = audit::entries_for(db.connection(audit::SCHEMA), &subject("order:uow"), 10)
-        .await
-        .unwrap();
+    let listed = audit::entries_for(
+        db.connection(audit::SCHEMA),
+        &subject("order:uow"),
+        None,
+        10,
+    )
+    .await
+    .unwrap();
     let actions: Vec<&str> = listed.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["committed"]);
 }

@@ -5,7 +5,7 @@ use inventory::{
     Currency, Error, Money, NewProduct, ProductName, Quantity, Reservation, ReservationStatus, Sku,
 };
 use orchestration::UnitOfWorkError;
-use orchestration::testing::TestDatabase;
+use orchestration::testing::{Engine, TestDatabase};
 use uuid::Uuid;
 
 orchestration::engine_tests! {
@@ -16,6 +16,7 @@ orchestration::engine_tests! {
     reservations_after_a_read_report_current_stock,
     committed_holds_keep_their_stock_and_cannot_be_released,
     expired_holds_are_listed_earliest_expiry_first,
+    products_are_listed_by_prefix_a_page_at_a_time,
 }
 
 fn sku(s: &str) -> Sku {
@@ -381,4 +382,58 @@ async fn expired_holds_are_listed_earliest_expiry_first(db: TestDatabase) {
         ids(&expired),
         [b.id, just_now.id, barely_future.id, future.id]
     );
+}
+
+async fn products_are_listed_by_prefix_a_page_at_a_time(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    let now = Utc::now();
+    // `_` is a LIKE wildcard and SQLite's LIKE ignores case: neither may leak in.
+    for code in ["AB-2", "AB-1", "ab-3", "AXB-1", "A_B", "B-1", "AB_9"] {
+        inventory::add_product(conn, &widget(code, 1), now)
+            .await
+            .unwrap();
+    }
+    let skus = |products: Vec<inventory::Product>| -> Vec<String> {
+        products.iter().map(|p| p.sku.to_string()).collect()
+    };
+    let page = |prefix: Option<&'static str>, after: Option<Sku>, limit| {
+        let after = after.clone();
+        async move {
+            skus(
+                inventory::list_products(conn, prefix, after.as_ref(), limit)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let all = page(None, None, 100).await;
+    assert_eq!(all.len(), 7, "{all:?}");
+    let mut sorted = all.clone();
+    sorted.sort();
+    if db.engine() == Engine::Sqlite {
+        // The servers order text by their collations.
+        assert_eq!(all, sorted);
+    }
+    let mut prefixed = page(Some("AB"), None, 100).await;
+    prefixed.sort();
+    if db.engine() == Engine::MariaDb {
+        // Its default collation ignores case, for uniqueness as for prefixes.
+        assert_eq!(prefixed, ["AB-1", "AB-2", "AB_9", "ab-3"]);
+    } else {
+        assert_eq!(prefixed, ["AB-1", "AB-2", "AB_9"]);
+    }
+    assert_eq!(page(Some("A_"), None, 100).await, ["A_B"]);
+
+    // Page by page, every product once, in the same order as one page.
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let got = page(None, after.clone(), 3).await;
+        assert!(got.len() <= 3);
+        let Some(last) = got.last() else { break };
+        after = Some(sku(last));
+        walked.extend(got);
+    }
+    assert_eq!(walked, all);
+    assert!(page(None, None, 0).await.is_empty());
 }

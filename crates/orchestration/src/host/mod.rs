@@ -554,6 +554,8 @@ async fn supervise(
                 }
                 recent_restarts.push_back(Instant::now());
                 health.restarted();
+                metrics::counter!("switchyard_worker_restarts_total", "worker" => name.clone())
+                    .increment(1);
             }
         }
     }

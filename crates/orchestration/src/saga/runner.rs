@@ -315,8 +315,14 @@ where
         metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
         // Driven on its own task: the run goes on if the caller stops waiting.
         let (driver_fabric, saga, fresh) = (fabric.clone(), Arc::clone(saga), new.row());
+        // Within the caller's span (an HTTP request's, say), so that the run's spans
+        // belong to the caller's trace.
+        let caller = tracing::Span::current();
         let driving = fabric.saga_drivers().spawn(move |stop| {
-            Box::pin(async move { drive(&driver_fabric, &saga, id, stop, Some(fresh)).await })
+            Box::pin(
+                async move { drive(&driver_fabric, &saga, id, stop, Some(fresh)).await }
+                    .instrument(caller),
+            )
         });
         // Dropping the handle on timeout detaches the task; it is not cancelled.
         let _ = tokio::time::timeout(wait, driving).await;

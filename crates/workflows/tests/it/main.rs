@@ -495,13 +495,15 @@ async fn a_placed_order_is_audited_once_its_event_is_delivered(db: TestDatabase)
     let subject = audit::Subject::parse(&format!("order:{}", order.id)).unwrap();
     let audit_db = db.connection(audit::SCHEMA);
     eventually("the order is audited", async || {
-        !audit::entries_for(audit_db, &subject, 10)
+        !audit::entries_for(audit_db, &subject, None, 10)
             .await
             .unwrap()
             .is_empty()
     })
     .await;
-    let entries = audit::entries_for(audit_db, &subject, 10).await.unwrap();
+    let entries = audit::entries_for(audit_db, &subject, None, 10)
+        .await
+        .unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].action.as_str(), "order.placed");
     assert_eq!(entries[0].actor.as_str(), "customer:c-1");
