@@ -15,6 +15,14 @@ test:
 test-module module:
     cargo test -p {{module}}
 
+# Fuzz the HTTP API against its OpenAPI document (schemathesis, on SQLite and PostgreSQL).
+fuzz-api *engines:
+    bash tests/contract/run.sh {{engines}}
+
+# Print the OpenAPI document.
+openapi:
+    cargo run --release --quiet -- openapi
+
 # Formatting and lints as CI runs them.
 lint:
     cargo fmt --all --check

@@ -17,13 +17,16 @@ use super::page::{self, Page};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
-    /// What the entries are about, e.g. `order:<id>`: 1 to 255 characters.
-    #[param(required = true, min_length = 1, max_length = 255, value_type = String)]
+    /// What the entries are about, e.g. `order:<id>`: 1 to 255 characters without
+    /// control characters, surrounding whitespace ignored.
+    #[param(required = true, max_length = 255, value_type = String,
+        pattern = "^\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f](?:[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f])?\\s*$")]
     subject: Option<String>,
     /// Entries per page, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where the page starts: from the `next` link of the page before.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
@@ -60,6 +63,11 @@ impl From<Entry> for EntryView {
 fn parse_query(query: &AuditQuery) -> Result<(Subject, Option<i64>, u64), ApiError> {
     let mut errors = Vec::new();
     let subject = match &query.subject {
+        // The document bounds the parameter as sent, padding and all.
+        Some(subject) if subject.chars().count() > Subject::MAX_CHARS => {
+            errors.push(FieldError::new("subject", "must be 1 to 255 characters"));
+            None
+        }
         Some(subject) => check(&mut errors, "subject", Subject::parse(subject)),
         None => {
             errors.push(FieldError::new("subject", "is required"));
@@ -73,7 +81,9 @@ fn parse_query(query: &AuditQuery) -> Result<(Subject, Option<i64>, u64), ApiErr
             "cursor",
             cursor
                 .parse::<i64>()
-                .map_err(|_| "is not a cursor of this collection"),
+                .ok()
+                .filter(|_| cursor.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or("is not a cursor of this collection"),
         )
     });
     match (subject, limit) {

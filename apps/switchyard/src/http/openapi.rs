@@ -67,18 +67,29 @@ pub(crate) fn finish(generated: utoipa::openapi::OpenApi) -> Value {
             complete(operation);
         }
     }
+    let by_sku = json!({ "sku": "$response.body#/sku" });
+    let by_id = json!({ "id": "$response.body#/id" });
     link(
         &mut document,
         ("/api/products", "post", "201"),
-        &[("show_product", "sku"), ("restock_product", "sku")],
-        "$response.body#/sku",
+        &[
+            ("show_product", json!({ "parameters": by_sku })),
+            ("restock_product", json!({ "parameters": by_sku })),
+            // An order of the new product, so that placements get past the catalog.
+            (
+                "place_order",
+                json!({ "requestBody": {
+                    "customer_id": "linked",
+                    "lines": [{ "sku": "$response.body#/sku", "quantity": 1 }]
+                } }),
+            ),
+        ],
     );
     for status in ["201", "202"] {
         link(
             &mut document,
             ("/api/orders", "post", status),
-            &[("show_order", "id")],
-            "$response.body#/id",
+            &[("show_order", json!({ "parameters": by_id }))],
         );
     }
     document
@@ -141,24 +152,21 @@ fn complete(operation: &mut Value) {
     }
 }
 
-/// Links the response `from` (path, method, status) to the operations `to` (their
-/// operation ids and parameter names), whose parameter is the value at `expression`.
-fn link(
-    document: &mut Value,
-    (path, method, status): (&str, &str, &str),
-    to: &[(&str, &str)],
-    expression: &str,
-) {
+/// Links the response `from` (path, method, status) to the operations `to`: each an
+/// operation id and the link's `parameters` or `requestBody`, made of runtime
+/// expressions.
+fn link(document: &mut Value, (path, method, status): (&str, &str, &str), to: &[(&str, Value)]) {
     let response = &mut document["paths"][path][method]["responses"][status];
     if response.is_null() {
         return;
     }
     let mut links = Map::new();
-    for (operation_id, parameter) in to {
-        links.insert(
-            (*operation_id).to_owned(),
-            json!({ "operationId": operation_id, "parameters": { *parameter: expression } }),
-        );
+    for (operation_id, fields) in to {
+        let mut link = json!({ "operationId": operation_id });
+        if let (Some(link), Some(fields)) = (link.as_object_mut(), fields.as_object()) {
+            link.extend(fields.clone());
+        }
+        links.insert((*operation_id).to_owned(), link);
     }
     response["links"] = Value::Object(links);
 }

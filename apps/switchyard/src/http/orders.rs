@@ -22,8 +22,8 @@ use super::page::{self, Page};
 /// An order to place.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PlaceOrderBody {
-    /// Who is ordering: 1 to 64 bytes, no whitespace or control characters.
-    #[schema(pattern = "^\\S{1,64}$", example = "customer-7")]
+    /// Who is ordering: 1 to 64 visible ASCII characters.
+    #[schema(pattern = "^[!-~]{1,64}$", example = "customer-7")]
     customer_id: String,
     /// 1 to 100 lines.
     #[schema(min_items = 1, max_items = 100)]
@@ -157,11 +157,13 @@ pub(crate) struct ListOrders {
     #[param(value_type = Option<OrderStatusView>)]
     status: Option<String>,
     /// Only this customer's orders.
+    #[param(pattern = "^[!-~]{1,64}$")]
     customer_id: Option<String>,
     /// Orders per page, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where the page starts: from the `next` link of the page before.
+    #[param(value_type = Option<uuid::Uuid>)]
     cursor: Option<String>,
 }
 
@@ -233,8 +235,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     path = "/api/orders",
     tag = "orders",
     operation_id = "place_order",
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Makes the request idempotent: 1 to 255 bytes, no control characters. The same key with a different body is refused (`idempotency-key-reused`).")),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[ -~]*[!-~][ -~]*$",
+        description = "Makes the request idempotent: 1 to 255 visible ASCII characters (inner spaces allowed). The same key with a different body is refused (`idempotency-key-reused`).")),
     request_body = PlaceOrderBody,
     responses(
         (status = 201, description = "Placed and confirmed", body = OrderView,
@@ -452,7 +454,11 @@ pub(crate) async fn list(
         filter.before = check(
             &mut errors,
             "cursor",
-            Uuid::parse_str(cursor).map_err(|_| "is not a cursor of this collection"),
+            // The hyphenated form only, as the document's `format: uuid` says.
+            Uuid::try_parse(cursor)
+                .ok()
+                .filter(|_| cursor.len() == 36)
+                .ok_or("is not a cursor of this collection"),
         );
     }
     let Some(limit) = limit.filter(|_| errors.is_empty()) else {

@@ -68,6 +68,7 @@ pub(crate) struct ListProducts {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where the page starts: from the `next` link of the page before.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     cursor: Option<String>,
 }
 
