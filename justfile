@@ -19,9 +19,9 @@ test-module module:
 fuzz-api *engines:
     bash tests/contract/run.sh {{engines}}
 
-# Print the OpenAPI document.
+# Write the OpenAPI document to apps/switchyard/openapi.json (a test checks it is current).
 openapi:
-    cargo run --release --quiet -- openapi
+    cargo run --release --quiet -- openapi > apps/switchyard/openapi.json
 
 # Formatting and lints as CI runs them.
 lint:

@@ -334,6 +334,19 @@ mod tests {
         }
     }
 
+    /// The committed `openapi.json` is the document the code makes, so that a change
+    /// of the contract shows in review.
+    #[test]
+    fn the_committed_document_is_current() {
+        let generated = serde_json::to_string_pretty(&crate::http::document(&Config::default()))
+            .unwrap();
+        let committed = include_str!("../../openapi.json");
+        assert!(
+            committed.trim_end() == generated,
+            "apps/switchyard/openapi.json is out of date: run `just openapi` and commit it"
+        );
+    }
+
     #[test]
     fn every_error_response_is_a_problem_and_every_problem_type_is_listed() {
         let document = crate::http::document(&Config::default());
