@@ -35,7 +35,7 @@ pub(crate) struct PlaceOrderBody {
 struct LineBody {
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "WIDGET-1")]
     sku: String,
-    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
     quantity: i64,
 }
 
