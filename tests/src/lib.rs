@@ -55,6 +55,8 @@ pub mod order_loop {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (`addr` unless `metrics.addr` is set).
+    pub metrics: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
 }
@@ -80,6 +82,7 @@ impl TestApp {
             .await
             .expect("start the app");
         let addr = app.local_addr();
+        let metrics = app.metrics_addr();
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(async move {
             app.run_until(async {
@@ -88,7 +91,12 @@ impl TestApp {
             .await
             .expect("serve");
         });
-        Self { addr, stop, server }
+        Self {
+            addr,
+            metrics,
+            stop,
+            server,
+        }
     }
 
     /// `http://ADDR{path}`.

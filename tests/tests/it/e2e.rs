@@ -513,6 +513,46 @@ async fn orders_place_with_inventory_on_its_own_postgres_database() {
     app.stop().await;
 }
 
+/// With `metrics.addr`, `/metrics` is served there alone, and the API's listener does
+/// not serve it (nor describe it).
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let db = TestDatabase::create(Engine::Sqlite, migrations::all())
+        .await
+        .expect("SQLite is embedded");
+    let mut config = switchyard::Config::default();
+    config.database.url = db.topology().default_url().connection_string();
+    config.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let app = TestApp::spawn_with(config).await;
+    assert_ne!(app.metrics, app.addr);
+    let _ = app.get("/health/live").await;
+    let scraped = reqwest::get(format!("http://{}/metrics", app.metrics))
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("route=\"/health/live\""),
+        "the API's requests are counted: {text}"
+    );
+    let on_api = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert_eq!(on_api.status(), StatusCode::NOT_FOUND);
+    let document = app.get("/openapi.json").await;
+    assert!(
+        document["paths"]["/metrics"].is_null(),
+        "not described where not served"
+    );
+    let elsewhere = reqwest::get(format!("http://{}/api/products", app.metrics))
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        StatusCode::NOT_FOUND,
+        "only /metrics there"
+    );
+    app.stop().await;
+}
+
 /// A topology under which order placement could never commit (inventory on PostgreSQL,
 /// orders on SQLite) stops the app at start with the typed error.
 #[tokio::test]

@@ -338,8 +338,8 @@ mod tests {
     /// of the contract shows in review.
     #[test]
     fn the_committed_document_is_current() {
-        let generated = serde_json::to_string_pretty(&crate::http::document(&Config::default()))
-            .unwrap();
+        let generated =
+            serde_json::to_string_pretty(&crate::http::document(&Config::default())).unwrap();
         let committed = include_str!("../../openapi.json");
         assert!(
             committed.trim_end() == generated,
