@@ -818,7 +818,7 @@ mod run_metrics {
     }
 
     #[tokio::test]
-    async fn runs_are_counted_by_outcome_with_duration_and_rows() {
+    async fn runs_are_counted_by_outcome_with_duration_rows_and_steps() {
         let lines = captured();
         let dir = tempfile::tempdir().unwrap();
         let fabric = Fabric::connect(
@@ -857,9 +857,14 @@ mod run_metrics {
             [
                 "switchyard_unit_of_work_runs_total{outcome=committed,pipeline=metrics_probe} +1",
                 "switchyard_unit_of_work_duration_seconds{pipeline=metrics_probe} observed",
+                "switchyard_unit_of_work_steps_total{boundary=alpha,outcome=ok,pipeline=metrics_probe,step=insert} +1",
+                "switchyard_unit_of_work_step_duration_seconds{pipeline=metrics_probe,step=insert} observed",
                 "switchyard_unit_of_work_rows_total{pipeline=metrics_probe} +1",
                 "switchyard_unit_of_work_runs_total{outcome=rolled_back,pipeline=metrics_probe} +1",
                 "switchyard_unit_of_work_duration_seconds{pipeline=metrics_probe} observed",
+                // The step itself succeeded; the work after it failed.
+                "switchyard_unit_of_work_steps_total{boundary=alpha,outcome=ok,pipeline=metrics_probe,step=insert} +1",
+                "switchyard_unit_of_work_step_duration_seconds{pipeline=metrics_probe,step=insert} observed",
             ]
         );
     }
