@@ -240,7 +240,9 @@ impl Application {
         let began =
             http::server::serve(self.listener, self.router, self.limits, stop, timeout).await;
         stopped.cancel();
-        background.join_all().await;
+        // Their ends are not errors of the app: the upkeep has nothing to report, and
+        // a metrics server that failed has logged why.
+        while background.join_next().await.is_some() {}
         tracing::info!("stopped accepting requests; stopping workers");
         // What is left of the timeout, but never less than a moment for the workers
         // to see the cancellation.

@@ -41,7 +41,7 @@ async fn an_event_committed_before_a_kill_is_delivered_after_restart() {
         let path = format!("/api/audit?subject=order:{id}");
         loop {
             let body = app.get(&path).await;
-            let entries = body["entries"].as_array().expect("entries").clone();
+            let entries = body["items"].as_array().expect("items").clone();
             if !entries.is_empty() {
                 assert_eq!(entries.len(), 1, "{body}");
                 assert_eq!(entries[0]["action"], "order.placed");
