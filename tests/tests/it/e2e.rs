@@ -43,6 +43,7 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
         .map(|client| {
             let http = http.clone();
             let url = app.url("/api/orders");
+            let base = app.url("");
             tokio::spawn(async move {
                 let mut placed: Vec<Value> = Vec::new();
                 let mut refused = 0;
@@ -74,6 +75,31 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
                                 "{body}"
                             );
                             refused += 1;
+                        }
+                        // Still placing after the placement wait (SQLite under load):
+                        // the status URL says how it ends.
+                        StatusCode::ACCEPTED => {
+                            let url = format!("{base}{}", body["status_url"].as_str().unwrap());
+                            loop {
+                                let now: Value =
+                                    http.get(&url).send().await.unwrap().json().await.unwrap();
+                                match now["status"].as_str() {
+                                    Some("placing") => {
+                                        tokio::time::sleep(std::time::Duration::from_millis(50))
+                                            .await;
+                                    }
+                                    Some("refused") => {
+                                        assert_eq!(now["refusal"]["kind"], "out_of_stock", "{now}");
+                                        refused += 1;
+                                        break;
+                                    }
+                                    Some("confirmed") => {
+                                        placed.push(now);
+                                        break;
+                                    }
+                                    _ => panic!("unexpected outcome: {now}"),
+                                }
+                            }
                         }
                         other => panic!("unexpected {other}: {body}"),
                     }
