@@ -238,9 +238,7 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use opentelemetry_sdk::error::OTelSdkResult;
     use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-    use orchestration::testing::{Engine, TestDatabase};
     use serde_json::{Value, json};
-    use tower::ServiceExt;
     use tracing_subscriber::layer::SubscriberExt;
 
     use crate::Config;
@@ -257,21 +255,11 @@ mod tests {
     }
 
     async fn post(router: &axum::Router, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = router
-            .clone()
-            .oneshot(
-                Request::post(path)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
             .unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
+        crate::http::testing::call(router, request).await
     }
 
     /// One placement is one trace: the HTTP request's span, the saga under it, its
@@ -288,19 +276,11 @@ mod tests {
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other test of this binary installs a subscriber");
 
-        let db = TestDatabase::create(Engine::Sqlite, crate::boundaries())
-            .await
-            .expect("SQLite is embedded");
-        let config = Config::default();
-        let fabric = db.fabric().clone();
-        let state = crate::http::AppState::new(
-            fabric.clone(),
-            crate::application::place_order(&config, &fabric).unwrap(),
+        let (router, _db) = crate::http::testing::sqlite_router(
+            &Config::default(),
             std::time::Duration::from_secs(10),
-            orchestration::Host::new(fabric.clone()).health(),
-            true,
-        );
-        let router = crate::http::router(state, &config);
+        )
+        .await;
         let product =
             json!({"sku": "T-1", "name": "T", "price_minor": 100, "currency": "EUR", "stock": 5});
         assert_eq!(

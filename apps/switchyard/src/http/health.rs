@@ -186,7 +186,6 @@ mod tests {
     use axum::http::Request;
     use orchestration::testing::{Engine, TestDatabase};
     use orchestration::{Host, Policy, Worker, WorkerContext, WorkerError};
-    use tower::ServiceExt;
 
     use serde_json::{Value, json};
 
@@ -205,16 +204,7 @@ mod tests {
     }
 
     async fn get(router: &axum::Router, path: &str) -> (StatusCode, Value) {
-        let response = router
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
+        crate::http::testing::call(router, Request::get(path).body(Body::empty()).unwrap()).await
     }
 
     #[tokio::test]

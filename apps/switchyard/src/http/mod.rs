@@ -156,3 +156,48 @@ pub(crate) fn router(mut state: AppState, config: &crate::Config) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
+
+/// What the router's tests share: an app on a fresh SQLite database, and a call.
+#[cfg(test)]
+pub(crate) mod testing {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use orchestration::testing::{Engine, TestDatabase};
+    use tower::ServiceExt;
+
+    use super::AppState;
+    use crate::Config;
+
+    /// The router on a fresh SQLite database (kept alive by the returned handle), with
+    /// no workers running and `placement_wait` for placements.
+    pub(crate) async fn sqlite_router(
+        config: &Config,
+        placement_wait: std::time::Duration,
+    ) -> (axum::Router, TestDatabase) {
+        let db = TestDatabase::create(Engine::Sqlite, crate::boundaries())
+            .await
+            .expect("SQLite is embedded");
+        let fabric = db.fabric().clone();
+        let state = AppState::new(
+            fabric.clone(),
+            crate::application::place_order(config, &fabric).unwrap(),
+            placement_wait,
+            orchestration::Host::new(fabric.clone()).health(),
+            true,
+        );
+        (super::router(state, config), db)
+    }
+
+    /// Sends `request`; the status and the body as JSON.
+    pub(crate) async fn call(
+        router: &axum::Router,
+        request: Request<Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+}

@@ -226,7 +226,6 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
-    use orchestration::testing::{Engine, TestDatabase};
     use tower::ServiceExt;
 
     use super::*;
@@ -262,21 +261,6 @@ mod tests {
             .unwrap_or_default()
     }
 
-    async fn router(config: &Config) -> (axum::Router, TestDatabase) {
-        let db = TestDatabase::create(Engine::Sqlite, crate::boundaries())
-            .await
-            .expect("SQLite is embedded");
-        let fabric = db.fabric().clone();
-        let state = AppState::new(
-            fabric.clone(),
-            crate::application::place_order(config, &fabric).unwrap(),
-            std::time::Duration::from_secs(1),
-            orchestration::Host::new(fabric.clone()).health(),
-            true,
-        );
-        (crate::http::router(state, config), db)
-    }
-
     #[tokio::test]
     async fn every_route_and_method_the_router_serves_is_in_the_document() {
         for metrics_apart in [false, true] {
@@ -284,7 +268,9 @@ mod tests {
             if metrics_apart {
                 config.metrics.addr = Some(([127, 0, 0, 1], 0).into());
             }
-            let (router, _db) = router(&config).await;
+            let (router, _db) =
+                crate::http::testing::sqlite_router(&config, std::time::Duration::from_secs(1))
+                    .await;
             let document = crate::http::document(&config);
             let documented: BTreeSet<String> = document["paths"]
                 .as_object()
