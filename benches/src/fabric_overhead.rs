@@ -241,7 +241,7 @@ async fn main() {
     let (Some(one), Some(two)) = (
         TestDatabase::create(
             Engine::Postgres,
-            [orchestration::boundary(), migrations::orders()],
+            [orchestration::schema::boundary(), migrations::orders()],
         )
         .await,
         TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await,

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
-    Dispatcher, DispatcherOptions, Envelope, EventType, Fabric, Handler, HandlerError, Host,
-    Policy, UnitOfWork, UnitOfWorkError,
+    Fabric, UnitOfWork, UnitOfWorkError,
+    dispatch::{Dispatcher, DispatcherOptions, Handler, HandlerError},
+    host::{Host, Policy},
+    outbox::{Envelope, EventType},
 };
 use orders::{OrderPlaced, PlacedLine};
 use sea_orm::{
@@ -91,13 +93,13 @@ async fn switchyard(engine: Engine, concurrency: usize, events: usize) -> Option
     let fabric = db.fabric();
     workflows::subscribe(fabric).expect("subscribe");
     emit_backlog(fabric, events).await;
-    let mut host = Host::new(fabric.clone());
+    let mut host = Host::new(fabric.databases());
     let options = DispatcherOptions {
         concurrency,
         handler_timeout: Duration::from_secs(2),
         ..DispatcherOptions::default()
     };
-    host.add(Dispatcher::new(options), Policy::StopHost)
+    host.add(Dispatcher::new(fabric.events(), options), Policy::StopHost)
         .expect("add");
     let started = Instant::now();
     let running = host.start();
@@ -226,6 +228,7 @@ async fn latencies(engine: Engine, wake: Wake, samples: usize) -> Option<Vec<Dur
     let dispatching = db.fabric().clone();
     let (sender, mut handled) = mpsc::unbounded_channel();
     dispatching
+        .events()
         .subscribe(PROBE, "probe", Probe(sender))
         .expect("subscribe");
     let emitting = match wake {
@@ -236,18 +239,22 @@ async fn latencies(engine: Engine, wake: Wake, samples: usize) -> Option<Vec<Dur
                 .expect("a second instance");
             let (unused, _) = mpsc::unbounded_channel();
             other
+                .events()
                 .subscribe(PROBE, "probe", Probe(unused))
                 .expect("subscribe");
             other
         }
     };
-    let mut host = Host::new(dispatching.clone());
+    let mut host = Host::new(dispatching.databases());
     let options = DispatcherOptions {
         listen: matches!(wake, Wake::Notify),
         ..DispatcherOptions::default()
     };
-    host.add(Dispatcher::new(options), Policy::StopHost)
-        .expect("add");
+    host.add(
+        Dispatcher::new(dispatching.events(), options),
+        Policy::StopHost,
+    )
+    .expect("add");
     let running = host.start();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut measured = Vec::with_capacity(samples);

@@ -19,7 +19,8 @@ use audit::{Action, Actor, NewEntry, Subject};
 use chrono::Utc;
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
-    Fabric, LocalStep, RunState, Saga, SagaContext, SagaHandle, StepError, UnitOfWork,
+    Fabric, UnitOfWork,
+    saga::{LocalStep, RunState, Saga, SagaContext, SagaHandle, StepError},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -163,7 +164,7 @@ async fn main() {
             .local(STEPS[0], Record(STEPS[0]))
             .local(STEPS[1], Record(STEPS[1]))
             .local(STEPS[2], Record(STEPS[2]));
-        let saga = db.fabric().register_saga(saga).expect("register");
+        let saga = db.fabric().sagas().register(saga).expect("register");
         for clients in [1, 8] {
             let (mut plain, mut durable) = (0.0, 0.0);
             for round in 0..ROUNDS {

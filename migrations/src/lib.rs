@@ -42,7 +42,7 @@ pub fn payments() -> Boundary {
 #[must_use]
 pub fn all() -> Vec<Boundary> {
     vec![
-        orchestration::boundary(),
+        orchestration::schema::boundary(),
         inventory(),
         orders(),
         audit(),

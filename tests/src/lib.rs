@@ -36,7 +36,7 @@ pub mod order_loop {
             policy: payments::PaymentPolicy {
                 verification_threshold_minor: i64::MAX,
             },
-            charge_retry: orchestration::RetryPolicy::default(),
+            charge_retry: orchestration::saga::RetryPolicy::default(),
         };
         workflows::PlaceOrder::register(fabric, settings)
     }
@@ -150,7 +150,7 @@ impl TestApp {
 pub async fn split_postgres() -> Option<(TestDatabase, TestDatabase)> {
     let orders = TestDatabase::create(
         orchestration::testing::Engine::Postgres,
-        [orchestration::boundary(), migrations::orders()],
+        [orchestration::schema::boundary(), migrations::orders()],
     )
     .await?;
     let inventory = TestDatabase::create(
@@ -192,7 +192,10 @@ pub async fn prepared_transactions(fabric: &Fabric) -> i64 {
 /// # Panics
 /// If a run is still unfinished after a minute, or a query fails.
 pub async fn finish_runs(fabric: &Fabric) {
-    use orchestration::{Host, Policy, RunFilter, RunState, SagaRecovery, SagaRecoveryOptions};
+    use orchestration::{
+        host::{Host, Policy},
+        saga::{RunFilter, RunState, SagaRecovery, SagaRecoveryOptions},
+    };
 
     let db = fabric
         .connection(orchestration::COORDINATOR_BOUNDARY)
@@ -204,12 +207,12 @@ pub async fn finish_runs(fabric: &Fabric) {
     db.execute_unprepared(&sql)
         .await
         .expect("expire the leases");
-    let mut host = Host::new(fabric.clone());
+    let mut host = Host::new(fabric.databases());
     let options = SagaRecoveryOptions {
         poll_interval: std::time::Duration::from_millis(20),
         concurrency: 8,
     };
-    host.add(SagaRecovery::new(options), Policy::StopHost)
+    host.add(SagaRecovery::new(fabric.sagas(), options), Policy::StopHost)
         .expect("add recovery");
     let host = host.start();
     let active = RunFilter {
@@ -218,7 +221,7 @@ pub async fn finish_runs(fabric: &Fabric) {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let runs = fabric.saga_runs(&active).await.expect("list runs");
+        let runs = fabric.sagas().runs(&active).await.expect("list runs");
         if runs.is_empty() {
             break;
         }

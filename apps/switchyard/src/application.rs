@@ -7,8 +7,11 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use orchestration::{
-    Boundary, Dispatcher, Fabric, FabricError, Host, HostError, HostFailure, InDoubtRecovery,
-    Policy, RecoveryError, SagaRecovery, SagaRecoveryOptions, Schedule,
+    Boundary, Fabric, FabricError,
+    dispatch::Dispatcher,
+    host::{Host, HostError, HostFailure, Policy, Schedule},
+    saga::{SagaRecovery, SagaRecoveryOptions},
+    two_phase::{InDoubtRecovery, RecoveryError},
 };
 use payments::SimulatedGateway;
 use tokio::net::TcpListener;
@@ -42,7 +45,7 @@ pub enum StartError {
     Fabric(#[from] FabricError),
     /// A saga run could not be found or changed (the `runs` commands).
     #[error(transparent)]
-    Saga(#[from] orchestration::SagaError),
+    Saga(#[from] orchestration::saga::SagaError),
     /// In-doubt transactions could not be recovered at start-up.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
@@ -91,7 +94,7 @@ impl Application {
         config.validate()?;
         let fabric = connect(config, true).await?;
         if options.migrate {
-            for state in fabric.migrate().await? {
+            for state in fabric.databases().migrate().await? {
                 tracing::info!(
                     boundary = state.boundary,
                     database = %state.database,
@@ -104,9 +107,11 @@ impl Application {
         // checkpoint on this topology: a configuration error, refused now rather
         // than on every request.
         let place_order = place_order(config, &fabric)?;
-        let report = fabric
-            .recover_in_doubt(config.database.in_doubt_timeout())
-            .await?;
+        let report = orchestration::two_phase::recover_in_doubt(
+            fabric.databases(),
+            config.database.in_doubt_timeout(),
+        )
+        .await?;
         if report.resolved_any() {
             tracing::warn!(%report, "resolved in-doubt two-phase commits left by an earlier crash");
         }
@@ -303,12 +308,13 @@ pub(crate) fn place_order(config: &Config, fabric: &Fabric) -> Result<PlaceOrder
 /// The app's background workers, each supervised by its default policy unless
 /// `workers.<name>` in the configuration says otherwise.
 fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
-    let mut host = Host::new(fabric.clone()).shutdown_timeout(config.workers.shutdown_timeout.0);
+    let mut host =
+        Host::new(fabric.databases()).shutdown_timeout(config.workers.shutdown_timeout.0);
     // A crash of any instance can leave in-doubt two-phase commits at any time. Every
     // instance looks (see `InDoubtRecovery` for why it is no singleton).
     let recovery_interval = Duration::from_secs(config.database.recovery_interval_secs.max(1));
     host.add_job(
-        InDoubtRecovery::new(config.database.in_doubt_timeout()),
+        InDoubtRecovery::new(fabric.databases(), config.database.in_doubt_timeout()),
         Schedule::every(recovery_interval),
         config
             .workers
@@ -316,17 +322,17 @@ fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
     )?;
     // Delivers events from every database's outbox; every instance runs it.
     host.add(
-        Dispatcher::new(config.outbox.dispatcher()?),
+        Dispatcher::new(fabric.events(), config.outbox.dispatcher()?),
         config.workers.policy(Dispatcher::NAME, Policy::default()),
     )?;
     // Resumes saga runs whose instance died; every instance runs it.
     host.add(
-        SagaRecovery::new(SagaRecoveryOptions::default()),
+        SagaRecovery::new(fabric.sagas(), SagaRecoveryOptions::default()),
         config.workers.policy(SagaRecovery::NAME, Policy::default()),
     )?;
     // Gives back stock held by placements that are over.
     host.add_job(
-        ReleaseExpiredHolds::new(100),
+        ReleaseExpiredHolds::new(fabric, 100),
         Schedule::every(
             config
                 .orders

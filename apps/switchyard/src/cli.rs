@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orchestration::{OutboxStatus, ReplayFilter, RunDetails, RunFilter, RunState, RunStatus};
+use orchestration::{
+    outbox::{OutboxStatus, ReplayFilter},
+    saga::{RunDetails, RunFilter, RunState, RunStatus},
+};
 use uuid::Uuid;
 
 use crate::application::{self, Application, ServeOptions, ShutdownSignal, StartError};
@@ -163,9 +166,9 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
             let creates = matches!(action, MigrateAction::Up);
             let fabric = application::connect(config, creates).await?;
             match action {
-                MigrateAction::Status => print_lines(&fabric.migration_status().await?),
-                MigrateAction::Up => print_lines(&fabric.migrate().await?),
-                MigrateAction::Plan => print_lines(&fabric.migration_plan().await?),
+                MigrateAction::Status => print_lines(&fabric.databases().migration_status().await?),
+                MigrateAction::Up => print_lines(&fabric.databases().migrate().await?),
+                MigrateAction::Plan => print_lines(&fabric.databases().migration_plan().await?),
             }
             fabric.close().await;
             Ok(())
@@ -173,7 +176,7 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
         Command::Outbox { action } => {
             let fabric = application::connect(config, false).await?;
             let result = match action {
-                OutboxAction::Status => fabric.outbox_status().await.map(|statuses| {
+                OutboxAction::Status => fabric.events().status().await.map(|statuses| {
                     print_lines(&statuses.iter().map(OutboxReport).collect::<Vec<_>>());
                 }),
                 OutboxAction::Replay {
@@ -186,7 +189,7 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
                         subscriber,
                         older_than: older_than.map(|d| d.0),
                     };
-                    fabric.outbox_replay(&filter).await.map(|replayed| {
+                    fabric.events().replay(&filter).await.map(|replayed| {
                         let lines: Vec<String> = replayed
                             .iter()
                             .map(|(database, count)| {
@@ -208,7 +211,7 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
                             states: status.into_iter().collect(),
                             limit: Some(limit),
                         };
-                        fabric.saga_runs(&filter).await.map(|runs| {
+                        fabric.sagas().runs(&filter).await.map(|runs| {
                             if runs.is_empty() {
                                 print_lines(&["no runs"]);
                             }
@@ -216,16 +219,16 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
                         })
                     }
                     RunsAction::Show { id } => fabric
-                        .saga_run(id)
+                        .sagas().run(id)
                         .await
                         .map(|run| print_lines(&[RunReport(&run)])),
-                    RunsAction::Retry { id } => fabric.retry_saga_run(id).await.map(|run| {
+                    RunsAction::Retry { id } => fabric.sagas().retry(id).await.map(|run| {
                         print_lines(&[
                             RunLine(&run.run).to_string(),
                             "compensation will resume on a running instance".to_owned(),
                         ]);
                     }),
-                    RunsAction::Cancel { id } => fabric.cancel_saga_run(id).await.map(|run| {
+                    RunsAction::Cancel { id } => fabric.sagas().cancel(id).await.map(|run| {
                         let next = if run.run.state == RunState::Cancelled {
                             "abandoned"
                         } else {

@@ -9,7 +9,13 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use orchestration::{Backoff, DatabaseSettings, DatabaseUrl, DispatcherOptions, Policy, Topology};
+use orchestration::{
+    DatabaseUrl, Topology,
+    backoff::Backoff,
+    database::DatabaseSettings,
+    dispatch::DispatcherOptions,
+    host::{Policy, Restarts},
+};
 use serde::{Deserialize, Deserializer};
 
 /// The whole configuration. An unknown key at any level is refused, naming it, so
@@ -249,7 +255,7 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        let retry = orchestration::RetryPolicy::default();
+        let retry = orchestration::saga::RetryPolicy::default();
         Self {
             latency: ConfigDuration::default(),
             failure_rate: 0.0,
@@ -303,7 +309,7 @@ impl PaymentsConfig {
     ///
     /// # Errors
     /// No attempt allowed, or no time for one, naming the key.
-    pub fn charge_retry(&self) -> Result<orchestration::RetryPolicy, ConfigError> {
+    pub fn charge_retry(&self) -> Result<orchestration::saga::RetryPolicy, ConfigError> {
         if self.gateway.max_attempts == 0 {
             return Err(ConfigError(
                 "payments.gateway.max_attempts: must be at least 1".to_owned(),
@@ -314,10 +320,10 @@ impl PaymentsConfig {
                 "payments.gateway.timeout: must be longer than zero".to_owned(),
             ));
         }
-        Ok(orchestration::RetryPolicy {
+        Ok(orchestration::saga::RetryPolicy {
             max_attempts: self.gateway.max_attempts,
             timeout: self.gateway.timeout.0,
-            ..orchestration::RetryPolicy::default()
+            ..orchestration::saga::RetryPolicy::default()
         })
     }
 }
@@ -357,8 +363,8 @@ impl Default for OutboxConfig {
             batch_size: options.batch_size,
             concurrency: options.concurrency,
             max_attempts: options.max_attempts,
-            initial_backoff: ConfigDuration(options.backoff_initial),
-            max_backoff: ConfigDuration(options.backoff_max),
+            initial_backoff: ConfigDuration(options.backoff.initial),
+            max_backoff: ConfigDuration(options.backoff.max),
             lease: ConfigDuration(options.lease),
             handler_timeout: ConfigDuration(options.handler_timeout),
             poll_interval: ConfigDuration(options.poll_interval),
@@ -378,8 +384,10 @@ impl OutboxConfig {
             batch_size: self.batch_size,
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
-            backoff_initial: self.initial_backoff.0,
-            backoff_max: self.max_backoff.0.max(self.initial_backoff.0),
+            backoff: Backoff::new(
+                self.initial_backoff.0,
+                self.max_backoff.0.max(self.initial_backoff.0),
+            ),
             lease: self.lease.0,
             handler_timeout: self.handler_timeout.0,
             poll_interval: self.poll_interval.0,
@@ -453,21 +461,21 @@ impl WorkersConfig {
         let Some(config) = self.workers.get(worker) else {
             return default;
         };
-        let mut backoff = match default {
-            Policy::Restart(backoff) => backoff,
-            Policy::StopHost => Backoff::default(),
+        let mut restarts = match default {
+            Policy::Restart(restarts) => restarts,
+            Policy::StopHost => Restarts::default(),
         };
         if let Some(initial) = config.initial_backoff {
-            backoff.initial = initial.0;
+            restarts.backoff.initial = initial.0;
         }
         if let Some(max) = config.max_backoff {
-            backoff.max = max.0;
+            restarts.backoff.max = max.0;
         }
         if let Some(max_restarts) = config.max_restarts {
-            backoff.max_restarts = max_restarts;
+            restarts.max_restarts = max_restarts;
         }
         if let Some(window) = config.restart_window {
-            backoff.window = window.0;
+            restarts.window = window.0;
         }
         let stops_host = config
             .policy
@@ -475,7 +483,7 @@ impl WorkersConfig {
         if stops_host {
             Policy::StopHost
         } else {
-            Policy::Restart(backoff)
+            Policy::Restart(restarts)
         }
     }
 
@@ -918,9 +926,9 @@ mod tests {
             else {
                 panic!("outbox keeps its restart policy");
             };
-            assert_eq!(backoff.initial, Duration::from_millis(250));
+            assert_eq!(backoff.backoff.initial, Duration::from_millis(250));
             assert_eq!(backoff.max_restarts, 3);
-            assert_eq!(backoff.max, Backoff::default().max);
+            assert_eq!(backoff.backoff.max, Restarts::default().backoff.max);
             let err = config
                 .workers
                 .check_names(&["two_phase_recovery"])
@@ -957,13 +965,13 @@ mod tests {
                 (Duration::from_secs(2), 2)
             );
             assert_eq!(
-                retry.backoff_max,
-                orchestration::RetryPolicy::default().backoff_max
+                retry.backoff.max,
+                orchestration::saga::RetryPolicy::default().backoff.max
             );
             Ok(())
         });
         let defaults = PaymentsConfig::default().charge_retry().unwrap();
-        assert_eq!(defaults, orchestration::RetryPolicy::default());
+        assert_eq!(defaults, orchestration::saga::RetryPolicy::default());
         for (gateway, key) in [
             (
                 GatewayConfig {

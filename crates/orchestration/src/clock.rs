@@ -1,4 +1,5 @@
-//! Wall-clock time for workers and schedules, replaceable in tests.
+//! Wall-clock time for workers and schedules, replaceable in tests, and how the
+//! engine's tables store it.
 
 use std::time::Duration;
 
@@ -55,6 +56,23 @@ impl Default for Clock {
     fn default() -> Self {
         Self::system()
     }
+}
+
+/// `at` as milliseconds since the Unix epoch: how the engine's tables store instants
+/// (an integer compares and indexes the same on every engine).
+pub(crate) fn epoch_millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// The instant `ms` milliseconds after the Unix epoch (the epoch itself if out of
+/// range).
+pub(crate) fn from_epoch_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// `now + duration` in epoch milliseconds, saturating instead of overflowing.
+pub(crate) fn epoch_millis_after(now: DateTime<Utc>, duration: Duration) -> i64 {
+    epoch_millis(now).saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2))
 }
 
 #[cfg(test)]

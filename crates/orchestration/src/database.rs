@@ -8,10 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
-    StatementBuilder, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -19,50 +16,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use crate::boundary::Boundary;
 use crate::error::FabricError;
-use crate::topology::DatabaseUrl;
-
-/// The database engines Switchyard runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// SQLite, one file per boundary, attached together.
-    Sqlite,
-    /// PostgreSQL, one schema per boundary.
-    Postgres,
-    /// MySQL or MariaDB, one database per boundary.
-    MySql,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-            Self::MySql => "mysql",
-        })
-    }
-}
-
-/// The identity of a database: its URL without the password. Safe to log.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DatabaseId(Arc<str>);
-
-impl DatabaseId {
-    pub(crate) fn new(display: String) -> Self {
-        Self(display.into())
-    }
-}
-
-impl fmt::Display for DatabaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for DatabaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseId({})", self.0)
-    }
-}
+use crate::topology::{DatabaseId, DatabaseUrl};
 
 /// Pool settings shared by every engine.
 const POOL_SIZE: u32 = 16;
@@ -631,85 +585,4 @@ fn server_url(url: &DatabaseUrl) -> String {
         url::Url::parse(&url.connection_string()).expect("a parsed DatabaseUrl is a valid URL");
     server.set_path("");
     server.to_string()
-}
-
-/// Builds `statement` for `db`'s engine and runs it; the rows it affected.
-pub(crate) async fn execute(
-    db: &impl ConnectionTrait,
-    statement: &impl StatementBuilder,
-) -> Result<u64, DbErr> {
-    let statement = db.get_database_backend().build(statement);
-    Ok(db.execute_raw(statement).await?.rows_affected())
-}
-
-/// Begins a transaction that will write. On SQLite it is IMMEDIATE: it takes the
-/// write lock at BEGIN, so one that reads and then writes never fails halfway with
-/// `database is locked` (a DEFERRED one does, at once, if another connection began
-/// writing meanwhile). On PostgreSQL and MySQL it is an ordinary transaction.
-///
-/// # Errors
-/// The database could not begin one.
-pub async fn begin_write(
-    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
-}
-
-/// The driver's error inside a statement's failure, to read its kind or code.
-pub(crate) fn sqlx_error(err: &DbErr) -> Option<&sqlx::Error> {
-    match err {
-        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(source))
-        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(source)) => Some(source),
-        _ => None,
-    }
-}
-
-/// A PostgreSQL statement with positional parameters (`$1`, …).
-pub(crate) fn postgres(sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
-    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
-}
-
-/// Whether `err` says the database cannot be used right now (unreachable, restarting,
-/// out of connections, or a transaction that lost a lock wait or a deadlock) rather
-/// than that the statement is wrong: the same request is worth sending again later.
-/// At the edge it is a 503 with `Retry-After`, not a 500.
-#[must_use]
-pub fn is_unavailable(err: &DbErr) -> bool {
-    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
-        return true;
-    }
-    let Some(source) = sqlx_error(err) else {
-        return false;
-    };
-    match source {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            // MySQL's error numbers: lock wait timeout, deadlock, too many
-            // connections.
-            if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                return matches!(mysql.number(), 1205 | 1213 | 1040);
-            }
-            // PostgreSQL's SQLSTATEs: connection exceptions
-            // (08…), shutdown and recovery (57P…), too many connections (53300), lock
-            // timeout (55P03), serialization failure and deadlock (40001, 40P01).
-            // SQLite's result codes: busy and locked (5, 6, and their extended codes).
-            db.code().is_some_and(|code| {
-                code.starts_with("08")
-                    || code.starts_with("57P")
-                    || matches!(code.as_ref(), "53300" | "55P03" | "40001" | "40P01")
-                    || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                        && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)))
-            })
-        }
-        _ => false,
-    }
 }

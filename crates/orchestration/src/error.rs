@@ -2,20 +2,15 @@
 
 use sea_orm::DbErr;
 
-use crate::database::DatabaseId;
-use crate::topology::Placement;
+use crate::failure::{Classify, Failure, is_unavailable};
+use crate::topology::{DatabaseId, InvalidUrl, Placement};
 
 /// Connecting to databases and migrating boundaries failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FabricError {
     /// A database URL could not be understood.
-    #[error("invalid database URL `{url}`: {reason}")]
-    InvalidUrl {
-        /// The URL, with any password redacted.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidUrl(#[from] InvalidUrl),
     /// A boundary name cannot serve as a schema name.
     #[error(
         "boundary name `{0}` is invalid: use at most 48 lowercase letters, digits and `_`, starting with a letter"
@@ -169,8 +164,23 @@ pub enum UnitOfWorkError {
     },
 }
 
+/// A unit of work whose topology or code is wrong (an unknown boundary, boundaries
+/// that cannot commit together, an event that does not serialise) fails the same way
+/// every time; anything else is a database failure, worth retrying.
+impl Classify for UnitOfWorkError {
+    fn failure(&self) -> Failure {
+        match self {
+            Self::UnknownBoundary { .. }
+            | Self::NotAtomic { .. }
+            | Self::NoCoordinator
+            | Self::Serialize { .. } => Failure::Permanent,
+            _ => Failure::Transient,
+        }
+    }
+}
+
 impl UnitOfWorkError {
-    /// Whether a database could not be used right now (see [`crate::is_unavailable`]):
+    /// Whether a database could not be used right now (see [`is_unavailable`]):
     /// running the unit of work again later may succeed.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
@@ -179,7 +189,7 @@ impl UnitOfWorkError {
             | Self::Commit { source, .. }
             | Self::Prepare { source, .. }
             | Self::Decide { source, .. }
-            | Self::Outbox { source, .. } => crate::is_unavailable(source),
+            | Self::Outbox { source, .. } => is_unavailable(source),
             _ => false,
         }
     }

@@ -1,64 +1,28 @@
-//! The fabric: every registered boundary, the databases that hold them, and the entry
-//! points for migrating and for running units of work.
+//! The fabric: one application's engine, composed of its parts. [`Databases`] holds
+//! the pools and the boundaries on them; units of work run on the databases and write
+//! emitted events to the outbox; the [`EventBus`] holds the subscribers; [`Sagas`]
+//! holds the registered sagas and drives their runs. Each part is reachable on its
+//! own, so that a subsystem needs only the parts it uses.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use sea_orm::DatabaseConnection;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
-use uuid::Uuid;
-
-use crate::COORDINATOR_BOUNDARY;
+use crate::batch::{BatchOptions, BatchProgress};
 use crate::boundary::Boundary;
-use crate::database::{Backend, Database, DatabaseId, DatabaseSettings};
-use crate::error::{FabricError, UnitOfWorkError};
-use crate::instance::Registration;
-use crate::migrate::{BoundaryMigrations, MigrationPlan, is_migration_work};
-use crate::outbox::{EventType, Handler, OUTBOX_SCHEMA, OutboxStatus, ReplayFilter, Routes};
-use crate::saga::{RunDetails, RunFilter, RunStatus, Saga, SagaError, SagaHandle};
-use crate::topology::{Placement, Topology};
-use crate::two_phase::{RecoveryError, RecoveryReport};
-use crate::unit_of_work::{CommitPlan, Pipeline};
+use crate::database::DatabaseSettings;
+use crate::databases::Databases;
+use crate::dispatch::EventBus;
+use crate::error::FabricError;
+use crate::import::{Import, ImportError, ImportReport};
+use crate::saga::Sagas;
+use crate::topology::Topology;
+use crate::unit_of_work::{Pipeline, Pipelines};
 
-/// The connected boundaries of one application. Cheap to clone.
+/// The connected engine of one application. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Fabric {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    databases: Vec<Database>,
-    /// Every boundary in registration order, with the index of its database.
-    boundaries: Vec<(Boundary, usize)>,
-    /// The database holding the `orchestration` boundary, if it is PostgreSQL: the
-    /// coordinator of two-phase commits.
-    coordinator: Option<usize>,
-    /// Distinguishes this process's prepared transactions from other instances'.
-    instance: String,
-    settings: DatabaseSettings,
-    /// With a PostgreSQL coordinator: this instance's entry in the registry of live
-    /// instances, which heartbeats once the instance prepares or holds a saga run.
-    registration: Option<Arc<Registration>>,
-    /// Event subscribers, registered at composition time.
-    routes: RwLock<Routes>,
-    /// Per database: woken when a unit of work of this process commits messages to its
-    /// outbox.
-    outbox_wake: Vec<Arc<tokio::sync::Notify>>,
-    /// Sagas, registered at composition time.
-    sagas: RwLock<crate::saga::Registry>,
-    /// The saga runs this process is driving.
-    saga_drivers: crate::saga::Drivers,
-}
-
-/// Whether one database answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseHealth {
-    /// The database.
-    pub database: DatabaseId,
-    /// The boundaries it holds.
-    pub boundaries: Vec<&'static str>,
-    /// `None` if it answered, else why not.
-    pub error: Option<String>,
+    pipelines: Pipelines,
+    events: EventBus,
+    sagas: Sagas,
 }
 
 impl Fabric {
@@ -73,134 +37,54 @@ impl Fabric {
         Self::connect_with(topology, &DatabaseSettings::default(), boundaries).await
     }
 
-    /// Connects one pool per distinct database of `topology` and lays out `boundaries`
-    /// on them (schemas, databases or files are created when missing, unless
-    /// `settings` says not to). Boundaries keep the order given: it is the order
-    /// migrations run in.
+    /// Connects the databases of `topology` and lays out `boundaries` on them (see
+    /// [`Databases::connect_with`]).
     ///
     /// # Errors
-    /// A boundary name that is invalid or registered twice, an override naming no
-    /// registered boundary, or a database that cannot be reached or prepared.
+    /// As [`Databases::connect_with`].
     pub async fn connect_with(
         topology: &Topology,
         settings: &DatabaseSettings,
         boundaries: impl IntoIterator<Item = Boundary>,
     ) -> Result<Self, FabricError> {
-        let boundaries: Vec<Boundary> = boundaries.into_iter().collect();
-        for (i, boundary) in boundaries.iter().enumerate() {
-            if !boundary.has_valid_name() {
-                return Err(FabricError::InvalidBoundaryName(boundary.name()));
-            }
-            if boundaries[..i].iter().any(|b| b.name() == boundary.name()) {
-                return Err(FabricError::DuplicateBoundary(boundary.name()));
-            }
-            if boundary.name() == OUTBOX_SCHEMA {
-                return Err(FabricError::ReservedBoundary(boundary.name()));
-            }
-        }
-        for (name, _) in topology.overrides() {
-            if !boundaries.iter().any(|b| b.name() == name) {
-                return Err(FabricError::UnknownBoundary {
-                    name: name.to_owned(),
-                    registered: names(&boundaries),
-                });
-            }
-        }
-
-        // Group boundaries by the database that holds them, in first-seen order.
-        let mut groups: Vec<(crate::DatabaseUrl, Vec<Boundary>)> = Vec::new();
-        let mut placed = Vec::with_capacity(boundaries.len());
-        for boundary in boundaries {
-            let url = topology.url_of(boundary.name());
-            let index = match groups.iter().position(|(u, _)| u == url) {
-                Some(index) => index,
-                None => {
-                    groups.push((url.clone(), Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            groups[index].1.push(boundary);
-            placed.push((boundary, index));
-        }
-        // Every database keeps an outbox for the boundaries on it.
-        for (index, (_, members)) in groups.iter_mut().enumerate() {
-            let outbox = crate::outbox::boundary();
-            members.push(outbox);
-            placed.push((outbox, index));
-        }
-        let mut databases = Vec::with_capacity(groups.len());
-        for (url, members) in groups {
-            let database = Database::connect(url, members, settings).await?;
-            tracing::info!(
-                database = %database.id,
-                backend = %database.url.backend(),
-                boundaries = %names(&database.boundaries),
-                "connected"
-            );
-            databases.push(database);
-        }
-        let coordinator = placed
-            .iter()
-            .find(|(b, _)| b.name() == COORDINATOR_BOUNDARY)
-            .map(|(_, index)| *index)
-            .filter(|index| databases[*index].url.backend() == Backend::Postgres);
-        let postgres = databases
-            .iter()
-            .filter(|d| d.url.backend() == Backend::Postgres)
-            .count();
-        if postgres > 1 {
-            if coordinator.is_none() {
-                return Err(FabricError::Database {
-                    database: databases[0].id.clone(),
-                    reason: format!(
-                        "boundaries are split across PostgreSQL databases, which commit together by \
-                         two-phase commit; register the `{COORDINATOR_BOUNDARY}` boundary on one of them"
-                    ),
-                });
-            }
-            for database in databases
-                .iter()
-                .filter(|d| d.url.backend() == Backend::Postgres)
-            {
-                database.require_prepared_transactions().await?;
-            }
-        }
-        let instance = Uuid::new_v4().simple().to_string()[..8].to_owned();
-        let outbox_wake = databases.iter().map(|_| Arc::default()).collect();
-        let registration = coordinator.map(|index| {
-            Arc::new(Registration::new(
-                instance.clone(),
-                databases[index].control().clone(),
-                settings.instance_timeout,
-            ))
-        });
-        Ok(Self {
-            inner: Arc::new(Inner {
-                databases,
-                boundaries: placed,
-                coordinator,
-                instance,
-                settings: *settings,
-                registration,
-                routes: RwLock::default(),
-                outbox_wake,
-                sagas: RwLock::default(),
-                saga_drivers: crate::saga::Drivers::default(),
-            }),
-        })
+        let databases = Databases::connect_with(topology, settings, boundaries).await?;
+        Ok(Self::new(databases))
     }
 
-    /// Where every boundary lives, in registration order.
+    /// The fabric over freshly connected `databases` (one fabric per connection: the
+    /// subscribers and sagas live in the fabric).
+    fn new(databases: Databases) -> Self {
+        let pipelines = Pipelines::new(databases);
+        Self {
+            events: EventBus::new(pipelines.clone()),
+            sagas: Sagas::new(pipelines.clone()),
+            pipelines,
+        }
+    }
+
+    /// The databases: placements, migrations, health, pools.
     #[must_use]
-    pub fn placements(&self) -> Vec<Placement> {
-        self.inner
-            .boundaries
-            .iter()
-            .map(|(b, db)| Placement {
-                boundary: b.name(),
-                database: self.inner.databases[*db].id.clone(),
-            })
-            .collect()
+    pub fn databases(&self) -> &Databases {
+        self.pipelines.databases()
+    }
+
+    /// The event subscribers and the outbox of each database.
+    #[must_use]
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The registered sagas and their runs.
+    #[must_use]
+    pub fn sagas(&self) -> &Sagas {
+        &self.sagas
+    }
+
+    /// Starts describing a unit of work named `pipeline` (the name used in spans,
+    /// summaries and metrics).
+    #[must_use]
+    pub fn unit_of_work(&self, pipeline: &'static str) -> Pipeline<'_> {
+        self.pipelines.pipeline(pipeline)
     }
 
     /// The connection pool of the database that holds `boundary`, for reads and for
@@ -209,540 +93,38 @@ impl Fabric {
     /// # Errors
     /// `boundary` is not registered.
     pub fn connection(&self, boundary: &str) -> Result<&DatabaseConnection, FabricError> {
-        let index = self
-            .database_index(boundary)
-            .ok_or_else(|| FabricError::UnknownBoundary {
-                name: boundary.to_owned(),
-                registered: self.registered_names(),
-            })?;
-        Ok(&self.inner.databases[index].connection)
+        self.databases().connection(boundary)
     }
 
-    /// Starts describing a unit of work named `pipeline` (the name used in spans,
-    /// summaries and metrics).
-    #[must_use]
-    pub fn unit_of_work(&self, pipeline: &'static str) -> Pipeline<'_> {
-        Pipeline::new(self, pipeline)
-    }
-
-    /// The commit plan for a unit of work that touches `boundaries`, decided before
-    /// anything runs.
+    /// Imports `source` into the import's table, one transaction per chunk. Each chunk
+    /// commits together with the import's cursor (`orchestration.import_cursors`, keyed
+    /// by the import's name), so a crashed or interrupted import, run again with the
+    /// same name and the same source, skips the rows already committed and continues.
+    /// Use a new name for a new source (for example one per feed file).
     ///
     /// # Errors
-    /// A boundary is not registered, or the boundaries cannot commit together
-    /// ([`UnitOfWorkError::NotAtomic`], with the reason).
-    pub fn plan(&self, boundaries: &[&str]) -> Result<CommitPlan, UnitOfWorkError> {
-        let mut touched: Vec<(&'static str, usize)> = Vec::new();
-        for name in boundaries {
-            let (boundary, index) =
-                self.boundary(name)
-                    .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
-                        boundary: (*name).to_owned(),
-                    })?;
-            if !touched.iter().any(|(b, _)| *b == boundary.name()) {
-                touched.push((boundary.name(), index));
-            }
-        }
-        self.plan_for(&touched)
-    }
-
-    /// Migrates every boundary, in registration order, and returns the state after.
-    ///
-    /// # Errors
-    /// A migration failed; the boundaries before it stay migrated.
-    pub async fn migrate(&self) -> Result<Vec<BoundaryMigrations>, FabricError> {
-        for (boundary, index) in &self.inner.boundaries {
-            self.on_boundary_connection(boundary, *index, async |connection| {
-                boundary.migrate_up(connection).await
-            })
-            .await?;
-        }
-        self.migration_status().await
-    }
-
-    /// What `migrate` would do, per boundary: the pending migrations and, on engines
-    /// with transactional DDL (PostgreSQL, SQLite), the SQL they would run, captured
-    /// from a dry run that is rolled back.
-    ///
-    /// # Errors
-    /// A database could not be read, or a migration failed in the dry run.
-    pub async fn migration_plan(&self) -> Result<Vec<MigrationPlan>, FabricError> {
-        let states = self.migration_status().await?;
-        let mut plans = Vec::with_capacity(states.len());
-        for (state, (boundary, index)) in states.into_iter().zip(&self.inner.boundaries) {
-            let database = &self.inner.databases[*index];
-            let sql = if state.pending.is_empty() {
-                Some(Vec::new())
-            } else if database.url.backend() == Backend::MySql {
-                None
-            } else {
-                Some(self.dry_run(database, boundary).await?)
-            };
-            plans.push(MigrationPlan {
-                boundary: state.boundary,
-                database: state.database,
-                pending: state.pending,
-                sql,
-            });
-        }
-        Ok(plans)
-    }
-
-    async fn dry_run(
+    /// A chunk failed ([`ImportError`]); earlier chunks stay committed.
+    pub async fn import(
         &self,
-        database: &Database,
-        boundary: &Boundary,
-    ) -> Result<Vec<String>, FabricError> {
-        let failed = |source| FabricError::Migration {
-            boundary: boundary.name(),
-            database: database.id.clone(),
-            source,
-        };
-        let mut connection = database
-            .boundary_connection(boundary, &self.inner.settings)
-            .await?;
-        let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = Arc::clone(&captured);
-        connection.set_metric_callback(move |info| {
-            let sql = info.statement.to_string();
-            if is_migration_work(&sql) {
-                sink.lock().expect("not poisoned").push(sql);
-            }
-        });
-        let result = async {
-            let tx = connection.begin().await?;
-            boundary.migrate_up_in(&tx).await?;
-            tx.rollback().await
-        }
-        .await;
-        connection.close().await.ok();
-        result.map_err(failed)?;
-        let sql = captured.lock().expect("not poisoned").clone();
-        Ok(sql)
+        import: &Import,
+        source: impl IntoIterator<Item = Vec<sea_orm::Value>>,
+        options: &BatchOptions,
+        progress: impl FnMut(BatchProgress) + Send,
+    ) -> Result<ImportReport, ImportError> {
+        crate::import::run(&self.pipelines, import, source, options, progress).await
     }
 
-    /// Applied and pending migrations of every boundary, in registration order.
+    /// Rows of import `name` committed so far (0 if it never ran).
     ///
     /// # Errors
-    /// A database could not be read.
-    pub async fn migration_status(&self) -> Result<Vec<BoundaryMigrations>, FabricError> {
-        let mut states = Vec::with_capacity(self.inner.boundaries.len());
-        for (boundary, index) in &self.inner.boundaries {
-            let migrations = self
-                .on_boundary_connection(boundary, *index, async |connection| {
-                    boundary.migration_status(connection).await
-                })
-                .await?;
-            let (applied, pending): (Vec<_>, Vec<_>) =
-                migrations.into_iter().partition(|(_, applied)| *applied);
-            states.push(BoundaryMigrations {
-                boundary: boundary.name(),
-                database: self.inner.databases[*index].id.clone(),
-                applied: applied.into_iter().map(|(name, _)| name).collect(),
-                pending: pending.into_iter().map(|(name, _)| name).collect(),
-            });
-        }
-        Ok(states)
+    /// The `orchestration` boundary is not registered, or the database failed.
+    pub async fn import_position(&self, name: &str) -> Result<u64, ImportError> {
+        crate::import::position(self.databases(), name).await
     }
 
-    /// Runs `work` on a connection scoped to `boundary` (see
-    /// `Database::boundary_connection`), closes it, and names the boundary in an error.
-    async fn on_boundary_connection<T>(
-        &self,
-        boundary: &Boundary,
-        index: usize,
-        work: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, sea_orm::DbErr>,
-    ) -> Result<T, FabricError> {
-        let database = &self.inner.databases[index];
-        let connection = database
-            .boundary_connection(boundary, &self.inner.settings)
-            .await?;
-        let result = work(&connection).await;
-        connection.close().await.ok();
-        result.map_err(|source| FabricError::Migration {
-            boundary: boundary.name(),
-            database: database.id.clone(),
-            source,
-        })
-    }
-
-    /// Resolves prepared transactions left in doubt by a crash: commits those whose run
-    /// decided to commit, rolls back those older than `older_than` whose run never
-    /// decided. Run it at start-up and periodically.
-    ///
-    /// # Errors
-    /// A database could not be read or a prepared transaction could not be resolved.
-    pub async fn recover_in_doubt(
-        &self,
-        older_than: Duration,
-    ) -> Result<RecoveryReport, RecoveryError> {
-        crate::two_phase::recover(self, older_than).await
-    }
-
-    /// Subscribes `handler`, under the unique name `subscriber`, to events of
-    /// `event_type`. Subscribe at composition time, before units of work emit: an
-    /// event reaches the subscribers registered when it is emitted.
-    ///
-    /// # Errors
-    /// Another subscriber has the name `subscriber`.
-    pub fn subscribe<T, H>(
-        &self,
-        event_type: EventType<T>,
-        subscriber: &'static str,
-        handler: H,
-    ) -> Result<(), FabricError>
-    where
-        T: serde::de::DeserializeOwned + Send + 'static,
-        H: Handler<T>,
-    {
-        let mut routes = self.inner.routes.write().expect("not poisoned");
-        if routes.add(event_type, subscriber, handler) {
-            Ok(())
-        } else {
-            Err(FabricError::DuplicateSubscriber(subscriber))
-        }
-    }
-
-    /// The registered subscribers' names, sorted.
-    #[must_use]
-    pub fn subscribers(&self) -> Vec<&'static str> {
-        self.inner.routes.read().expect("not poisoned").names()
-    }
-
-    /// The outbox of every database: pending, in flight and dead messages, and the age
-    /// of the oldest pending one.
-    ///
-    /// # Errors
-    /// An outbox could not be read.
-    pub async fn outbox_status(&self) -> Result<Vec<OutboxStatus>, FabricError> {
-        let now = chrono::Utc::now();
-        let mut statuses = Vec::with_capacity(self.inner.databases.len());
-        for database in &self.inner.databases {
-            let status = crate::outbox::admin_status(&database.connection, &database.id, now)
-                .await
-                .map_err(|source| FabricError::Outbox {
-                    database: database.id.clone(),
-                    source,
-                })?;
-            statuses.push(status);
-        }
-        Ok(statuses)
-    }
-
-    /// Makes the dead messages that match `filter` pending again, with their attempts
-    /// reset; returns how many per database.
-    ///
-    /// # Errors
-    /// An outbox could not be changed; the databases before it are replayed.
-    pub async fn outbox_replay(
-        &self,
-        filter: &ReplayFilter,
-    ) -> Result<Vec<(DatabaseId, u64)>, FabricError> {
-        let now = chrono::Utc::now();
-        let mut replayed = Vec::with_capacity(self.inner.databases.len());
-        for (index, database) in self.inner.databases.iter().enumerate() {
-            let count = crate::outbox::admin_replay(&database.connection, filter, now)
-                .await
-                .map_err(|source| FabricError::Outbox {
-                    database: database.id.clone(),
-                    source,
-                })?;
-            if count > 0 {
-                // Wake this process's dispatchers and, on PostgreSQL, the others'.
-                self.outbox_wake(index).notify_one();
-                if let Err(err) = crate::outbox::notify(&database.connection).await {
-                    tracing::warn!(database = %database.id, error = %err, "cannot notify outbox dispatchers");
-                }
-            }
-            replayed.push((database.id.clone(), count));
-        }
-        Ok(replayed)
-    }
-
-    /// Pings every database; one that has not answered within `timeout` counts as
-    /// down.
-    pub async fn health(&self, timeout: Duration) -> Vec<DatabaseHealth> {
-        let mut health = Vec::with_capacity(self.inner.databases.len());
-        for database in &self.inner.databases {
-            let ping = database.connection.execute_unprepared("SELECT 1");
-            let error = match tokio::time::timeout(timeout, ping).await {
-                Ok(Ok(_)) => None,
-                Ok(Err(err)) => Some(err.to_string()),
-                Err(_) => Some(format!("no answer within {timeout:?}")),
-            };
-            health.push(DatabaseHealth {
-                database: database.id.clone(),
-                boundaries: database.boundaries.iter().map(Boundary::name).collect(),
-                error,
-            });
-        }
-        health
-    }
-
-    /// How full each connection pool is.
-    pub fn pool_stats(&self) -> Vec<crate::database::PoolStats> {
-        self.inner
-            .databases
-            .iter()
-            .flat_map(crate::database::Database::pool_stats)
-            .collect()
-    }
-
-    /// Leaves the registry of live instances and closes every pool, waiting at most a
-    /// few seconds in all for connections in use to be returned: a pool whose
-    /// connections are stuck in an unresponsive database is named in the log and
-    /// abandoned.
+    /// Leaves the registry of live instances and closes every pool (see
+    /// [`Databases::close`]).
     pub async fn close(&self) {
-        const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
-        let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
-        if let Some(registration) = &self.inner.registration {
-            let _ = tokio::time::timeout_at(deadline, registration.deregister()).await;
-        }
-        for database in &self.inner.databases {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            database.close(left.max(Duration::from_millis(100))).await;
-        }
+        self.databases().close().await;
     }
-
-    /// Registers `saga`, so that runs of it can start here and the recovery worker of
-    /// this instance can resume its abandoned runs.
-    ///
-    /// # Errors
-    /// The `orchestration` boundary (which holds the runs) is not registered, a saga
-    /// of this name already is, or the definition cannot run on this topology (no
-    /// steps, a local step that cannot commit with its checkpoint, a lease shorter
-    /// than a step's timeout plus backoff).
-    pub fn register_saga<I>(&self, saga: Saga<I>) -> Result<SagaHandle<I>, FabricError>
-    where
-        I: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-    {
-        if self.boundary(COORDINATOR_BOUNDARY).is_none() {
-            return Err(FabricError::UnknownBoundary {
-                name: COORDINATOR_BOUNDARY.to_owned(),
-                registered: self.registered_names(),
-            });
-        }
-        saga.check(self)
-            .map_err(|reason| FabricError::InvalidSaga {
-                saga: saga.name(),
-                reason,
-            })?;
-        let name = saga.name();
-        let saga = Arc::new(saga);
-        let added = self
-            .inner
-            .sagas
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(name, Arc::new(Arc::clone(&saga)));
-        if !added {
-            return Err(FabricError::DuplicateSaga(name));
-        }
-        Ok(SagaHandle::new(self.clone(), saga))
-    }
-
-    /// Saga runs, newest first.
-    ///
-    /// # Errors
-    /// The runs' database could not be read.
-    pub async fn saga_runs(&self, filter: &RunFilter) -> Result<Vec<RunStatus>, SagaError> {
-        crate::saga::admin_list(self, filter).await
-    }
-
-    /// One saga run with its input and checkpoints.
-    ///
-    /// # Errors
-    /// [`SagaError::UnknownRun`], or the runs' database could not be read.
-    pub async fn saga_run(&self, id: Uuid) -> Result<RunDetails, SagaError> {
-        crate::saga::admin_show(self, id).await
-    }
-
-    /// Makes a `failed` run compensate again; the recovery worker of a running
-    /// instance that knows its saga drives it.
-    ///
-    /// # Errors
-    /// [`SagaError::InvalidState`] if the run is not `failed`, [`SagaError::UnknownRun`],
-    /// or a database failure.
-    pub async fn retry_saga_run(&self, id: Uuid) -> Result<RunDetails, SagaError> {
-        crate::saga::admin_retry(self, id).await
-    }
-
-    /// Cancels a run: a `running` run stops before its next step and compensates what
-    /// took effect, ending `cancelled`; a `failed` run is abandoned as `cancelled`.
-    ///
-    /// # Errors
-    /// [`SagaError::InvalidState`] for a run in any other state,
-    /// [`SagaError::UnknownRun`], or a database failure.
-    pub async fn cancel_saga_run(&self, id: Uuid) -> Result<RunDetails, SagaError> {
-        crate::saga::admin_cancel(self, id).await
-    }
-
-    /// The registered sagas' names and their longest lease.
-    pub(crate) fn saga_names_and_lease(&self) -> (Vec<&'static str>, Duration) {
-        let sagas = self
-            .inner
-            .sagas
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (sagas.names(), sagas.longest_lease())
-    }
-
-    pub(crate) fn saga_drivers(&self) -> &crate::saga::Drivers {
-        &self.inner.saga_drivers
-    }
-
-    pub(crate) fn registered_saga(&self, name: &str) -> Option<Arc<dyn crate::saga::Driven>> {
-        self.inner
-            .sagas
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-    }
-
-    pub(crate) fn boundary(&self, name: &str) -> Option<(Boundary, usize)> {
-        self.inner
-            .boundaries
-            .iter()
-            .find(|(b, _)| b.name() == name)
-            .copied()
-    }
-
-    fn database_index(&self, boundary: &str) -> Option<usize> {
-        self.boundary(boundary).map(|(_, index)| index)
-    }
-
-    pub(crate) fn database(&self, index: usize) -> (&DatabaseId, &DatabaseConnection) {
-        let database = &self.inner.databases[index];
-        (&database.id, &database.connection)
-    }
-
-    /// The pool of database `index` for finishing and recovering two-phase commits
-    /// (see `Database::control`).
-    pub(crate) fn control(&self, index: usize) -> (&DatabaseId, &DatabaseConnection) {
-        let database = &self.inner.databases[index];
-        (&database.id, database.control())
-    }
-
-    pub(crate) fn settings(&self) -> &DatabaseSettings {
-        &self.inner.settings
-    }
-
-    pub(crate) fn registration(&self) -> Option<&Arc<Registration>> {
-        self.inner.registration.as_ref()
-    }
-
-    pub(crate) fn database_count(&self) -> usize {
-        self.inner.databases.len()
-    }
-
-    pub(crate) fn outbox_wake(&self, database: usize) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.inner.outbox_wake[database])
-    }
-
-    /// The subscribers of `event_type`.
-    pub(crate) fn subscribers_of(&self, event_type: &str) -> Vec<&'static str> {
-        let routes = self.inner.routes.read().expect("not poisoned");
-        routes.subscribers_of(event_type).to_vec()
-    }
-
-    pub(crate) fn subscription(&self, name: &str) -> Option<crate::outbox::Subscription> {
-        self.inner
-            .routes
-            .read()
-            .expect("not poisoned")
-            .subscription(name)
-    }
-
-    pub(crate) fn coordinator(&self) -> Option<usize> {
-        self.inner.coordinator
-    }
-
-    pub(crate) fn instance(&self) -> &str {
-        &self.inner.instance
-    }
-
-    /// Every PostgreSQL database with its control pool, for in-doubt recovery.
-    pub(crate) fn postgres_databases(
-        &self,
-    ) -> impl Iterator<Item = (&DatabaseId, &DatabaseConnection)> {
-        self.inner
-            .databases
-            .iter()
-            .filter(|d| d.url.backend() == Backend::Postgres)
-            .map(|d| (&d.id, d.control()))
-    }
-
-    /// The plan for the touched `(boundary, database index)` pairs.
-    pub(crate) fn plan_for(
-        &self,
-        touched: &[(&'static str, usize)],
-    ) -> Result<CommitPlan, UnitOfWorkError> {
-        let Some((_, first)) = touched.first() else {
-            return Ok(CommitPlan::Nothing);
-        };
-        if touched.iter().all(|(_, index)| index == first) {
-            return Ok(CommitPlan::Local {
-                database: self.inner.databases[*first].id.clone(),
-                boundaries: touched.iter().map(|(b, _)| *b).collect(),
-            });
-        }
-        let backends: Vec<Backend> = touched
-            .iter()
-            .map(|(_, index)| self.inner.databases[*index].url.backend())
-            .collect();
-        let reason = if backends.iter().any(|b| *b != backends[0]) {
-            "they are on different engines; only PostgreSQL databases commit together, by two-phase commit"
-        } else {
-            match backends[0] {
-                Backend::Postgres => match self.inner.coordinator {
-                    Some(coordinator) => {
-                        let mut participants: Vec<(DatabaseId, Vec<&'static str>)> = Vec::new();
-                        for (boundary, index) in touched {
-                            let id = &self.inner.databases[*index].id;
-                            match participants.iter_mut().find(|(d, _)| d == id) {
-                                Some((_, boundaries)) => boundaries.push(boundary),
-                                None => participants.push((id.clone(), vec![boundary])),
-                            }
-                        }
-                        return Ok(CommitPlan::TwoPhase {
-                            coordinator: self.inner.databases[coordinator].id.clone(),
-                            participants,
-                        });
-                    }
-                    None => {
-                        "no `orchestration` boundary on PostgreSQL to coordinate a two-phase commit"
-                    }
-                },
-                Backend::Sqlite => {
-                    "SQLite files in different directories are not attached to one connection"
-                }
-                Backend::MySql => {
-                    "MySQL/MariaDB databases on different servers (XA is not supported)"
-                }
-            }
-        };
-        Err(UnitOfWorkError::NotAtomic {
-            placements: touched
-                .iter()
-                .map(|(boundary, index)| Placement {
-                    boundary,
-                    database: self.inner.databases[*index].id.clone(),
-                })
-                .collect(),
-            reason: reason.to_owned(),
-        })
-    }
-
-    fn registered_names(&self) -> String {
-        let boundaries: Vec<Boundary> = self.inner.boundaries.iter().map(|(b, _)| *b).collect();
-        names(&boundaries)
-    }
-}
-
-fn names(boundaries: &[Boundary]) -> String {
-    boundaries
-        .iter()
-        .map(Boundary::name)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
-use crate::database::postgres as pg;
+use crate::sql::postgres as pg;
 use tokio_util::sync::CancellationToken;
 
 /// How long a gone instance's row is kept before recovery deletes it.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::database::DatabaseId;
+use crate::topology::DatabaseId;
 
 /// The migration state of one boundary.
 #[derive(Debug, Clone, PartialEq, Eq)]

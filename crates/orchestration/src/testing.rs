@@ -22,7 +22,10 @@ use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
-use crate::{Boundary, DatabaseUrl, Fabric, Topology};
+use crate::boundary::Boundary;
+use crate::fabric::Fabric;
+pub use crate::fault::{PAUSE_AT_VAR, PAUSED, pause_point};
+use crate::topology::{DatabaseUrl, Topology};
 
 /// The engines a test can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +116,7 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("connect the test fabric on {engine:?}: {e}"));
         fabric
+            .databases()
             .migrate()
             .await
             .unwrap_or_else(|e| panic!("migrate the test fabric on {engine:?}: {e}"));
@@ -272,7 +276,7 @@ async fn create_mariadb(boundaries: &[Boundary]) -> Option<(DatabaseUrl, Cleanup
     for boundary in boundaries
         .iter()
         .copied()
-        .chain([crate::outbox::boundary()])
+        .chain([crate::schema::outbox::boundary()])
     {
         let name = boundary.name().to_owned();
         let exists: Option<(String,)> = sqlx::query_as(
@@ -314,35 +318,6 @@ async fn create_mariadb(boundaries: &[Boundary]) -> Option<(DatabaseUrl, Cleanup
             lock: Some(lock),
         },
     ))
-}
-
-/// The variable naming where [`pause_point`] freezes the process: `NAME` or `NAME@N`
-/// (the Nth time that point is reached).
-pub const PAUSE_AT_VAR: &str = "SWITCHYARD_TEST_PAUSE_AT";
-
-/// What a frozen process prints on stderr, followed by the point's name.
-pub const PAUSED: &str = "SWITCHYARD PAUSED AT ";
-
-/// If `SWITCHYARD_TEST_PAUSE_AT` names this point (and this is the Nth time it is
-/// reached), prints [`PAUSED`] and the name on stderr and blocks forever, so that a
-/// test can SIGKILL the process at exactly this moment.
-pub fn pause_point(name: &str) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static REACHED: AtomicUsize = AtomicUsize::new(0);
-    let Ok(wanted) = std::env::var(PAUSE_AT_VAR) else {
-        return;
-    };
-    let (point, nth) = match wanted.split_once('@') {
-        Some((point, nth)) => (point.to_owned(), nth.parse().unwrap_or(1)),
-        None => (wanted, 1),
-    };
-    if point != name || REACHED.fetch_add(1, Ordering::SeqCst) + 1 != nth {
-        return;
-    }
-    let _ = writeln!(std::io::stderr(), "{PAUSED}{name}");
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
 }
 
 /// Generates one `#[tokio::test]` per engine for each named test function.

@@ -1,14 +1,56 @@
-//! Where boundaries live: one database URL for all of them, with per-boundary overrides.
+//! Where boundaries live: one database URL for all of them, with per-boundary
+//! overrides; the engines, and the identity of a database.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use url::Url;
 
-use crate::database::{Backend, DatabaseId};
-use crate::error::FabricError;
+/// The database engines Switchyard runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite, one file per boundary, attached together.
+    Sqlite,
+    /// PostgreSQL, one schema per boundary.
+    Postgres,
+    /// MySQL or MariaDB, one database per boundary.
+    MySql,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::MySql => "mysql",
+        })
+    }
+}
+
+/// The identity of a database: its URL without the password. Safe to log.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatabaseId(Arc<str>);
+
+impl DatabaseId {
+    pub(crate) fn new(display: String) -> Self {
+        Self(display.into())
+    }
+}
+
+impl fmt::Display for DatabaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseId({})", self.0)
+    }
+}
 
 /// A parsed database URL.
 ///
@@ -55,11 +97,21 @@ impl DatabaseUrl {
     }
 }
 
+/// A database URL could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid database URL `{url}`: {reason}")]
+pub struct InvalidUrl {
+    /// The URL, with any password redacted.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 impl FromStr for DatabaseUrl {
-    type Err = FabricError;
+    type Err = InvalidUrl;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| FabricError::InvalidUrl {
+        let invalid = |reason: &str| InvalidUrl {
             url: redact(s),
             reason: reason.to_owned(),
         };
@@ -237,7 +289,7 @@ mod tests {
         ] {
             let err = url.parse::<DatabaseUrl>().unwrap_err();
             assert!(
-                matches!(err, FabricError::InvalidUrl { .. }),
+                !err.reason.is_empty() && err.to_string().starts_with("invalid database URL"),
                 "{url}: {err}"
             );
         }

@@ -22,11 +22,18 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use uuid::Uuid;
 
-use crate::database::{DatabaseId, postgres as pg};
+use crate::databases::Databases;
 use crate::error::UnitOfWorkError;
-use crate::fabric::Fabric;
 use crate::host::{Job, Tick, WorkerContext, WorkerError};
-use crate::unit_of_work::OpenTransaction;
+use crate::sql::postgres as pg;
+use crate::topology::DatabaseId;
+
+/// A transaction a unit of work began on database `database` (an index into
+/// [`Databases`]).
+pub(crate) struct OpenTransaction {
+    pub(crate) database: usize,
+    pub(crate) transaction: sea_orm::DatabaseTransaction,
+}
 
 /// Every global transaction id Switchyard prepares starts with this.
 pub(crate) const GID_PREFIX: &str = "sy:";
@@ -92,18 +99,20 @@ impl fmt::Display for RecoveryReport {
 
 /// Commits `participants` atomically.
 pub(crate) async fn commit(
-    fabric: &Fabric,
+    databases: &Databases,
     run_id: Uuid,
     participants: Vec<OpenTransaction>,
 ) -> Result<(), UnitOfWorkError> {
-    let coordinator = fabric.coordinator().ok_or(UnitOfWorkError::NoCoordinator)?;
-    if let Some(registration) = fabric.registration() {
+    let coordinator = databases
+        .coordinator()
+        .ok_or(UnitOfWorkError::NoCoordinator)?;
+    if let Some(registration) = databases.registration() {
         registration.ensure_registered().await;
     }
     let mut prepared: Vec<(usize, String)> = Vec::with_capacity(participants.len());
     let mut remaining = participants.into_iter().enumerate();
     while let Some((index, participant)) = remaining.next() {
-        let gid = gid(fabric.instance(), run_id, index);
+        let gid = gid(databases.instance(), run_id, index);
         let sql = format!("PREPARE TRANSACTION '{gid}'");
         let result = match participant.transaction.execute_unprepared(&sql).await {
             // The transaction is prepared; sqlx's COMMIT after it only warns that no
@@ -114,9 +123,9 @@ pub(crate) async fn commit(
         if let Err(source) = result {
             // Dropping the rest rolls them back.
             drop(remaining);
-            rollback_prepared(fabric, &prepared).await;
+            rollback_prepared(databases, &prepared).await;
             return Err(UnitOfWorkError::Prepare {
-                database: fabric.database(participant.database).0.clone(),
+                database: databases.database(participant.database).0.clone(),
                 source,
             });
         }
@@ -132,7 +141,7 @@ pub(crate) async fn commit(
         .map(|(_, gid)| gid.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let decided = fabric
+    let decided = databases
         .control(coordinator)
         .1
         .execute_raw(pg(
@@ -145,13 +154,13 @@ pub(crate) async fn commit(
         Ok(result) if result.rows_affected() == 1 => {}
         // Recovery decided to abort first (the run took longer than its timeout).
         Ok(_) => {
-            rollback_prepared(fabric, &prepared).await;
+            rollback_prepared(databases, &prepared).await;
             return Err(UnitOfWorkError::Aborted { run_id });
         }
         Err(source) => {
-            rollback_prepared(fabric, &prepared).await;
+            rollback_prepared(databases, &prepared).await;
             return Err(UnitOfWorkError::Decide {
-                database: fabric.control(coordinator).0.clone(),
+                database: databases.control(coordinator).0.clone(),
                 source,
             });
         }
@@ -162,14 +171,14 @@ pub(crate) async fn commit(
     // committed now is committed by recovery, which finds the decision.
     let mut unresolved = 0;
     for (database, gid) in &prepared {
-        let (id, connection) = fabric.control(*database);
+        let (id, connection) = databases.control(*database);
         if let Err(err) = finish(connection, "COMMIT", gid).await {
             unresolved += 1;
             tracing::warn!(database = %id, gid, error = %err, "COMMIT PREPARED failed; recovery will finish it");
         }
     }
     if unresolved == 0 {
-        forget(fabric.control(coordinator).1, &run_id.to_string()).await;
+        forget(databases.control(coordinator).1, &run_id.to_string()).await;
     }
     Ok(())
 }
@@ -191,14 +200,14 @@ async fn finish(connection: &DatabaseConnection, verb: &str, gid: &str) -> Resul
 /// 42704, `undefined_object`), recognised by its code so any server locale works.
 fn is_unknown_prepared_transaction(err: &DbErr) -> bool {
     matches!(
-        crate::database::sqlx_error(err),
+        crate::failure::sqlx_error(err),
         Some(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42704")
     )
 }
 
-async fn rollback_prepared(fabric: &Fabric, prepared: &[(usize, String)]) {
+async fn rollback_prepared(databases: &Databases, prepared: &[(usize, String)]) {
     for (database, gid) in prepared {
-        let (id, connection) = fabric.control(*database);
+        let (id, connection) = databases.control(*database);
         if let Err(err) = finish(connection, "ROLLBACK", gid).await {
             tracing::warn!(database = %id, gid, error = %err, "ROLLBACK PREPARED failed; recovery will finish it");
         }
@@ -217,24 +226,28 @@ async fn forget(coordinator: &DatabaseConnection, run_id: &str) {
     }
 }
 
-/// Resolves every prepared transaction of ours on the fabric's PostgreSQL databases:
-/// commits those whose run decided to commit, rolls back the undecided ones that are
-/// older than `older_than` or whose instance is gone.
-pub(crate) async fn recover(
-    fabric: &Fabric,
+/// Resolves prepared transactions left in doubt by a crash, on every PostgreSQL
+/// database: commits those whose run decided to commit, rolls back the undecided ones
+/// that are older than `older_than` or whose instance is gone. Run it at start-up and
+/// periodically ([`InDoubtRecovery`] does).
+///
+/// # Errors
+/// A database could not be read or a prepared transaction could not be resolved.
+pub async fn recover_in_doubt(
+    databases: &Databases,
     older_than: Duration,
 ) -> Result<RecoveryReport, RecoveryError> {
     let mut report = RecoveryReport::default();
-    let Some(coordinator) = fabric.coordinator() else {
+    let Some(coordinator) = databases.coordinator() else {
         return Ok(report);
     };
-    let (coordinator_id, coordinator_db) = fabric.control(coordinator);
+    let (coordinator_id, coordinator_db) = databases.control(coordinator);
     let on_coordinator = |source| RecoveryError::new(coordinator_id, source);
     // Listed before the live instances are read: an instance registers before it
     // prepares, so the preparer of every transaction listed here that is still alive
     // has a fresh heartbeat by then.
     let mut in_doubt = Vec::new();
-    for (database, connection) in fabric.postgres_databases() {
+    for (database, connection) in databases.postgres_databases() {
         for (gid, expired) in list_prepared(database, connection, older_than).await? {
             in_doubt.push((database, connection, gid, expired));
         }
@@ -246,14 +259,14 @@ pub(crate) async fn recover(
     {
         return Ok(report);
     }
-    let live = crate::instance::live(coordinator_db, fabric.settings().instance_timeout)
+    let live = crate::instance::live(coordinator_db, databases.settings().instance_timeout)
         .await
         .map_err(on_coordinator)?;
     for (database, connection, gid, expired) in in_doubt {
         let (Some(run_id), Some(instance)) = (run_of(&gid), instance_of(&gid)) else {
             continue;
         };
-        let gone = instance != fabric.instance() && !live.contains(instance);
+        let gone = instance != databases.instance() && !live.contains(instance);
         let decision = decision_of(coordinator_db, run_id, expired || gone)
             .await
             .map_err(on_coordinator)?;
@@ -292,7 +305,7 @@ pub(crate) async fn recover(
     }
     // Listed afresh, after reading the decisions: a coordinator that decided after the
     // listing above still has its participants prepared here, so its decision stays.
-    let prepared_now = prepared_runs(fabric).await?;
+    let prepared_now = prepared_runs(databases).await?;
     for row in rows {
         let run_id: String = row.try_get("", "run_id").map_err(on_coordinator)?;
         if !prepared_now.contains(&run_id) {
@@ -345,9 +358,9 @@ async fn decision_of(
 }
 
 /// The runs that still have a prepared transaction on one of the fabric's databases.
-async fn prepared_runs(fabric: &Fabric) -> Result<BTreeSet<String>, RecoveryError> {
+async fn prepared_runs(databases: &Databases) -> Result<BTreeSet<String>, RecoveryError> {
     let mut runs = BTreeSet::new();
-    for (database, connection) in fabric.postgres_databases() {
+    for (database, connection) in databases.postgres_databases() {
         for (gid, _) in list_prepared(database, connection, Duration::ZERO).await? {
             if let Some(run) = run_of(&gid) {
                 runs.insert(run.to_owned());
@@ -407,6 +420,7 @@ impl RecoveryError {
 /// instances at once is safe (the decision log makes them agree).
 #[derive(Debug, Clone)]
 pub struct InDoubtRecovery {
+    databases: Databases,
     older_than: Duration,
 }
 
@@ -414,11 +428,14 @@ impl InDoubtRecovery {
     /// The job's name, for configuration and health.
     pub const NAME: &'static str = "two_phase_recovery";
 
-    /// Rolls back undecided prepared transactions older than `older_than`, and
-    /// finishes decided ones.
+    /// Rolls back undecided prepared transactions on `databases` older than
+    /// `older_than`, and finishes decided ones.
     #[must_use]
-    pub fn new(older_than: Duration) -> Self {
-        Self { older_than }
+    pub fn new(databases: &Databases, older_than: Duration) -> Self {
+        Self {
+            databases: databases.clone(),
+            older_than,
+        }
     }
 }
 
@@ -427,8 +444,8 @@ impl Job for InDoubtRecovery {
         Self::NAME
     }
 
-    async fn run(&self, _tick: Tick, context: &WorkerContext) -> Result<(), WorkerError> {
-        let report = context.fabric().recover_in_doubt(self.older_than).await?;
+    async fn run(&self, _tick: Tick, _context: &WorkerContext) -> Result<(), WorkerError> {
+        let report = recover_in_doubt(&self.databases, self.older_than).await?;
         if report.resolved_any() {
             tracing::warn!(%report, "resolved in-doubt two-phase commits");
         } else if !report.is_empty() {

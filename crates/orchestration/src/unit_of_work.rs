@@ -11,81 +11,48 @@ use tracing::{Instrument, field};
 use uuid::Uuid;
 
 use crate::batch::{Batch, BatchOptions, BatchProgress};
-use crate::database::DatabaseId;
+use crate::databases::{CommitPlan, Databases};
 use crate::error::UnitOfWorkError;
-use crate::fabric::Fabric;
-use crate::outbox::{Completion, Envelope, EventType, NewMessage, TraceContext};
+use crate::outbox::{Delivery, EventType, NewMessage, Outbox, TraceContext};
+use crate::two_phase::OpenTransaction;
 
-/// A named unit of work, ready to run. Made by [`Fabric::unit_of_work`].
-#[derive(Debug)]
-pub struct Pipeline<'f> {
-    fabric: &'f Fabric,
-    name: &'static str,
-    /// Set when the run delivers an event: the subscriber and event recorded in the
-    /// inbox of every database the run touches.
-    inbox: Option<(&'static str, Uuid)>,
-    /// The trace the run joins; a new one (its own run id) if `None`.
-    trace: Option<TraceContext>,
-    /// Set when the run delivers an event: the outbox message to mark delivered in the
-    /// run's own transaction, if the run touches the message's database.
-    completion: Option<Completion>,
+/// What units of work run on: the databases, and the outbox they write emitted events
+/// to. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Pipelines {
+    databases: Databases,
+    outbox: Outbox,
 }
 
-/// How a delivery's unit of work went, besides its result.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DeliveryRun {
-    /// The inbox showed the event already handled; nothing was committed.
-    pub(crate) already_handled: bool,
-    /// The outbox message was marked delivered in the committed transaction.
-    pub(crate) completed: bool,
-}
+impl Pipelines {
+    pub(crate) fn new(databases: Databases) -> Self {
+        let outbox = Outbox::new(databases.database_count());
+        Self { databases, outbox }
+    }
 
-/// How a unit of work commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitPlan {
-    /// No step touched a database; there is nothing to commit.
-    Nothing,
-    /// Every touched boundary is on one database: one local transaction.
-    Local {
-        /// The database.
-        database: DatabaseId,
-        /// The touched boundaries, in the order first touched.
-        boundaries: Vec<&'static str>,
-    },
-    /// The touched boundaries are on several PostgreSQL databases: each participant
-    /// prepares, the coordinator logs the decision, then every participant commits.
-    TwoPhase {
-        /// The database holding the decision log.
-        coordinator: DatabaseId,
-        /// Each participating database with its touched boundaries.
-        participants: Vec<(DatabaseId, Vec<&'static str>)>,
-    },
-}
-
-impl fmt::Display for CommitPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Nothing => f.write_str("nothing to commit"),
-            Self::Local {
-                database,
-                boundaries,
-            } => write!(
-                f,
-                "local transaction on {database} [{}]",
-                boundaries.join(", ")
-            ),
-            Self::TwoPhase {
-                coordinator,
-                participants,
-            } => {
-                write!(f, "two-phase commit coordinated on {coordinator}:")?;
-                for (database, boundaries) in participants {
-                    write!(f, " {database} [{}]", boundaries.join(", "))?;
-                }
-                Ok(())
-            }
+    /// A unit of work named `name` (the name used in spans, summaries and metrics).
+    pub(crate) fn pipeline(&self, name: &'static str) -> Pipeline<'_> {
+        Pipeline {
+            pipelines: self,
+            name,
         }
     }
+
+    pub(crate) fn databases(&self) -> &Databases {
+        &self.databases
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+/// A named unit of work (a pipeline of steps), ready to run. Made by
+/// [`Fabric::unit_of_work`](crate::Fabric::unit_of_work).
+#[derive(Debug)]
+pub struct Pipeline<'p> {
+    pipelines: &'p Pipelines,
+    name: &'static str,
 }
 
 /// How a run ended.
@@ -182,7 +149,7 @@ pub struct Completed<T> {
 /// mix is refused before the step runs. `E` is the work's error type; each
 /// step's own error converts into it.
 pub struct UnitOfWork<E> {
-    fabric: Fabric,
+    pipelines: Pipelines,
     pipeline: &'static str,
     /// One transaction per database touched so far, in the order first touched.
     open: Vec<OpenTransaction>,
@@ -194,22 +161,12 @@ pub struct UnitOfWork<E> {
     /// The trace this run belongs to: its own run id, unless it delivers an event.
     trace: TraceContext,
     run_id: Uuid,
-    /// For a delivery: the subscriber and event to record in each database's inbox.
-    inbox: Option<(&'static str, Uuid)>,
-    completion: Option<Completion>,
-    completed: bool,
-    /// Set when the inbox showed this delivery's effect already committed.
-    already_handled: bool,
+    /// Set when the run delivers an event to a subscriber.
+    delivery: Option<Delivery>,
     /// Events emitted so far, with the index of the database whose outbox takes them.
     outgoing: Vec<(usize, NewMessage)>,
     events: usize,
     _error: PhantomData<fn() -> E>,
-}
-
-/// A transaction begun on database `database` of the fabric.
-pub(crate) struct OpenTransaction {
-    pub(crate) database: usize,
-    pub(crate) transaction: DatabaseTransaction,
 }
 
 impl<E> fmt::Debug for UnitOfWork<E> {
@@ -222,32 +179,7 @@ impl<E> fmt::Debug for UnitOfWork<E> {
     }
 }
 
-impl<'f> Pipeline<'f> {
-    pub(crate) fn new(fabric: &'f Fabric, name: &'static str) -> Self {
-        Self {
-            fabric,
-            name,
-            inbox: None,
-            trace: None,
-            completion: None,
-        }
-    }
-
-    /// Makes this run the delivery of `envelope` to `subscriber`: it joins the
-    /// emitter's trace and records the delivery in the inbox of each database it
-    /// touches.
-    pub(crate) fn delivering(
-        mut self,
-        subscriber: &'static str,
-        envelope: &Envelope,
-        completion: Completion,
-    ) -> Self {
-        self.inbox = Some((subscriber, envelope.event_id));
-        self.trace = envelope.trace();
-        self.completion = Some(completion);
-        self
-    }
-
+impl Pipeline<'_> {
     /// Runs `work` as one unit of work: commits if it returns `Ok`, rolls back if it
     /// returns `Err`.
     ///
@@ -260,22 +192,43 @@ impl<'f> Pipeline<'f> {
         F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
         E: From<UnitOfWorkError> + fmt::Display,
     {
-        self.run_delivery(work).await.0
+        self.run_with(None, work).await.0
     }
 
-    /// Runs `work` like [`Pipeline::run`], and also says whether the run stopped
-    /// because the inbox showed the delivery already handled, and whether it marked
-    /// the message delivered in its own transaction.
+    /// Runs `work` like [`Pipeline::run`] as the delivery `delivery`: the run joins
+    /// the emitter's trace, records the delivery in the inbox of each database it
+    /// touches, and marks the message done if it has a transaction on its database.
+    /// Returns the delivery as the run left it (already handled, completed).
     pub(crate) async fn run_delivery<T, E, F>(
         self,
+        delivery: Delivery,
         work: F,
-    ) -> (Result<Completed<T>, E>, DeliveryRun)
+    ) -> (Result<Completed<T>, E>, Delivery)
+    where
+        F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
+        E: From<UnitOfWorkError> + fmt::Display,
+    {
+        let (result, delivery) = self.run_with(Some(delivery), work).await;
+        (
+            result,
+            delivery.expect("a delivery's run keeps its delivery"),
+        )
+    }
+
+    async fn run_with<T, E, F>(
+        self,
+        delivery: Option<Delivery>,
+        work: F,
+    ) -> (Result<Completed<T>, E>, Option<Delivery>)
     where
         F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
         E: From<UnitOfWorkError> + fmt::Display,
     {
         let run_id = Uuid::now_v7();
-        let trace = self.trace.unwrap_or(TraceContext { trace_id: run_id });
+        let trace = delivery
+            .as_ref()
+            .and_then(|d| d.trace)
+            .unwrap_or(TraceContext { trace_id: run_id });
         let span = tracing::info_span!(
             "unit_of_work",
             pipeline = self.name,
@@ -286,11 +239,11 @@ impl<'f> Pipeline<'f> {
             elapsed_ms = field::Empty,
         );
         let started = Instant::now();
-        // The unit of work owns a handle to the fabric rather than borrowing it: a
+        // The unit of work owns a handle to the databases rather than borrowing them: a
         // borrowed lifetime in the closure's argument type defeats the compiler's proof
         // that the run's future is `Send`.
         let mut uow = UnitOfWork {
-            fabric: self.fabric.clone(),
+            pipelines: self.pipelines.clone(),
             pipeline: self.name,
             open: Vec::new(),
             touched: Vec::new(),
@@ -298,21 +251,18 @@ impl<'f> Pipeline<'f> {
             steps: Vec::new(),
             trace,
             run_id,
-            inbox: self.inbox,
-            completion: self.completion,
-            completed: false,
-            already_handled: false,
+            delivery,
             outgoing: Vec::new(),
             events: 0,
             _error: PhantomData,
         };
         let result = async {
             let value = work(&mut uow).await?;
-            if let (true, Some((subscriber, event_id))) = (uow.already_handled, uow.inbox) {
+            if let Some(delivery) = uow.delivery.as_ref().filter(|d| d.already_handled) {
                 // The work went on after its inbox check failed: roll it all back.
                 return Err(UnitOfWorkError::AlreadyHandled {
-                    subscriber,
-                    event_id,
+                    subscriber: delivery.subscriber,
+                    event_id: delivery.event_id,
                 }
                 .into());
             }
@@ -327,11 +277,11 @@ impl<'f> Pipeline<'f> {
                         .commit()
                         .await
                         .map_err(|source| UnitOfWorkError::Commit {
-                            database: uow.fabric.database(only.database).0.clone(),
+                            database: uow.databases().database(only.database).0.clone(),
                             source,
                         })?;
                 }
-                _ => crate::two_phase::commit(&uow.fabric, run_id, open).await?,
+                _ => crate::two_phase::commit(uow.databases(), run_id, open).await?,
             }
             Ok::<T, E>(value)
         }
@@ -367,10 +317,10 @@ impl<'f> Pipeline<'f> {
         span.record("elapsed_ms", elapsed_ms(summary.elapsed));
         tracing::debug!(parent: &span, %summary, "unit of work finished");
         record_metrics(&summary);
-        let delivery = DeliveryRun {
-            already_handled: uow.already_handled,
-            completed: uow.completed && result.is_ok(),
-        };
+        let mut delivery = uow.delivery;
+        if let Some(delivery) = delivery.as_mut() {
+            delivery.completed &= result.is_ok();
+        }
         (result.map(|value| Completed { value, summary }), delivery)
     }
 }
@@ -423,7 +373,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     /// Inserts (or upserts) `batch` into a table of `boundary`, in chunks of
     /// `options.chunk_size` rows, calling `progress` after each chunk. All chunks are
     /// part of this unit of work's transaction; for an import too large for one
-    /// transaction, see [`Fabric::import`](crate::Fabric::import).
+    /// transaction, see [`Import`](crate::batch::Import).
     ///
     /// # Errors
     /// A row whose length differs from the columns', the database's error, or a
@@ -440,7 +390,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         E: From<DbErr>,
     {
         let schema = self
-            .fabric
+            .databases()
             .boundary(boundary)
             .map(|(b, _)| b.name())
             .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
@@ -475,7 +425,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
                 event_type: event_type.name(),
                 source,
             })?;
-        let subscribers = self.fabric.subscribers_of(event_type.name());
+        let subscribers = self.pipelines.outbox.subscribers_of(event_type.name());
         self.events += 1;
         if subscribers.is_empty() {
             tracing::debug!(
@@ -519,7 +469,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             crate::outbox::write_messages(transaction, &messages, notify)
                 .await
                 .map_err(|source| UnitOfWorkError::Outbox {
-                    database: self.fabric.database(database).0.clone(),
+                    database: self.databases().database(database).0.clone(),
                     source,
                 })?;
         }
@@ -527,29 +477,30 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         Ok(())
     }
 
-    /// Marks the delivered message done in this run's transaction on its database, if
-    /// the run has one there: the effect and the completion then commit together, and
-    /// the dispatcher saves a write.
+    /// For a delivery: marks the message done in this run's transaction on its
+    /// database, if the run has one there.
     async fn complete_in_transaction(&mut self) -> Result<(), E> {
-        let Some(completion) = &self.completion else {
+        let Some(delivery) = self.delivery.as_mut() else {
             return Ok(());
         };
-        let Some(open) = self.open.iter().find(|o| o.database == completion.database) else {
-            return Ok(());
-        };
-        crate::outbox::complete(
-            &open.transaction,
-            &completion.holder,
-            &completion.message_id,
-            chrono::Utc::now(),
-        )
-        .await
-        .map_err(|source| UnitOfWorkError::Outbox {
-            database: self.fabric.database(completion.database).0.clone(),
-            source,
-        })?;
-        self.completed = true;
+        let open = self.open.iter().map(|o| (o.database, &o.transaction));
+        delivery
+            .complete_in(open)
+            .await
+            .map_err(|source| UnitOfWorkError::Outbox {
+                database: self
+                    .pipelines
+                    .databases
+                    .database(delivery.database())
+                    .0
+                    .clone(),
+                source,
+            })?;
         Ok(())
+    }
+
+    fn databases(&self) -> &Databases {
+        &self.pipelines.databases
     }
 
     fn two_phase(&self) -> bool {
@@ -564,9 +515,9 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         let mut databases: Vec<usize> = self.outgoing.iter().map(|(db, _)| *db).collect();
         databases.dedup();
         for database in databases {
-            self.fabric.outbox_wake(database).notify_one();
+            self.pipelines.outbox.wake(database).notify_one();
             if self.two_phase() {
-                let (id, connection) = self.fabric.database(database);
+                let (id, connection) = self.databases().database(database);
                 if let Err(err) = crate::outbox::notify(connection).await {
                     // The dispatchers' polling delivers the messages regardless.
                     tracing::warn!(database = %id, error = %err, "cannot notify outbox dispatchers");
@@ -578,19 +529,18 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     /// Adds `boundary` to the touched boundaries, refusing it if it cannot commit
     /// together with those before it; returns its name and database index.
     fn touch(&mut self, boundary: &str) -> Result<(&'static str, usize), UnitOfWorkError> {
-        let (boundary, database) =
-            self.fabric
-                .boundary(boundary)
-                .ok_or_else(|| UnitOfWorkError::UnknownBoundary {
-                    boundary: boundary.to_owned(),
-                })?;
+        let (boundary, database) = self.databases().boundary(boundary).ok_or_else(|| {
+            UnitOfWorkError::UnknownBoundary {
+                boundary: boundary.to_owned(),
+            }
+        })?;
         let boundary = boundary.name();
         if !self.touched.iter().any(|(b, _)| *b == boundary) {
             // Refuse before running anything that could not commit atomically; the
             // refused boundary is not recorded, so the summary shows what did run.
             let mut touched = self.touched.clone();
             touched.push((boundary, database));
-            self.plan = self.fabric.plan_for(&touched)?;
+            self.plan = self.databases().plan_for(&touched)?;
             self.touched = touched;
         }
         Ok((boundary, database))
@@ -607,7 +557,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             pipeline = self.pipeline,
             step,
             boundary,
-            database = %self.fabric.database(database).0,
+            database = %self.databases().database(database).0,
             rows = field::Empty,
             elapsed_ms = field::Empty,
         );
@@ -634,36 +584,30 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         let position = match self.open.iter().position(|o| o.database == database) {
             Some(position) => position,
             None => {
-                let (id, connection) = self.fabric.database(database);
-                let transaction =
-                    crate::database::begin_write(connection)
-                        .await
-                        .map_err(|source| UnitOfWorkError::Begin {
-                            database: id.clone(),
-                            source,
-                        })?;
+                let (id, connection) = self.pipelines.databases.database(database);
+                let transaction = crate::sql::begin_write(connection)
+                    .await
+                    .map_err(|source| UnitOfWorkError::Begin {
+                        database: id.clone(),
+                        source,
+                    })?;
                 self.open.push(OpenTransaction {
                     database,
                     transaction,
                 });
                 let transaction = &self.open[self.open.len() - 1].transaction;
-                if let Some((subscriber, event_id)) = self.inbox {
-                    let first = crate::outbox::record_in_inbox(
-                        transaction,
-                        subscriber,
-                        event_id,
-                        chrono::Utc::now(),
-                    )
-                    .await
-                    .map_err(|source| UnitOfWorkError::Outbox {
-                        database: id.clone(),
-                        source,
-                    })?;
+                if let Some(delivery) = self.delivery.as_mut() {
+                    let first = delivery
+                        .record_in_inbox(transaction)
+                        .await
+                        .map_err(|source| UnitOfWorkError::Outbox {
+                            database: id.clone(),
+                            source,
+                        })?;
                     if !first {
-                        self.already_handled = true;
                         return Err(UnitOfWorkError::AlreadyHandled {
-                            subscriber,
-                            event_id,
+                            subscriber: delivery.subscriber,
+                            event_id: delivery.event_id,
                         }
                         .into());
                     }

@@ -3,7 +3,11 @@
 //! delays the outcome that caused it; the outbox retries it instead.
 
 use audit::{Action, Actor, NewEntry, Subject};
-use orchestration::{Envelope, Handler, HandlerError, UnitOfWork};
+use orchestration::{
+    UnitOfWork,
+    dispatch::{Handler, HandlerError},
+    outbox::Envelope,
+};
 use orders::OrderPlaced;
 
 /// Records `order.placed` on subject `order:<id>`, by actor `customer:<id>`.

@@ -1,7 +1,7 @@
 //! The event types the workflows emit and subscribe to, and the registration of every
 //! workflow subscriber on a fabric.
 
-use orchestration::{EventType, Fabric, FabricError};
+use orchestration::{Fabric, FabricError, outbox::EventType};
 use orders::OrderPlaced;
 
 use crate::audit_trail::AuditOrderPlaced;
@@ -15,5 +15,7 @@ pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAM
 /// # Errors
 /// A subscriber is already registered under the same name.
 pub fn subscribe(fabric: &Fabric) -> Result<(), FabricError> {
-    fabric.subscribe(ORDER_PLACED, AuditOrderPlaced::NAME, AuditOrderPlaced)
+    fabric
+        .events()
+        .subscribe(ORDER_PLACED, AuditOrderPlaced::NAME, AuditOrderPlaced)
 }

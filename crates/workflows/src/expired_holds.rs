@@ -6,12 +6,17 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use orchestration::{Job, SagaError, Tick, UnitOfWorkError, WorkerContext, WorkerError};
+use orchestration::{
+    Fabric, UnitOfWorkError,
+    host::{Job, Tick, WorkerContext, WorkerError},
+    saga::SagaError,
+};
 use uuid::Uuid;
 
 /// Releases expired holds whose placement is gone, up to `batch` per tick.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReleaseExpiredHolds {
+    fabric: Fabric,
     batch: u64,
 }
 
@@ -19,10 +24,13 @@ impl ReleaseExpiredHolds {
     /// The job's name.
     pub const NAME: &'static str = "release_expired_holds";
 
-    /// A job releasing up to `batch` holds per tick.
+    /// A job releasing up to `batch` holds per tick, on `fabric`.
     #[must_use]
-    pub fn new(batch: u64) -> Self {
-        Self { batch }
+    pub fn new(fabric: &Fabric, batch: u64) -> Self {
+        Self {
+            fabric: fabric.clone(),
+            batch,
+        }
     }
 }
 
@@ -32,7 +40,7 @@ impl Job for ReleaseExpiredHolds {
     }
 
     async fn run(&self, _tick: Tick, context: &WorkerContext) -> Result<(), WorkerError> {
-        let fabric = context.fabric();
+        let fabric = &self.fabric;
         let now = context.clock().now();
         let expired =
             inventory::expired_holds(fabric.connection(inventory::SCHEMA)?, now, self.batch)
@@ -49,7 +57,7 @@ impl Job for ReleaseExpiredHolds {
             // A placement's holds carry its run id; a run that is still going owns
             // them.
             if let Ok(run_id) = Uuid::parse_str(&reference) {
-                match fabric.saga_run(run_id).await {
+                match fabric.sagas().run(run_id).await {
                     Ok(run) if run.run.state.is_active() => continue,
                     Ok(_) | Err(SagaError::UnknownRun(_)) => {}
                     Err(err) => return Err(err.into()),

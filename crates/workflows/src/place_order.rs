@@ -9,8 +9,12 @@ use std::time::Duration;
 use chrono::Utc;
 use inventory::{Quantity, Sku};
 use orchestration::{
-    ExternalStep, Fabric, FabricError, IdempotencyKey, LocalStep, RetryPolicy, RunDetails,
-    RunState, Saga, SagaContext, SagaError, SagaHandle, StepError, UnitOfWork, begin_write,
+    Fabric, FabricError, UnitOfWork,
+    saga::{
+        ExternalStep, IdempotencyKey, LocalStep, RetryPolicy, RunDetails, RunState, Saga,
+        SagaContext, SagaError, SagaHandle, StepError, StepName,
+    },
+    sql::begin_write,
 };
 use orders::{CustomerId, LineRequest, NewOrder, Order, OrderPlaced};
 use payments::{
@@ -154,7 +158,9 @@ impl PlaceOrderError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Saga(err) => err.is_unavailable(),
-            Self::Orders(orders::Error::Database(err)) => orchestration::is_unavailable(err),
+            Self::Orders(orders::Error::Database(err)) => {
+                orchestration::failure::is_unavailable(err)
+            }
             _ => false,
         }
     }
@@ -216,11 +222,11 @@ impl PlaceOrder {
     /// commit with the run's checkpoint), or it is registered already.
     pub fn register(fabric: &Fabric, settings: PlaceOrderSettings) -> Result<Self, FabricError> {
         let retry = settings.charge_retry;
-        let lease = Duration::from_secs(60).max((retry.timeout + retry.backoff_max) * 2);
+        let lease = Duration::from_secs(60).max((retry.timeout + retry.backoff.max) * 2);
         let saga = Saga::new(Self::SAGA)
             .lease(lease)
             .local(
-                "hold_stock",
+                HOLD_STOCK,
                 HoldStock {
                     hold: settings.hold,
                 },
@@ -237,7 +243,7 @@ impl PlaceOrder {
             .local("confirm_order", ConfirmOrder);
         Ok(Self {
             fabric: fabric.clone(),
-            saga: fabric.register_saga(saga)?,
+            saga: fabric.sagas().register(saga)?,
         })
     }
 
@@ -314,6 +320,9 @@ impl PlaceOrder {
         Ok(Placement { id, outcome })
     }
 }
+
+/// The first step, whose output (the hold) the later steps read.
+const HOLD_STOCK: StepName<Held> = StepName::new("hold_stock");
 
 /// The hold: the priced lines and the reservations holding their stock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -528,7 +537,7 @@ impl ExternalStep<Input> for Charge {
         run: &SagaContext<'_, Input>,
         key: &IdempotencyKey,
     ) -> Result<Charged, StepError> {
-        let held: Held = run.output("hold_stock")?;
+        let held: Held = run.output(HOLD_STOCK)?;
         let db = self.payments()?;
         let key = key.action();
         let new = NewPayment {
@@ -574,7 +583,7 @@ impl ExternalStep<Input> for Charge {
     ) -> Result<(), StepError> {
         // Refunds by the charge's key, so it also undoes a charge whose response was
         // lost, and does nothing for one that never happened.
-        let held: Held = run.output("hold_stock")?;
+        let held: Held = run.output(HOLD_STOCK)?;
         let request = RefundRequest {
             key: key.compensation(),
             charge_key: key.action(),
@@ -606,7 +615,7 @@ impl LocalStep<Input> for ConfirmOrder {
         run: &SagaContext<'_, Input>,
         uow: &mut UnitOfWork<StepError>,
     ) -> Result<Uuid, StepError> {
-        let held: Held = run.output("hold_stock")?;
+        let held: Held = run.output(HOLD_STOCK)?;
         let new_order = held.order(&run.input().customer_id)?;
         let id = run.run_id();
         let reference = id.to_string();

@@ -156,7 +156,7 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
     let audit_db = db.fabric().connection(audit::SCHEMA).unwrap();
     let deadline = Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let status = db.fabric().outbox_status().await.unwrap();
+        let status = db.fabric().events().status().await.unwrap();
         if status.iter().all(|s| s.pending == 0) {
             assert!(status.iter().all(|s| s.dead == 0), "{status:?}");
             break;

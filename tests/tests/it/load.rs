@@ -138,7 +138,7 @@ async fn place_all(app: &TestApp, client: &reqwest::Client) -> Vec<(StatusCode, 
 async fn with_the_stock_row_locked(
     configure: impl FnOnce(&mut Config),
 ) -> Option<(TestApp, Fabric, sea_orm::DatabaseTransaction, TestDatabase)> {
-    let db = TestDatabase::create(Engine::Postgres, [orchestration::boundary()]).await?;
+    let db = TestDatabase::create(Engine::Postgres, [orchestration::schema::boundary()]).await?;
     let mut config = Config::default();
     config.database.url = db.topology().default_url().connection_string();
     config.database.lock_timeout = switchyard::config::ConfigDuration(Duration::from_millis(300));
@@ -181,7 +181,8 @@ async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
     // Held for several lock timeouts: the step fails and is retried meanwhile.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let running = fabric
-        .saga_runs(&orchestration::RunFilter::default())
+        .sagas()
+        .runs(&orchestration::saga::RunFilter::default())
         .await
         .unwrap();
     assert_eq!(running.len(), 1, "{running:?}");

@@ -26,7 +26,7 @@ async fn an_event_committed_before_a_kill_is_delivered_after_restart() {
     let snapshot = StoreSnapshot::read(&fabric).await;
     assert_eq!(snapshot.order_count(), NTH);
     snapshot.check_events(1).unwrap();
-    let status = fabric.outbox_status().await.unwrap();
+    let status = fabric.events().status().await.unwrap();
     assert_eq!(status[0].pending, NTH as u64, "{status:?}");
     fabric.close().await;
 

@@ -7,7 +7,10 @@
 //! killed instance and the one that finishes its work.
 
 use orchestration::testing::{Engine, TestDatabase};
-use orchestration::{DatabaseUrl, Fabric, RunFilter, RunState, Topology};
+use orchestration::{
+    DatabaseUrl, Fabric, Topology,
+    saga::{RunFilter, RunState},
+};
 use tests::order_loop::initial_stock;
 use tests::{StoreSnapshot, check_charges, finish_runs};
 
@@ -50,7 +53,8 @@ async fn killed_and_finished(url: DatabaseUrl, point: &str) {
     workflows::subscribe(&fabric).unwrap();
     tests::order_loop::place_order(&fabric).unwrap();
     let unfinished = fabric
-        .saga_runs(&RunFilter {
+        .sagas()
+        .runs(&RunFilter {
             states: vec![RunState::Running],
             limit: None,
         })
@@ -61,7 +65,7 @@ async fn killed_and_finished(url: DatabaseUrl, point: &str) {
     assert_eq!(unfinished.len(), expected, "{point}: {unfinished:?}");
     finish_runs(&fabric).await;
 
-    let runs = fabric.saga_runs(&RunFilter::default()).await.unwrap();
+    let runs = fabric.sagas().runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 2, "{point}: {runs:?}");
     assert!(
         runs.iter().all(|r| r.state == RunState::Completed),

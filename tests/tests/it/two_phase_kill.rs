@@ -44,7 +44,9 @@ async fn killed_at(point: &str, decided: bool) {
         "the kill left nothing in doubt"
     );
 
-    let report = fabric.recover_in_doubt(Duration::ZERO).await.unwrap();
+    let report = orchestration::two_phase::recover_in_doubt(fabric.databases(), Duration::ZERO)
+        .await
+        .unwrap();
     if decided {
         assert!(
             !report.committed.is_empty() && report.rolled_back.is_empty(),
@@ -67,7 +69,7 @@ async fn killed_at(point: &str, decided: bool) {
     // instance finishes that placement from its last checkpoint.
     workflows::subscribe(&fabric).unwrap();
     tests::order_loop::place_order(&fabric).unwrap();
-    let held = fabric.saga_run(unfinished(&fabric).await).await.unwrap();
+    let held = fabric.sagas().run(unfinished(&fabric).await).await.unwrap();
     assert_eq!(held.steps.len(), usize::from(decided), "{held:?}");
     tests::finish_runs(&fabric).await;
     let initial = initial_stock();
@@ -82,8 +84,9 @@ async fn killed_at(point: &str, decided: bool) {
 /// The one placement still running.
 async fn unfinished(fabric: &Fabric) -> uuid::Uuid {
     let running = fabric
-        .saga_runs(&orchestration::RunFilter {
-            states: vec![orchestration::RunState::Running],
+        .sagas()
+        .runs(&orchestration::saga::RunFilter {
+            states: vec![orchestration::saga::RunState::Running],
             limit: None,
         })
         .await

@@ -135,7 +135,7 @@ impl From<audit::Error> for ApiError {
                 err.to_string(),
             ),
             Error::Database(ref cause) => {
-                ApiError::failure(&err, orchestration::is_unavailable(cause))
+                ApiError::failure(&err, orchestration::failure::is_unavailable(cause))
             }
             Error::Corrupt(_) => ApiError::internal(&err),
         }

@@ -124,20 +124,20 @@ pub(crate) async fn details(State(state): State<AppState>) -> (StatusCode, Json<
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Readiness {
-    databases: Vec<orchestration::DatabaseHealth>,
+    databases: Vec<orchestration::databases::DatabaseHealth>,
     pending: Vec<String>,
     failed_workers: Vec<String>,
-    workers: Vec<orchestration::WorkerStatus>,
+    workers: Vec<orchestration::host::WorkerStatus>,
     ready: bool,
 }
 
 impl Readiness {
     async fn check(state: &AppState) -> Self {
-        let databases = state.fabric.health(PING_TIMEOUT).await;
+        let databases = state.fabric.databases().health(PING_TIMEOUT).await;
         let reachable = databases.iter().all(|d| d.error.is_none());
         let mut pending = Vec::new();
         if reachable && !state.migrated.load(Ordering::Relaxed) {
-            match state.fabric.migration_status().await {
+            match state.fabric.databases().migration_status().await {
                 Ok(states) => {
                     pending = states
                         .iter()
@@ -184,8 +184,8 @@ impl Readiness {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
+    use orchestration::host::{Host, Policy, Worker, WorkerContext, WorkerError};
     use orchestration::testing::{Engine, TestDatabase};
-    use orchestration::{Host, Policy, Worker, WorkerContext, WorkerError};
 
     use serde_json::{Value, json};
 
@@ -213,7 +213,7 @@ mod tests {
             .await
             .expect("SQLite is embedded");
         let fabric = db.fabric().clone();
-        let mut host = Host::new(fabric.clone());
+        let mut host = Host::new(fabric.databases());
         host.add(Broken, Policy::StopHost).unwrap();
         let state = AppState::new(
             fabric.clone(),

@@ -48,7 +48,7 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
     responses((status = 200, description = "Every metric, in Prometheus's text format", content_type = "text/plain")),
 )]
 pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
-    for pool in state.fabric.pool_stats() {
+    for pool in state.fabric.databases().pool_stats() {
         let database = pool.database.to_string();
         let in_use = pool
             .size

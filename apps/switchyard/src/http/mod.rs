@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use orchestration::{Fabric, HostHealth};
+use orchestration::{Fabric, host::HostHealth};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -182,7 +182,7 @@ pub(crate) mod testing {
             fabric.clone(),
             crate::application::place_order(config, &fabric).unwrap(),
             placement_wait,
-            orchestration::Host::new(fabric.clone()).health(),
+            orchestration::host::Host::new(fabric.databases()).health(),
             true,
         );
         (super::router(state, config), db)

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use orchestration::{PolicyKind, WorkerState, WorkerStatus};
+use orchestration::host::{PolicyKind, WorkerState, WorkerStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 

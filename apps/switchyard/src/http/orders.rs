@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use inventory::{Quantity, Sku};
-use orchestration::RunState;
+use orchestration::saga::RunState;
 use orders::{CustomerId, Order, OrderFilter, OrderStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -222,7 +222,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let key = value
         .to_str()
         .map_err(|_| invalid("must be visible ASCII".to_owned()))?;
-    orchestration::check_key(key).map_err(|err| invalid(err.to_string()))?;
+    orchestration::saga::check_key(key).map_err(|err| invalid(err.to_string()))?;
     Ok(Some(key.to_owned()))
 }
 
@@ -491,7 +491,7 @@ impl From<orders::Error> for ApiError {
                 ApiError::conflict(ProblemType::DuplicateOrder, "Order exists", err.to_string())
             }
             Error::Database(ref cause) => {
-                ApiError::failure(&err, orchestration::is_unavailable(cause))
+                ApiError::failure(&err, orchestration::failure::is_unavailable(cause))
             }
             Error::Corrupt(_) => ApiError::internal(&err),
         }

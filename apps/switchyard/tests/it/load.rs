@@ -23,7 +23,7 @@ const CONCURRENCY: usize = 40;
 
 /// The two databases of the split topology, empty: the binary migrates them.
 async fn split() -> Option<(TestDatabase, TestDatabase)> {
-    let main = TestDatabase::create(Engine::Postgres, [orchestration::boundary()]).await?;
+    let main = TestDatabase::create(Engine::Postgres, [orchestration::schema::boundary()]).await?;
     let inventory = TestDatabase::create(Engine::Postgres, [migrations::inventory()]).await?;
     Some((main, inventory))
 }

@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, TableRef};
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::COORDINATOR_BOUNDARY;
-use crate::database::execute;
-use crate::fabric::Fabric;
+use crate::clock::epoch_millis;
+use crate::databases::Databases;
+use crate::schema::COORDINATOR_BOUNDARY;
 use crate::schema::WorkerLeasesTable as Leases;
+use crate::sql::execute;
 
 /// This instance's view of one singleton job's lease.
 #[derive(Debug)]
@@ -38,15 +39,19 @@ struct Held {
 
 impl Lease {
     /// Makes sure the job's row exists.
-    pub(super) async fn prepare(fabric: &Fabric, job: &str, ttl: Duration) -> Result<Self, DbErr> {
-        let connection = fabric
+    pub(super) async fn prepare(
+        databases: &Databases,
+        job: &str,
+        ttl: Duration,
+    ) -> Result<Self, DbErr> {
+        let connection = databases
             .connection(COORDINATOR_BOUNDARY)
             .map_err(|e| DbErr::Custom(e.to_string()))?
             .clone();
         let lease = Self {
             connection,
             job: job.to_owned(),
-            holder: format!("{}:{}", fabric.instance(), std::process::id()),
+            holder: databases.holder(),
             ttl,
             held: None,
         };
@@ -79,14 +84,14 @@ impl Lease {
         let update = Query::update()
             .table(table())
             .value(Leases::Holder, self.holder.as_str())
-            .value(Leases::ExpiresAtMs, millis(now + self.ttl))
-            .value(Leases::LastTickMs, millis(tick))
+            .value(Leases::ExpiresAtMs, epoch_millis(now + self.ttl))
+            .value(Leases::LastTickMs, epoch_millis(tick))
             .and_where(Expr::col(Leases::Name).eq(self.job.as_str()))
-            .and_where(Expr::col(Leases::LastTickMs).lt(millis(tick)))
+            .and_where(Expr::col(Leases::LastTickMs).lt(epoch_millis(tick)))
             .and_where(
                 Expr::col(Leases::Holder)
                     .eq(self.holder.as_str())
-                    .or(Expr::col(Leases::ExpiresAtMs).lte(millis(now))),
+                    .or(Expr::col(Leases::ExpiresAtMs).lte(epoch_millis(now))),
             )
             .to_owned();
         let claimed = execute(&self.connection, &update).await? == 1;
@@ -117,10 +122,10 @@ impl Lease {
         }
         let update = Query::update()
             .table(table())
-            .value(Leases::ExpiresAtMs, millis(now + self.ttl))
+            .value(Leases::ExpiresAtMs, epoch_millis(now + self.ttl))
             .and_where(Expr::col(Leases::Name).eq(self.job.as_str()))
             .and_where(Expr::col(Leases::Holder).eq(self.holder.as_str()))
-            .and_where(Expr::col(Leases::ExpiresAtMs).gt(millis(now)))
+            .and_where(Expr::col(Leases::ExpiresAtMs).gt(epoch_millis(now)))
             .to_owned();
         match execute(&self.connection, &update).await {
             Ok(1) => self.held_from(now),
@@ -169,8 +174,4 @@ impl Lease {
 
 fn table() -> TableRef {
     (Alias::new(COORDINATOR_BOUNDARY), Leases::Table).into()
-}
-
-fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
 }

@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::clock::Clock;
-use crate::fabric::Fabric;
+use crate::databases::Databases;
 
 pub use health::{HealthReporter, HostHealth, PolicyKind, WorkerState, WorkerStatus};
 pub use schedule::{Job, Schedule, Tick};
@@ -49,17 +50,18 @@ pub trait Worker: Send + Sync + 'static {
 /// What a worker gets to do its work.
 #[derive(Debug, Clone)]
 pub struct WorkerContext {
-    fabric: Fabric,
+    databases: Databases,
     clock: Clock,
     shutdown: CancellationToken,
     health: HealthReporter,
 }
 
 impl WorkerContext {
-    /// The transaction fabric.
+    /// The databases (a worker that needs more, such as the event bus or the sagas,
+    /// is given it when it is made).
     #[must_use]
-    pub fn fabric(&self) -> &Fabric {
-        &self.fabric
+    pub fn databases(&self) -> &Databases {
+        &self.databases
     }
 
     /// The clock; use it instead of the system time so tests can control it.
@@ -101,14 +103,14 @@ impl WorkerContext {
 pub enum Policy {
     /// Restart it after a growing delay; give up (the worker is `failed`, the host
     /// goes on) after too many restarts within a window.
-    Restart(Backoff),
+    Restart(Restarts),
     /// Stop the whole host; the process should exit non-zero.
     StopHost,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self::Restart(Backoff::default())
+        Self::Restart(Restarts::default())
     }
 }
 
@@ -121,39 +123,27 @@ impl Policy {
     }
 }
 
-/// Exponential backoff between restarts.
+/// How a failed worker is restarted: after a backoff, a bounded number of times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The delay before the first restart; it doubles with each restart in the window.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
+pub struct Restarts {
+    /// The delay before each restart; it doubles with each restart in the window.
+    pub backoff: Backoff,
     /// The most restarts within `window`; one more failure and the worker is failed.
     pub max_restarts: u32,
     /// The window over which restarts are counted.
     pub window: Duration,
 }
 
-impl Default for Backoff {
+impl Default for Restarts {
     fn default() -> Self {
         Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             // At the 60 s cap about ten restarts fit in ten minutes, so a worker that
             // keeps failing slowly (a database outage) is retried indefinitely; a
             // crash loop under a short configured backoff is given up on.
             max_restarts: 20,
             window: Duration::from_secs(600),
         }
-    }
-}
-
-impl Backoff {
-    /// The delay before a restart when `recent` restarts already happened in the window.
-    #[must_use]
-    pub fn delay(&self, recent: u32) -> Duration {
-        let factor = 2u32.saturating_pow(recent);
-        self.initial.saturating_mul(factor).min(self.max)
     }
 }
 
@@ -247,7 +237,7 @@ struct Registered {
 /// Workers to run, not yet started.
 #[derive(Debug)]
 pub struct Host {
-    fabric: Fabric,
+    databases: Databases,
     clock: Clock,
     shutdown_timeout: Duration,
     health: HostHealth,
@@ -255,18 +245,18 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host for workers on `fabric`, with the system clock and a 30 s shutdown
-    /// timeout.
+    /// A host for workers on `databases` (singleton jobs take their leases in the
+    /// `orchestration` boundary), with the system clock and a 30 s shutdown timeout.
     #[must_use]
-    pub fn new(fabric: Fabric) -> Self {
-        Self::with_clock(fabric, Clock::system())
+    pub fn new(databases: &Databases) -> Self {
+        Self::with_clock(databases, Clock::system())
     }
 
     /// A host whose workers see `clock`.
     #[must_use]
-    pub fn with_clock(fabric: Fabric, clock: Clock) -> Self {
+    pub fn with_clock(databases: &Databases, clock: Clock) -> Self {
         Self {
-            fabric,
+            databases: databases.clone(),
             clock,
             shutdown_timeout: Duration::from_secs(30),
             health: HostHealth::new(clock),
@@ -356,7 +346,7 @@ impl Host {
         let mut supervisors = Vec::with_capacity(self.workers.len());
         for registered in self.workers {
             let context = WorkerContext {
-                fabric: self.fabric.clone(),
+                databases: self.databases.clone(),
                 clock: self.clock,
                 shutdown: shutdown.clone(),
                 health: registered.health.clone(),
@@ -523,26 +513,26 @@ async fn supervise(
                 }));
                 return;
             }
-            Policy::Restart(backoff) => {
+            Policy::Restart(restarts) => {
                 let now = Instant::now();
                 while recent_restarts
                     .front()
-                    .is_some_and(|at| now.duration_since(*at) >= backoff.window)
+                    .is_some_and(|at| now.duration_since(*at) >= restarts.window)
                 {
                     recent_restarts.pop_front();
                 }
                 let recent = u32::try_from(recent_restarts.len()).unwrap_or(u32::MAX);
-                if recent >= backoff.max_restarts {
+                if recent >= restarts.max_restarts {
                     tracing::error!(
                         error = %error,
                         restarts = recent,
-                        window = ?backoff.window,
+                        window = ?restarts.window,
                         "worker failed too often; giving up on it"
                     );
                     health.set(WorkerState::Failed { error });
                     return;
                 }
-                let delay = backoff.delay(recent);
+                let delay = restarts.backoff.delay(recent.saturating_add(1));
                 tracing::warn!(error = %error, delay = ?delay, "worker failed; restarting after a delay");
                 health.set(WorkerState::BackingOff {
                     last_error: error,

@@ -299,7 +299,7 @@ impl<J: Job> Worker for ScheduledJob<J> {
 
     async fn run(&self, context: WorkerContext) -> Result<(), WorkerError> {
         let mut lease = match self.schedule.lease {
-            Some(ttl) => Some(Lease::prepare(context.fabric(), self.job.name(), ttl).await?),
+            Some(ttl) => Some(Lease::prepare(context.databases(), self.job.name(), ttl).await?),
             None => None,
         };
         context.health().running();

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::schema::Messages;
 use super::store::{self, DEAD, PENDING};
-use crate::database::DatabaseId;
+use crate::schema::outbox::Messages;
+use crate::topology::DatabaseId;
 
 /// The outbox of one database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +163,7 @@ pub(crate) async fn replay(
         .table(store::messages())
         .value(Messages::Status, PENDING)
         .value(Messages::Attempts, 0i32)
-        .value(Messages::AvailableAtMs, store::millis(now))
+        .value(Messages::AvailableAtMs, crate::clock::epoch_millis(now))
         .value(Messages::ClaimedBy, Option::<String>::None)
         .value(Messages::FinishedAtMs, Option::<i64>::None)
         .and_where(Expr::col(Messages::Status).eq(DEAD));
@@ -175,7 +175,7 @@ pub(crate) async fn replay(
     }
     if let Some(older_than) = filter.older_than {
         let before = now - older_than;
-        update.and_where(Expr::col(Messages::OccurredAtMs).lte(store::millis(before)));
+        update.and_where(Expr::col(Messages::OccurredAtMs).lte(crate::clock::epoch_millis(before)));
     }
-    crate::database::execute(db, &update).await
+    crate::sql::execute(db, &update).await
 }

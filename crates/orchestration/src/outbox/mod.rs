@@ -1,10 +1,13 @@
 //! Events: the transactional outbox and inbox.
 //!
+//! The outbox's tables and what units of work need of them; the worker that drains
+//! them is [`crate::dispatch`].
+//!
 //! A unit of work emits an event with [`UnitOfWork::emit`](crate::UnitOfWork::emit).
 //! At commit, one message per subscriber of its type is written into the `outbox`
 //! schema of the database that holds the emitting boundary, in the same transaction
 //! as the state change: the event exists if and only if the change committed. The
-//! [`Dispatcher`] worker claims due messages, runs each subscriber's [`Handler`] in a
+//! [`Dispatcher`](crate::dispatch::Dispatcher) worker claims due messages, runs each subscriber's [`Handler`](crate::dispatch::Handler) in a
 //! unit of work of its own, and marks them delivered, retried or dead.
 //!
 //! Delivery is at least once. A handler's first step on a database also records
@@ -13,35 +16,78 @@
 //! effect happens exactly once.
 
 mod admin;
-mod dispatcher;
-mod routes;
-mod schema;
-mod store;
+mod delivery;
+pub(crate) mod store;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::unit_of_work::UnitOfWork;
-
+pub use crate::schema::outbox::OUTBOX_SCHEMA;
 pub use admin::{OutboxStatus, ReplayFilter, SubscriberStatus};
-pub(crate) use admin::{replay as admin_replay, status as admin_status};
-pub use dispatcher::{Dispatcher, DispatcherOptions, InvalidOptions};
-pub(crate) use routes::{Routes, Subscription};
-pub use schema::OUTBOX_SCHEMA;
-pub(crate) use schema::boundary;
-pub(crate) use store::{NewMessage, complete, notify, record_in_inbox, write_messages};
+pub(crate) use admin::{replay, status};
+pub(crate) use delivery::Delivery;
+pub(crate) use store::{NewMessage, notify, write_messages};
 
-/// The outbox message a delivery's unit of work marks done in its own transaction.
+/// The outbox of every database, as the units of work of one process see it: which
+/// subscribers receive each event type, and the wake-up of each database's
+/// dispatchers. Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct Completion {
-    /// The fabric's index of the database holding the message.
-    pub(crate) database: usize,
-    pub(crate) message_id: String,
-    /// The claimer, which must still hold the message.
-    pub(crate) holder: String,
+pub(crate) struct Outbox {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The subscribers of each event type, in registration order.
+    subscribers: RwLock<HashMap<&'static str, Vec<&'static str>>>,
+    /// Per database: woken when a unit of work of this process commits messages to
+    /// its outbox.
+    wake: Vec<Arc<Notify>>,
+}
+
+impl Outbox {
+    /// The outbox of `databases` databases, with no subscriber yet.
+    pub(crate) fn new(databases: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                subscribers: RwLock::default(),
+                wake: (0..databases).map(|_| Arc::default()).collect(),
+            }),
+        }
+    }
+
+    /// Makes `subscriber` receive the events of `event_type` emitted from now on.
+    pub(crate) fn subscribe(&self, event_type: &'static str, subscriber: &'static str) {
+        self.inner
+            .subscribers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(event_type)
+            .or_default()
+            .push(subscriber);
+    }
+
+    /// The subscribers of `event_type`.
+    pub(crate) fn subscribers_of(&self, event_type: &str) -> Vec<&'static str> {
+        self.inner
+            .subscribers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(event_type)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The wake-up of database `database`'s dispatchers in this process.
+    pub(crate) fn wake(&self, database: usize) -> &Arc<Notify> {
+        &self.inner.wake[database]
+    }
 }
 
 /// The name of an event type, tied to the Rust type of its payload.
@@ -106,79 +152,6 @@ pub struct Envelope {
     pub attempt: u32,
     /// The payload, as JSON.
     pub payload: String,
-}
-
-/// A subscriber's reaction to one event type.
-///
-/// The handler runs in a unit of work of its own, named after the subscriber. Its
-/// first step on each database records the delivery in that database's inbox within
-/// the same transaction, so a redelivered event is skipped once its effect has
-/// committed. Work a handler does outside its unit of work (a call to another system)
-/// is at least once: make it idempotent, for instance keyed by the event id.
-pub trait Handler<T>: Send + Sync + 'static {
-    /// Handles one delivery. An `Err` is retried with backoff, up to the dispatcher's
-    /// attempt limit; then the message is dead until replayed.
-    fn handle(
-        &self,
-        event: T,
-        envelope: &Envelope,
-        uow: &mut UnitOfWork<HandlerError>,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
-}
-
-/// Why a delivery failed: any error, and whether retrying can help.
-pub struct HandlerError {
-    source: Box<dyn std::error::Error + Send + Sync>,
-    permanent: bool,
-}
-
-impl HandlerError {
-    /// A failure that retrying cannot mend (the payload does not parse, say): the
-    /// message is dead at once.
-    pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            source: source.into(),
-            permanent: true,
-        }
-    }
-
-    /// A failure described by `message`, retried like any other.
-    pub fn msg(message: impl fmt::Display) -> Self {
-        Self {
-            source: message.to_string().into(),
-            permanent: false,
-        }
-    }
-
-    /// Whether retrying cannot help.
-    #[must_use]
-    pub fn is_permanent(&self) -> bool {
-        self.permanent
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
-    fn from(source: E) -> Self {
-        Self {
-            source: Box::new(source),
-            permanent: false,
-        }
-    }
-}
-
-impl fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.source.fmt(f)
-    }
-}
-
-impl fmt::Debug for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerError")
-            .field("source", &self.source)
-            .field("permanent", &self.permanent)
-            .finish()
-    }
 }
 
 /// A W3C trace context: the trace a unit of work belongs to, and the run that caused it.

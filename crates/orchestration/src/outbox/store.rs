@@ -8,21 +8,20 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult};
 use uuid::Uuid;
 
-use super::schema::{Inbox, Messages, OUTBOX_SCHEMA};
 use super::{Envelope, TraceContext};
-use crate::database::execute;
+use crate::clock::{epoch_millis, from_epoch_millis};
+use crate::schema::outbox::{Inbox, Messages, OUTBOX_SCHEMA};
+use crate::sql::{execute, insert_if_absent};
 
-pub(super) const PENDING: &str = "pending";
-pub(super) const DONE: &str = "done";
-pub(super) const DEAD: &str = "dead";
+pub(crate) const PENDING: &str = "pending";
+pub(crate) const DONE: &str = "done";
+pub(crate) const DEAD: &str = "dead";
 
 /// The PostgreSQL channel on which a commit that wrote messages notifies dispatchers.
-pub(super) const CHANNEL: &str = "switchyard_outbox";
+pub(crate) const CHANNEL: &str = "switchyard_outbox";
 
 /// Rows per `INSERT`: 12 values each keeps every engine's parameter limit far away.
 const INSERT_CHUNK: usize = 500;
@@ -54,20 +53,12 @@ pub(crate) struct NewMessage {
     pub(crate) occurred_at: DateTime<Utc>,
 }
 
-pub(super) fn messages() -> TableRef {
+pub(crate) fn messages() -> TableRef {
     (Alias::new(OUTBOX_SCHEMA), Messages::Table).into()
 }
 
 fn inbox() -> TableRef {
     (Alias::new(OUTBOX_SCHEMA), Inbox::Table).into()
-}
-
-pub(super) fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 /// Writes `batch` into the outbox in the caller's transaction and, on PostgreSQL with
@@ -89,7 +80,7 @@ pub(crate) async fn write_messages(
                 Messages::AvailableAtMs,
             ]));
         for message in chunk {
-            let at = millis(message.occurred_at);
+            let at = epoch_millis(message.occurred_at);
             insert.values_panic([
                 Uuid::now_v7().to_string().into(),
                 message.event_id.to_string().into(),
@@ -131,37 +122,28 @@ pub(crate) async fn record_in_inbox(
     event_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let backend = tx.get_database_backend();
-    // sea-query's "do nothing" on MySQL is an update of the key to itself, which
-    // MySQL counts as an affected row; `INSERT IGNORE` affects none.
-    let sql = match backend {
-        DatabaseBackend::MySql => {
-            "INSERT IGNORE INTO `outbox`.`inbox` (`subscriber`, `event_id`, `handled_at_ms`) VALUES (?, ?, ?)"
-        }
-        _ => {
-            r#"INSERT INTO "outbox"."inbox" ("subscriber", "event_id", "handled_at_ms") VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"#
-        }
-    };
-    let statement = Statement::from_sql_and_values(
-        backend,
-        sql,
-        [
+    insert_if_absent(
+        tx,
+        OUTBOX_SCHEMA,
+        "inbox",
+        &["subscriber", "event_id", "handled_at_ms"],
+        vec![
             subscriber.into(),
             event_id.to_string().into(),
-            millis(now).into(),
+            epoch_millis(now).into(),
         ],
-    );
-    Ok(tx.execute_raw(statement).await?.rows_affected() == 1)
+    )
+    .await
 }
 
 /// A message claimed for delivery.
 #[derive(Debug, Clone)]
-pub(super) struct Claimed {
-    pub(super) id: String,
-    pub(super) subscriber: String,
-    pub(super) envelope: Envelope,
+pub(crate) struct Claimed {
+    pub(crate) id: String,
+    pub(crate) subscriber: String,
+    pub(crate) envelope: Envelope,
     /// Failed deliveries before this one.
-    pub(super) attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// Claims up to `limit` due messages of `subscribers` for `holder` until
@@ -169,7 +151,7 @@ pub(super) struct Claimed {
 /// batch can run in parallel and keys stay in order. Concurrent claimers skip each
 /// other's locked rows (PostgreSQL, MySQL); on SQLite the immediate transaction makes
 /// the claim a single claimer.
-pub(super) async fn claim(
+pub(crate) async fn claim(
     db: &DatabaseConnection,
     holder: &str,
     subscribers: &[&str],
@@ -177,7 +159,7 @@ pub(super) async fn claim(
     lease: Duration,
     limit: u64,
 ) -> Result<Vec<Claimed>, DbErr> {
-    let tx = crate::database::begin_write(db).await?;
+    let tx = crate::sql::begin_write(db).await?;
     let rows = tx
         .query_all_raw(
             tx.get_database_backend()
@@ -190,7 +172,7 @@ pub(super) async fn claim(
         let update = Query::update()
             .table(messages())
             .value(Messages::ClaimedBy, holder)
-            .value(Messages::AvailableAtMs, millis(until))
+            .value(Messages::AvailableAtMs, epoch_millis(until))
             .and_where(Expr::col(Messages::Id).is_in(claimed.iter().map(|c| c.id.as_str())))
             .to_owned();
         execute(&tx, &update).await?;
@@ -218,7 +200,7 @@ fn due(subscribers: &[&str], now: DateTime<Utc>, limit: u64) -> SelectStatement 
         .and_where(Expr::col(Messages::Id).in_subquery(heads))
         // Checked again on the row as locked: another claimer may have changed it.
         .and_where(Expr::col(Messages::Status).eq(PENDING))
-        .and_where(Expr::col(Messages::AvailableAtMs).lte(millis(now)))
+        .and_where(Expr::col(Messages::AvailableAtMs).lte(epoch_millis(now)))
         .order_by(Messages::Id, Order::Asc)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
@@ -240,7 +222,7 @@ fn claimed_from(row: &QueryResult) -> Result<Claimed, DbErr> {
             event_type: text("event_type")?,
             ordering_key: text("ordering_key")?,
             source: text("source")?,
-            occurred_at: from_millis(row.try_get("", "occurred_at_ms")?),
+            occurred_at: from_epoch_millis(row.try_get("", "occurred_at_ms")?),
             trace_parent: row.try_get("", "trace_parent")?,
             attempt: attempts + 1,
             payload: text("payload")?,
@@ -266,7 +248,7 @@ pub(crate) async fn complete(
         .table(messages())
         .value(Messages::Status, DONE)
         .value(Messages::ClaimedBy, Option::<String>::None)
-        .value(Messages::FinishedAtMs, millis(now))
+        .value(Messages::FinishedAtMs, epoch_millis(now))
         .and_where(Expr::col(Messages::Id).eq(id))
         .and_where(Expr::col(Messages::ClaimedBy).eq(holder))
         .to_owned();
@@ -275,7 +257,7 @@ pub(crate) async fn complete(
 
 /// How a failed delivery continues.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum AfterFailure {
+pub(crate) enum AfterFailure {
     /// Retry no earlier than this.
     RetryAt(DateTime<Utc>),
     /// Give up: the message is dead until replayed.
@@ -283,7 +265,7 @@ pub(super) enum AfterFailure {
 }
 
 /// Records a failed delivery of message `id`, if `holder` still holds it.
-pub(super) async fn fail(
+pub(crate) async fn fail(
     db: &impl ConnectionTrait,
     holder: &str,
     id: &str,
@@ -305,19 +287,19 @@ pub(super) async fn fail(
         .and_where(Expr::col(Messages::ClaimedBy).eq(holder));
     match next {
         AfterFailure::RetryAt(at) => {
-            update.value(Messages::AvailableAtMs, millis(at));
+            update.value(Messages::AvailableAtMs, epoch_millis(at));
         }
         AfterFailure::Dead => {
             update
                 .value(Messages::Status, DEAD)
-                .value(Messages::FinishedAtMs, millis(now));
+                .value(Messages::FinishedAtMs, epoch_millis(now));
         }
     }
     execute(db, &update).await
 }
 
 /// When the oldest pending message was emitted, if any is pending.
-pub(super) async fn oldest_pending(
+pub(crate) async fn oldest_pending(
     db: &impl ConnectionTrait,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
     let select = Query::select()
@@ -330,7 +312,7 @@ pub(super) async fn oldest_pending(
 
 /// The earliest time after `now` at which a pending message's retry delay or claim
 /// ends, if any does: when something may become due without a wake-up.
-pub(super) async fn next_due_after(
+pub(crate) async fn next_due_after(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
@@ -338,7 +320,7 @@ pub(super) async fn next_due_after(
         .expr_as(Expr::col(Messages::AvailableAtMs).min(), Alias::new("at"))
         .from(messages())
         .and_where(Expr::col(Messages::Status).eq(PENDING))
-        .and_where(Expr::col(Messages::AvailableAtMs).gt(millis(now)))
+        .and_where(Expr::col(Messages::AvailableAtMs).gt(epoch_millis(now)))
         .to_owned();
     min_time(db, &select).await
 }
@@ -354,22 +336,22 @@ async fn min_time(
         Some(row) => row.try_get("", "at")?,
         None => None,
     };
-    Ok(at.map(from_millis))
+    Ok(at.map(from_epoch_millis))
 }
 
 /// Deletes delivered messages and inbox records older than `before`.
-pub(super) async fn prune(
+pub(crate) async fn prune(
     db: &impl ConnectionTrait,
     before: DateTime<Utc>,
 ) -> Result<(u64, u64), DbErr> {
     let messages = Query::delete()
         .from_table(messages())
         .and_where(Expr::col(Messages::Status).eq(DONE))
-        .and_where(Expr::col(Messages::FinishedAtMs).lt(millis(before)))
+        .and_where(Expr::col(Messages::FinishedAtMs).lt(epoch_millis(before)))
         .to_owned();
     let inbox = Query::delete()
         .from_table(inbox())
-        .and_where(Expr::col(Inbox::HandledAtMs).lt(millis(before)))
+        .and_where(Expr::col(Inbox::HandledAtMs).lt(epoch_millis(before)))
         .to_owned();
     Ok((execute(db, &messages).await?, execute(db, &inbox).await?))
 }

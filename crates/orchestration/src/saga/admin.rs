@@ -6,9 +6,8 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::runner::run_store;
-use super::{RunDetails, RunState, RunStatus, SagaError, store};
-use crate::fabric::Fabric;
+use super::start::run_store;
+use super::{RunDetails, RunState, RunStatus, SagaError, Sagas, store};
 
 /// Which runs to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,23 +18,23 @@ pub struct RunFilter {
     pub limit: Option<u64>,
 }
 
-pub(crate) async fn list(fabric: &Fabric, filter: &RunFilter) -> Result<Vec<RunStatus>, SagaError> {
-    let runs = run_store(fabric)?;
+pub(crate) async fn list(sagas: &Sagas, filter: &RunFilter) -> Result<Vec<RunStatus>, SagaError> {
+    let runs = run_store(sagas)?;
     store::list(runs.connection, &filter.states, filter.limit.unwrap_or(50))
         .await
         .map_err(|source| runs.error(source))
 }
 
-pub(crate) async fn show(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaError> {
-    let runs = run_store(fabric)?;
+pub(crate) async fn show(sagas: &Sagas, id: Uuid) -> Result<RunDetails, SagaError> {
+    let runs = run_store(sagas)?;
     store::details(runs.connection, id)
         .await
         .map_err(|source| runs.error(source))?
         .ok_or(SagaError::UnknownRun(id))
 }
 
-async fn current(fabric: &Fabric, id: Uuid) -> Result<RunState, SagaError> {
-    let runs = run_store(fabric)?;
+async fn current(sagas: &Sagas, id: Uuid) -> Result<RunState, SagaError> {
+    let runs = run_store(sagas)?;
     Ok(store::load(runs.connection, id)
         .await
         .map_err(|source| runs.error(source))?
@@ -44,8 +43,8 @@ async fn current(fabric: &Fabric, id: Uuid) -> Result<RunState, SagaError> {
         .state)
 }
 
-pub(crate) async fn retry(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaError> {
-    let state = current(fabric, id).await?;
+pub(crate) async fn retry(sagas: &Sagas, id: Uuid) -> Result<RunDetails, SagaError> {
+    let state = current(sagas, id).await?;
     if state != RunState::Failed {
         return Err(SagaError::InvalidState {
             id,
@@ -53,7 +52,7 @@ pub(crate) async fn retry(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaE
             operation: "retry",
         });
     }
-    let runs = run_store(fabric)?;
+    let runs = run_store(sagas)?;
     let changed = store::retry(runs.connection, id, Utc::now())
         .await
         .map_err(|source| runs.error(source))?;
@@ -61,15 +60,15 @@ pub(crate) async fn retry(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaE
         // It changed under us (another operator): report what it is now.
         return Err(SagaError::InvalidState {
             id,
-            state: current(fabric, id).await?,
+            state: current(sagas, id).await?,
             operation: "retry",
         });
     }
-    show(fabric, id).await
+    show(sagas, id).await
 }
 
-pub(crate) async fn cancel(fabric: &Fabric, id: Uuid) -> Result<RunDetails, SagaError> {
-    let state = current(fabric, id).await?;
+pub(crate) async fn cancel(sagas: &Sagas, id: Uuid) -> Result<RunDetails, SagaError> {
+    let state = current(sagas, id).await?;
     if !matches!(state, RunState::Running | RunState::Failed) {
         return Err(SagaError::InvalidState {
             id,
@@ -77,16 +76,16 @@ pub(crate) async fn cancel(fabric: &Fabric, id: Uuid) -> Result<RunDetails, Saga
             operation: "cancel",
         });
     }
-    let runs = run_store(fabric)?;
+    let runs = run_store(sagas)?;
     let changed = store::cancel(runs.connection, id, state, Utc::now())
         .await
         .map_err(|source| runs.error(source))?;
     if changed == 0 {
         return Err(SagaError::InvalidState {
             id,
-            state: current(fabric, id).await?,
+            state: current(sagas, id).await?,
             operation: "cancel",
         });
     }
-    show(fabric, id).await
+    show(sagas, id).await
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::runner::{holder, run_store};
+use super::Sagas;
+use super::start::run_store;
 use super::store;
 use crate::host::{Worker, WorkerContext, WorkerError};
 
@@ -38,6 +39,7 @@ impl Default for SagaRecoveryOptions {
 /// lease, and any instance's recovery resumes it at once rather than after the lease.
 #[derive(Debug, Clone)]
 pub struct SagaRecovery {
+    sagas: Sagas,
     options: SagaRecoveryOptions,
 }
 
@@ -45,10 +47,13 @@ impl SagaRecovery {
     /// The worker's name.
     pub const NAME: &'static str = "saga_recovery";
 
-    /// A recovery worker with `options`.
+    /// A recovery worker for the runs of `sagas`, with `options`.
     #[must_use]
-    pub fn new(options: SagaRecoveryOptions) -> Self {
-        Self { options }
+    pub fn new(sagas: &Sagas, options: SagaRecoveryOptions) -> Self {
+        Self {
+            sagas: sagas.clone(),
+            options,
+        }
     }
 }
 
@@ -58,10 +63,10 @@ impl Worker for SagaRecovery {
     }
 
     async fn run(&self, context: WorkerContext) -> Result<(), WorkerError> {
-        let fabric = context.fabric().clone();
-        let holder = holder(&fabric);
+        let sagas = &self.sagas;
+        let holder = sagas.databases().holder();
         // Without the `orchestration` boundary no saga can be registered: nothing to do.
-        let Ok(runs) = run_store(&fabric).map(|store| store.connection.clone()) else {
+        let Ok(runs) = run_store(sagas).map(|store| store.connection.clone()) else {
             context.health().running();
             context.shutdown().cancelled().await;
             return Ok(());
@@ -69,16 +74,16 @@ impl Worker for SagaRecovery {
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         // Where instances heartbeat, a run whose holder went silent is taken over at
         // once; this instance registers first, so its own claims are never taken.
-        let gone_after = match fabric.registration() {
+        let gone_after = match sagas.databases().registration() {
             Some(registration) => {
                 registration.ensure_registered().await;
-                Some(fabric.settings().instance_timeout)
+                Some(sagas.databases().settings().instance_timeout)
             }
             None => None,
         };
         context.health().running();
         loop {
-            let (names, lease) = fabric.saga_names_and_lease();
+            let (names, lease) = sagas.names_and_lease();
             let free = permits.available_permits();
             if !names.is_empty() && free > 0 {
                 let claimed = store::claim_expired(
@@ -94,16 +99,16 @@ impl Worker for SagaRecovery {
                 match claimed {
                     Ok(claimed) => {
                         for (id, saga) in claimed {
-                            let Some(driven) = fabric.registered_saga(&saga) else {
+                            let Some(driven) = sagas.registered(&saga) else {
                                 continue;
                             };
                             tracing::info!(saga, run_id = %id, "resuming an unfinished saga run whose lease ran out or was given up, or whose instance is gone");
                             metrics::counter!("switchyard_saga_runs_recovered_total", "saga" => saga)
                                 .increment(1);
                             let permit = Arc::clone(&permits).acquire_owned().await?;
-                            let driver_fabric = fabric.clone();
-                            fabric.saga_drivers().spawn(move |stop| {
-                                let drive = driven.drive(driver_fabric, id, stop);
+                            let driver_sagas = sagas.clone();
+                            sagas.drivers().spawn(move |stop| {
+                                let drive = driven.drive(driver_sagas, id, stop);
                                 Box::pin(async move {
                                     drive.await;
                                     drop(permit);
@@ -116,7 +121,7 @@ impl Worker for SagaRecovery {
                 }
             }
             if !context.sleep(self.options.poll_interval).await {
-                fabric.saga_drivers().stop().await;
+                sagas.drivers().stop().await;
                 return Ok(());
             }
         }

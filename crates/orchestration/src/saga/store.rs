@@ -13,16 +13,15 @@ use sea_orm::sea_query::{
     Alias, Cond, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
     UpdateStatement,
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, Statement,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::{SagaRuns, SagaSteps};
 use super::{RunDetails, RunState, RunStatus, StepRecord, StepState};
-use crate::COORDINATOR_BOUNDARY;
-use crate::database::{begin_write, execute};
+use crate::clock::{epoch_millis, epoch_millis_after, from_epoch_millis};
+use crate::schema::COORDINATOR_BOUNDARY;
+use crate::schema::saga::{SagaRuns, SagaSteps};
+use crate::sql::{begin_write, execute, insert_if_absent};
 
 pub(super) fn runs() -> TableRef {
     (Alias::new(COORDINATOR_BOUNDARY), SagaRuns::Table).into()
@@ -30,18 +29,6 @@ pub(super) fn runs() -> TableRef {
 
 fn steps() -> TableRef {
     (Alias::new(COORDINATOR_BOUNDARY), SagaSteps::Table).into()
-}
-
-pub(super) fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn lease_until(now: DateTime<Utc>, lease: Duration) -> i64 {
-    millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 fn int(n: u32) -> i32 {
@@ -62,7 +49,7 @@ pub(super) struct NewRun<'a> {
 impl NewRun<'_> {
     /// The run as [`insert_run`] stores it.
     pub(super) fn row(&self) -> RunRow {
-        let now = from_millis(millis(self.now));
+        let now = from_epoch_millis(epoch_millis(self.now));
         RunRow {
             status: RunStatus {
                 id: self.id,
@@ -73,7 +60,7 @@ impl NewRun<'_> {
                 attempts: 0,
                 cancel_requested: false,
                 lease_holder: Some(self.holder.to_owned()),
-                lease_expires_at: from_millis(lease_until(self.now, self.lease)),
+                lease_expires_at: from_epoch_millis(epoch_millis_after(self.now, self.lease)),
                 last_error: None,
                 rejection: None,
                 created_at: now,
@@ -90,34 +77,41 @@ impl NewRun<'_> {
 /// A concurrent insert of the same key waits for the first one's commit and then
 /// inserts nothing.
 pub(super) async fn insert_run(db: &impl ConnectionTrait, run: &NewRun<'_>) -> Result<bool, DbErr> {
-    let backend = db.get_database_backend();
-    // As in the outbox's inbox: MySQL's `ON DUPLICATE KEY UPDATE` counts as an
-    // affected row, `INSERT IGNORE` does not.
-    let sql = match backend {
-        DatabaseBackend::MySql => {
-            "INSERT IGNORE INTO `orchestration`.`saga_runs` (`id`, `saga`, `idempotency_key`, `input`, `status`, `current_step`, `attempts`, `cancel_requested`, `lease_holder`, `lease_expires_at_ms`, `created_at_ms`, `updated_at_ms`) VALUES (?, ?, ?, ?, ?, 0, 0, FALSE, ?, ?, ?, ?)"
-        }
-        _ => {
-            r#"INSERT INTO "orchestration"."saga_runs" ("id", "saga", "idempotency_key", "input", "status", "current_step", "attempts", "cancel_requested", "lease_holder", "lease_expires_at_ms", "created_at_ms", "updated_at_ms") VALUES ($1, $2, $3, $4, $5, 0, 0, FALSE, $6, $7, $8, $9) ON CONFLICT DO NOTHING"#
-        }
-    };
-    let now = millis(run.now);
-    let statement = Statement::from_sql_and_values(
-        backend,
-        sql,
-        [
+    let now = epoch_millis(run.now);
+    insert_if_absent(
+        db,
+        COORDINATOR_BOUNDARY,
+        "saga_runs",
+        &[
+            "id",
+            "saga",
+            "idempotency_key",
+            "input",
+            "status",
+            "current_step",
+            "attempts",
+            "cancel_requested",
+            "lease_holder",
+            "lease_expires_at_ms",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
+        vec![
             run.id.to_string().into(),
             run.saga.into(),
             run.key.into(),
             run.input.into(),
             RunState::Running.as_str().into(),
+            0i32.into(),
+            0i32.into(),
+            false.into(),
             run.holder.into(),
-            lease_until(run.now, run.lease).into(),
+            epoch_millis_after(run.now, run.lease).into(),
             now.into(),
             now.into(),
         ],
-    );
-    Ok(db.execute_raw(statement).await?.rows_affected() == 1)
+    )
+    .await
 }
 
 /// A stored run, with its input as text.
@@ -237,19 +231,19 @@ fn run_from(row: &QueryResult) -> Result<RunRow, DbErr> {
             attempts: count("attempts")?,
             cancel_requested: row.try_get("", "cancel_requested")?,
             lease_holder: optional_text("lease_holder")?,
-            lease_expires_at: from_millis(row.try_get("", "lease_expires_at_ms")?),
+            lease_expires_at: from_epoch_millis(row.try_get("", "lease_expires_at_ms")?),
             last_error: optional_text("last_error")?,
             rejection,
-            created_at: from_millis(row.try_get("", "created_at_ms")?),
-            updated_at: from_millis(row.try_get("", "updated_at_ms")?),
+            created_at: from_epoch_millis(row.try_get("", "created_at_ms")?),
+            updated_at: from_epoch_millis(row.try_get("", "updated_at_ms")?),
             finished_at: row
                 .try_get::<Option<i64>>("", "finished_at_ms")?
-                .map(from_millis),
+                .map(from_epoch_millis),
         },
         input: text("input")?,
         step_started_at: row
             .try_get::<Option<i64>>("", "step_started_at_ms")?
-            .map(from_millis),
+            .map(from_epoch_millis),
     })
 }
 
@@ -294,13 +288,13 @@ pub(super) async fn steps_of(
                     .ok_or_else(|| corrupt(format!("unknown step state `{state}`")))?,
                 output,
                 attempts: u32::try_from(attempts).unwrap_or(0),
-                started_at: from_millis(row.try_get("", "started_at_ms")?),
+                started_at: from_epoch_millis(row.try_get("", "started_at_ms")?),
                 completed_at: row
                     .try_get::<Option<i64>>("", "completed_at_ms")?
-                    .map(from_millis),
+                    .map(from_epoch_millis),
                 compensated_at: row
                     .try_get::<Option<i64>>("", "compensated_at_ms")?
-                    .map(from_millis),
+                    .map(from_epoch_millis),
             })
         })
         .collect()
@@ -360,13 +354,13 @@ pub(super) async fn renew(
     let mut update = Query::update();
     update
         .table(runs())
-        .value(SagaRuns::LeaseExpiresAtMs, lease_until(now, lease))
+        .value(SagaRuns::LeaseExpiresAtMs, epoch_millis_after(now, lease))
         .value(SagaRuns::Attempts, int(attempt))
         .value(
             SagaRuns::StepStartedAtMs,
-            Expr::col(SagaRuns::StepStartedAtMs).if_null(millis(now)),
+            Expr::col(SagaRuns::StepStartedAtMs).if_null(epoch_millis(now)),
         )
-        .value(SagaRuns::UpdatedAtMs, millis(now));
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now));
     expect.guard(&mut update);
     Ok(execute(db, &update).await? == 1)
 }
@@ -385,7 +379,7 @@ pub(super) async fn record_failure(
         .table(runs())
         .value(SagaRuns::Attempts, int(attempt))
         .value(SagaRuns::LastError, error)
-        .value(SagaRuns::UpdatedAtMs, millis(now));
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now));
     expect.guard(&mut update);
     Ok(execute(db, &update).await? == 1)
 }
@@ -422,13 +416,13 @@ pub(super) async fn checkpoint_done(
         .value(SagaRuns::Attempts, 0)
         .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
         .value(SagaRuns::LastError, Option::<String>::None)
-        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now))
         .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()));
     if last {
         update
             .value(SagaRuns::Status, RunState::Completed.as_str())
             .value(SagaRuns::LeaseHolder, Option::<String>::None)
-            .value(SagaRuns::FinishedAtMs, millis(now));
+            .value(SagaRuns::FinishedAtMs, epoch_millis(now));
     }
     execute(tx, &update).await?;
     Ok(())
@@ -445,7 +439,7 @@ async fn insert_step(
     started_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let completed = (state == StepState::Done).then(|| millis(now));
+    let completed = (state == StepState::Done).then(|| epoch_millis(now));
     let insert = Query::insert()
         .into_table(steps())
         .columns([
@@ -465,7 +459,7 @@ async fn insert_step(
             state.as_str().into(),
             output.map(Value::to_string).into(),
             int(attempts).into(),
-            millis(started_at).into(),
+            epoch_millis(started_at).into(),
             completed.into(),
         ])
         .to_owned();
@@ -502,7 +496,7 @@ pub(super) async fn begin_compensating(
         .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
         .value(SagaRuns::Rejection, why.rejection.map(Value::to_string))
         .value(SagaRuns::LastError, why.error)
-        .value(SagaRuns::UpdatedAtMs, millis(now));
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now));
     expect.guard(&mut update);
     if execute(&tx, &update).await? != 1 {
         return Ok(false);
@@ -535,7 +529,7 @@ pub(super) async fn checkpoint_compensated(
     let step = Query::update()
         .table(steps())
         .value(SagaSteps::State, StepState::Compensated.as_str())
-        .value(SagaSteps::CompensatedAtMs, millis(now))
+        .value(SagaSteps::CompensatedAtMs, epoch_millis(now))
         .and_where(Expr::col(SagaSteps::RunId).eq(id.to_string()))
         .and_where(Expr::col(SagaSteps::Position).eq(int(position)))
         .to_owned();
@@ -545,7 +539,7 @@ pub(super) async fn checkpoint_compensated(
         .value(SagaRuns::CurrentStep, int(position))
         .value(SagaRuns::Attempts, 0)
         .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
-        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now))
         .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
         .to_owned();
     execute(tx, &run).await?;
@@ -566,8 +560,8 @@ pub(super) async fn finish(
         .table(runs())
         .value(SagaRuns::Status, state.as_str())
         .value(SagaRuns::LeaseHolder, Option::<String>::None)
-        .value(SagaRuns::FinishedAtMs, millis(now))
-        .value(SagaRuns::UpdatedAtMs, millis(now));
+        .value(SagaRuns::FinishedAtMs, epoch_millis(now))
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now));
     if let Some(error) = error {
         update.value(SagaRuns::LastError, error);
     }
@@ -586,8 +580,8 @@ pub(super) async fn release(
     let update = Query::update()
         .table(runs())
         .value(SagaRuns::LeaseHolder, Option::<String>::None)
-        .value(SagaRuns::LeaseExpiresAtMs, millis(now))
-        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .value(SagaRuns::LeaseExpiresAtMs, epoch_millis(now))
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now))
         .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
         .and_where(Expr::col(SagaRuns::LeaseHolder).eq(holder))
         .and_where(
@@ -614,7 +608,7 @@ pub(super) async fn claim_expired(
     gone_after: Option<Duration>,
 ) -> Result<Vec<(Uuid, String)>, DbErr> {
     let tx = begin_write(db).await?;
-    let expired = Expr::col(SagaRuns::LeaseExpiresAtMs).lte(millis(now));
+    let expired = Expr::col(SagaRuns::LeaseExpiresAtMs).lte(epoch_millis(now));
     let claimable = match gone_after {
         // A holder is `<instance>:<pid>`; the number is ours, not user input.
         Some(gone_after) => Cond::any().add(expired).add(Expr::cust(format!(
@@ -653,7 +647,7 @@ pub(super) async fn claim_expired(
         let update = Query::update()
             .table(runs())
             .value(SagaRuns::LeaseHolder, holder)
-            .value(SagaRuns::LeaseExpiresAtMs, lease_until(now, lease))
+            .value(SagaRuns::LeaseExpiresAtMs, epoch_millis_after(now, lease))
             .and_where(Expr::col(SagaRuns::Id).is_in(claimed.iter().map(|(id, _)| id.to_string())))
             .to_owned();
         execute(&tx, &update).await?;
@@ -673,12 +667,12 @@ pub(super) async fn cancel(
     let mut update = Query::update();
     update
         .table(runs())
-        .value(SagaRuns::UpdatedAtMs, millis(now));
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now));
     match state {
         RunState::Failed => {
             update
                 .value(SagaRuns::Status, RunState::Cancelled.as_str())
-                .value(SagaRuns::FinishedAtMs, millis(now));
+                .value(SagaRuns::FinishedAtMs, epoch_millis(now));
         }
         _ => {
             update.value(SagaRuns::CancelRequested, true);
@@ -704,7 +698,7 @@ pub(super) async fn retry(
         .value(SagaRuns::LeaseHolder, Option::<String>::None)
         .value(SagaRuns::LeaseExpiresAtMs, 0)
         .value(SagaRuns::FinishedAtMs, Option::<i64>::None)
-        .value(SagaRuns::UpdatedAtMs, millis(now))
+        .value(SagaRuns::UpdatedAtMs, epoch_millis(now))
         .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()))
         .and_where(Expr::col(SagaRuns::Status).eq(RunState::Failed.as_str()))
         .to_owned();

@@ -9,15 +9,20 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
-    Backoff, Clock, Fabric, Host, HostError, HostFailure, Job, Policy, Schedule, Tick, Worker,
-    WorkerContext, WorkerError, WorkerState, WorkerStatus,
+    Fabric,
+    backoff::Backoff,
+    clock::Clock,
+    host::{
+        Host, HostError, HostFailure, Job, Policy, Restarts, Schedule, Tick, Worker, WorkerContext,
+        WorkerError, WorkerState, WorkerStatus,
+    },
 };
 use tokio::time::Instant;
 
 /// A fabric for workers that do not touch it, created before time is paused (the
 /// pool's own timeouts must not see paused time).
 async fn idle_fabric() -> (TestDatabase, Fabric) {
-    let db = TestDatabase::create(Engine::Sqlite, [orchestration::boundary()])
+    let db = TestDatabase::create(Engine::Sqlite, [orchestration::schema::boundary()])
         .await
         .expect("SQLite is embedded");
     let fabric = db.fabric().clone();
@@ -64,7 +69,7 @@ impl Worker for Steady {
 }
 
 async fn wait_for(
-    host_health: &orchestration::HostHealth,
+    host_health: &orchestration::host::HostHealth,
     name: &str,
     done: impl Fn(&WorkerStatus) -> bool,
 ) -> WorkerStatus {
@@ -86,13 +91,12 @@ async fn wait_for(
 async fn a_failing_worker_restarts_with_exponential_backoff_then_is_given_up() {
     let (_db, fabric) = idle_fabric().await;
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let backoff = Backoff {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(4),
+    let backoff = Restarts {
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(4)),
         max_restarts: 4,
         window: Duration::from_secs(3600),
     };
-    let mut host = Host::new(fabric);
+    let mut host = Host::new(fabric.databases());
     host.add(
         AlwaysFails {
             starts: Arc::clone(&starts),
@@ -167,7 +171,7 @@ impl Worker for PanicsOnce {
 async fn a_panicking_worker_is_restarted_by_its_policy() {
     let (_db, fabric) = idle_fabric().await;
     let runs = Arc::new(Mutex::new(0));
-    let mut host = Host::new(fabric);
+    let mut host = Host::new(fabric.databases());
     host.add(
         PanicsOnce {
             runs: Arc::clone(&runs),
@@ -189,7 +193,7 @@ async fn a_panicking_worker_is_restarted_by_its_policy() {
 #[tokio::test]
 async fn a_stop_host_worker_failure_stops_the_host() {
     let (_db, fabric) = idle_fabric().await;
-    let mut host = Host::new(fabric);
+    let mut host = Host::new(fabric.databases());
     host.add(
         AlwaysFails {
             starts: Arc::default(),
@@ -240,7 +244,7 @@ impl Worker for Stubborn {
 #[tokio::test]
 async fn a_worker_that_ignores_cancellation_is_abandoned_after_the_timeout() {
     let (_db, fabric) = idle_fabric().await;
-    let mut host = Host::new(fabric).shutdown_timeout(Duration::from_secs(5));
+    let mut host = Host::new(fabric.databases()).shutdown_timeout(Duration::from_secs(5));
     host.add(Stubborn, Policy::default()).unwrap();
     host.add(Steady, Policy::default()).unwrap();
     let running = host.start();
@@ -294,7 +298,7 @@ async fn interval_ticks_never_overlap_and_missed_ones_coalesce() {
     let (_db, fabric) = idle_fabric().await;
     let start = midnight() + Duration::from_secs(3);
     let ticks = Arc::new(Mutex::new(Vec::new()));
-    let mut host = Host::with_clock(fabric, Clock::following_tokio(start));
+    let mut host = Host::with_clock(fabric.databases(), Clock::following_tokio(start));
     host.add_job(
         Recorder {
             name: "report",
@@ -332,7 +336,7 @@ async fn interval_ticks_never_overlap_and_missed_ones_coalesce() {
 #[tokio::test]
 async fn an_invalid_cron_expression_is_refused_naming_the_worker() {
     let (_db, fabric) = idle_fabric().await;
-    let mut host = Host::new(fabric);
+    let mut host = Host::new(fabric.databases());
     let err = host
         .add_job(
             Recorder {
@@ -359,7 +363,7 @@ async fn an_invalid_cron_expression_is_refused_naming_the_worker() {
 }
 
 orchestration::engine_tests! {
-    boundaries: [orchestration::boundary()];
+    boundaries: [orchestration::schema::boundary()];
     a_singleton_job_runs_each_tick_once_across_hosts_and_survives_its_holder,
 }
 
@@ -371,12 +375,12 @@ async fn a_singleton_job_runs_each_tick_once_across_hosts_and_survives_its_holde
 ) {
     const PERIOD: Duration = Duration::from_millis(400);
     const LEASE: Duration = Duration::from_millis(1200);
-    let other = Fabric::connect(db.topology(), [orchestration::boundary()])
+    let other = Fabric::connect(db.topology(), [orchestration::schema::boundary()])
         .await
         .expect("a second instance connects");
     let ticks = Arc::new(Mutex::new(Vec::new()));
     let start = |fabric: Fabric, host: &'static str| {
-        let mut jobs = Host::new(fabric);
+        let mut jobs = Host::new(fabric.databases());
         jobs.add_job(
             Recorder {
                 name: "settlement",

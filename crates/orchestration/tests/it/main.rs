@@ -4,8 +4,8 @@
 
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
-    Boundary, CommitPlan, DatabaseUrl, Fabric, FabricError, Outcome, Topology, UnitOfWork,
-    UnitOfWorkError,
+    Boundary, DatabaseUrl, Fabric, FabricError, Topology, UnitOfWork, UnitOfWorkError,
+    databases::CommitPlan, unit_of_work::Outcome,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement};
 
@@ -71,7 +71,7 @@ enum TestError {
     #[error(transparent)]
     Db(#[from] DbErr),
     #[error(transparent)]
-    Import(#[from] orchestration::ImportError),
+    Import(#[from] orchestration::import::ImportError),
     #[error(transparent)]
     UnitOfWork(#[from] UnitOfWorkError),
     #[error("the work gave up")]
@@ -198,7 +198,7 @@ async fn a_unit_of_work_commits_every_step_or_none(db: TestDatabase) {
 }
 
 async fn each_boundary_keeps_its_own_migration_history(db: TestDatabase) {
-    let states = db.fabric().migration_status().await.unwrap();
+    let states = db.fabric().databases().migration_status().await.unwrap();
     let summary: Vec<_> = states
         .iter()
         .map(|s| (s.boundary, s.applied.len(), s.pending.len()))
@@ -214,7 +214,7 @@ async fn each_boundary_keeps_its_own_migration_history(db: TestDatabase) {
         );
     }
     // Migrating again is a no-op.
-    assert_eq!(db.fabric().migrate().await.unwrap(), states);
+    assert_eq!(db.fabric().databases().migrate().await.unwrap(), states);
 }
 
 #[tokio::test]
@@ -230,13 +230,14 @@ async fn boundaries_on_two_databases_are_refused_before_anything_runs() {
         },
     );
     let fabric = Fabric::connect(&topology, [alpha(), beta()]).await.unwrap();
-    fabric.migrate().await.unwrap();
+    fabric.databases().migrate().await.unwrap();
 
     assert!(matches!(
-        fabric.plan(&["alpha"]),
+        fabric.databases().plan(&["alpha"]),
         Ok(CommitPlan::Local { .. })
     ));
-    let Err(UnitOfWorkError::NotAtomic { placements, reason }) = fabric.plan(&["alpha", "beta"])
+    let Err(UnitOfWorkError::NotAtomic { placements, reason }) =
+        fabric.databases().plan(&["alpha", "beta"])
     else {
         panic!("two databases must not plan as one transaction");
     };
@@ -313,7 +314,7 @@ async fn bad_registrations_are_typed_errors() {
     );
     let fabric = Fabric::connect(&topology, [alpha()]).await.unwrap();
     assert!(matches!(
-        fabric.plan(&["nope"]),
+        fabric.databases().plan(&["nope"]),
         Err(UnitOfWorkError::UnknownBoundary { .. })
     ));
 }
@@ -332,7 +333,7 @@ async fn a_missing_postgres_database_is_created() {
     let fabric = Fabric::connect(&Topology::new(url.as_str().parse().unwrap()), [alpha()])
         .await
         .unwrap();
-    fabric.migrate().await.unwrap();
+    fabric.databases().migrate().await.unwrap();
     assert_eq!(count(&fabric, "alpha").await, 0);
     fabric.close().await;
 
@@ -368,15 +369,22 @@ async fn an_orphan_sqlite_super_journal_is_removed_at_connect() {
 /// `alpha` (with the coordinator log) on one PostgreSQL database, `beta` on another.
 /// `None` when PostgreSQL is unreachable outside CI.
 async fn split_postgres() -> Option<(Fabric, TestDatabase, TestDatabase)> {
-    let one = TestDatabase::create(Engine::Postgres, [orchestration::boundary(), alpha()]).await?;
+    let one = TestDatabase::create(
+        Engine::Postgres,
+        [orchestration::schema::boundary(), alpha()],
+    )
+    .await?;
     let two = TestDatabase::create(Engine::Postgres, [beta()]).await?;
     let topology = one
         .topology()
         .clone()
         .with_override("beta", two.topology().default_url().clone());
-    let fabric = Fabric::connect(&topology, [orchestration::boundary(), alpha(), beta()])
-        .await
-        .unwrap();
+    let fabric = Fabric::connect(
+        &topology,
+        [orchestration::schema::boundary(), alpha(), beta()],
+    )
+    .await
+    .unwrap();
     Some((fabric, one, two))
 }
 
@@ -391,7 +399,8 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
     let Some((fabric, _one, _two)) = split_postgres().await else {
         return;
     };
-    let Ok(CommitPlan::TwoPhase { participants, .. }) = fabric.plan(&["alpha", "beta"]) else {
+    let Ok(CommitPlan::TwoPhase { participants, .. }) = fabric.databases().plan(&["alpha", "beta"])
+    else {
         panic!("two PostgreSQL databases plan a two-phase commit");
     };
     assert_eq!(participants.len(), 2);
@@ -444,10 +453,10 @@ async fn two_postgres_databases_commit_in_two_phases_or_not_at_all() {
         our_prepared(&fabric, "alpha").await + our_prepared(&fabric, "beta").await,
         0
     );
-    let report = fabric
-        .recover_in_doubt(std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    let report =
+        orchestration::two_phase::recover_in_doubt(fabric.databases(), std::time::Duration::ZERO)
+            .await
+            .unwrap();
     assert!(report.is_empty(), "{report}");
 }
 
@@ -492,17 +501,19 @@ async fn recovery_resolves_what_a_crash_left_in_doubt() {
 
     // Too young to give up on: the live instance's undecided one waits; the gone
     // instance's is rolled back.
-    let report = fabric
-        .recover_in_doubt(std::time::Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let report = orchestration::two_phase::recover_in_doubt(
+        fabric.databases(),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.committed.len(), 2, "{report:?}");
     assert_eq!(report.pending, ["sy:test:undecided:0"]);
     assert_eq!(report.rolled_back, ["sy:gone:orphaned:0"]);
-    let report = fabric
-        .recover_in_doubt(std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    let report =
+        orchestration::two_phase::recover_in_doubt(fabric.databases(), std::time::Duration::ZERO)
+            .await
+            .unwrap();
     assert_eq!(report.rolled_back, ["sy:test:undecided:0"]);
     assert_eq!(
         (count(&fabric, "alpha").await, count(&fabric, "beta").await),
@@ -549,7 +560,8 @@ async fn mixed_engines_are_refused_with_a_typed_error() {
     })
     .with_override("beta", postgres.topology().default_url().clone());
     let fabric = Fabric::connect(&topology, [alpha(), beta()]).await.unwrap();
-    let Err(UnitOfWorkError::NotAtomic { placements, reason }) = fabric.plan(&["alpha", "beta"])
+    let Err(UnitOfWorkError::NotAtomic { placements, reason }) =
+        fabric.databases().plan(&["alpha", "beta"])
     else {
         panic!("SQLite and PostgreSQL cannot commit together");
     };
@@ -560,13 +572,16 @@ async fn mixed_engines_are_refused_with_a_typed_error() {
 mod batches {
     //! SQL and batch steps, and resumable imports, on every engine.
     use orchestration::testing::{Engine, TestDatabase};
-    use orchestration::{Batch, BatchOptions, Import, ImportError, Upsert};
+    use orchestration::{
+        batch::{Batch, BatchOptions, Upsert},
+        import::{Import, ImportError},
+    };
     use sea_orm::Value;
 
     use super::{TestError, alpha, count};
 
     orchestration::engine_tests! {
-        boundaries: [orchestration::boundary(), alpha()];
+        boundaries: [orchestration::schema::boundary(), alpha()];
         sql_and_batch_steps_report_their_rows,
         an_interrupted_import_resumes_after_its_last_chunk,
     }
@@ -724,15 +739,15 @@ async fn a_migration_plan_shows_sql_and_changes_nothing() {
     }
     for topology in topologies {
         let fabric = Fabric::connect(&topology, [alpha()]).await.unwrap();
-        let plans = fabric.migration_plan().await.unwrap();
+        let plans = fabric.databases().migration_plan().await.unwrap();
         assert_eq!(plans[0].pending.len(), 1);
         let sql = plans[0].sql.as_ref().expect("a dry run on this engine");
         assert_eq!(sql.len(), 1, "{sql:?}");
         assert!(sql[0].starts_with("CREATE TABLE \"notes\""), "{sql:?}");
-        let status = fabric.migration_status().await.unwrap();
+        let status = fabric.databases().migration_status().await.unwrap();
         assert_eq!(status[0].pending.len(), 1, "the dry run applied something");
-        fabric.migrate().await.unwrap();
-        let plans = fabric.migration_plan().await.unwrap();
+        fabric.databases().migrate().await.unwrap();
+        let plans = fabric.databases().migration_plan().await.unwrap();
         assert!(plans[0].pending.is_empty());
         fabric.close().await;
     }
@@ -829,7 +844,7 @@ mod run_metrics {
         )
         .await
         .unwrap();
-        fabric.migrate().await.unwrap();
+        fabric.databases().migrate().await.unwrap();
         let insert = "INSERT INTO alpha.notes (body) VALUES ($1)";
         fabric
             .unit_of_work("metrics_probe")

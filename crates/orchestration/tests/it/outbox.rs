@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
-    Dispatcher, DispatcherOptions, Envelope, EventType, Fabric, Handler, HandlerError, Host,
-    Policy, ReplayFilter, RunningHost, UnitOfWork,
+    Fabric, UnitOfWork,
+    dispatch::{Dispatcher, DispatcherOptions, Handler, HandlerError},
+    host::{Host, Policy, RunningHost},
+    outbox::{Envelope, EventType, ReplayFilter},
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
 use serde::{Deserialize, Serialize};
@@ -84,8 +86,10 @@ async fn note(tx: &DatabaseTransaction, body: &str) -> Result<u64, DbErr> {
 fn fast_options() -> DispatcherOptions {
     DispatcherOptions {
         max_attempts: 3,
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(40),
+        backoff: orchestration::backoff::Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+        ),
         lease: Duration::from_secs(20),
         handler_timeout: Duration::from_secs(2),
         poll_interval: Duration::from_millis(100),
@@ -94,8 +98,8 @@ fn fast_options() -> DispatcherOptions {
 }
 
 fn start_dispatcher(fabric: &Fabric, options: DispatcherOptions) -> RunningHost {
-    let mut host = Host::new(fabric.clone());
-    host.add(Dispatcher::new(options), Policy::StopHost)
+    let mut host = Host::new(fabric.databases());
+    host.add(Dispatcher::new(fabric.events(), options), Policy::StopHost)
         .unwrap();
     host.start()
 }
@@ -140,7 +144,7 @@ async fn drained(fabric: &Fabric) {
     // this checks that everything arrives, not how fast.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let statuses = fabric.outbox_status().await.unwrap();
+        let statuses = fabric.events().status().await.unwrap();
         if statuses.iter().all(|s| s.pending == 0) {
             return;
         }
@@ -178,6 +182,7 @@ async fn an_event_reaches_subscribers_only_if_its_unit_of_work_commits(db: TestD
     let fabric = db.fabric();
     let handler = Arc::new(Note::default());
     fabric
+        .events()
         .subscribe(NOTED, "note", Arc::clone(&handler))
         .unwrap();
     emit(fabric, &[noted("rolled back", "a", 1)], false).await;
@@ -210,6 +215,7 @@ async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
     let fabric = db.fabric();
     let handler = Arc::new(Note::default());
     fabric
+        .events()
         .subscribe(NOTED, "note", Arc::clone(&handler))
         .unwrap();
     emit(fabric, &[noted("once", "a", 1)], true).await;
@@ -239,6 +245,7 @@ async fn a_poison_event_goes_dead_and_replays_once_mended(db: TestDatabase) {
     let handler = Arc::new(Note::default());
     handler.poisoned.store(true, Ordering::SeqCst);
     fabric
+        .events()
         .subscribe(NOTED, "note", Arc::clone(&handler))
         .unwrap();
     emit(
@@ -257,7 +264,7 @@ async fn a_poison_event_goes_dead_and_replays_once_mended(db: TestDatabase) {
     // event flowed past.
     assert_eq!(bodies(fabric).await, ["wholesome"]);
     assert_eq!(handler.calls.load(Ordering::SeqCst), 7);
-    let status = fabric.outbox_status().await.unwrap();
+    let status = fabric.events().status().await.unwrap();
     let database = &status[0];
     assert_eq!((database.pending, database.dead), (0, 2), "{status:?}");
     let subscriber = &database.subscribers[0];
@@ -274,17 +281,17 @@ async fn a_poison_event_goes_dead_and_replays_once_mended(db: TestDatabase) {
         event_type: Some("test.other".to_owned()),
         ..ReplayFilter::default()
     };
-    assert_eq!(fabric.outbox_replay(&other).await.unwrap()[0].1, 0);
+    assert_eq!(fabric.events().replay(&other).await.unwrap()[0].1, 0);
     handler.poisoned.store(false, Ordering::SeqCst);
     let this = ReplayFilter {
         event_type: Some(NOTED.name().to_owned()),
         subscriber: Some("note".to_owned()),
         older_than: Some(Duration::ZERO),
     };
-    assert_eq!(fabric.outbox_replay(&this).await.unwrap()[0].1, 2);
+    assert_eq!(fabric.events().replay(&this).await.unwrap()[0].1, 2);
     drained(fabric).await;
     assert_eq!(bodies(fabric).await, ["panic", "poison", "wholesome"]);
-    assert_eq!(fabric.outbox_status().await.unwrap()[0].dead, 0);
+    assert_eq!(fabric.events().status().await.unwrap()[0].dead, 0);
     stop(host).await;
 }
 
@@ -295,6 +302,7 @@ async fn one_keys_events_arrive_in_order_while_keys_run_in_parallel(db: TestData
         ..Note::default()
     });
     fabric
+        .events()
         .subscribe(NOTED, "note", Arc::clone(&handler))
         .unwrap();
     let keys = ["k1", "k2", "k3", "k4", "k5", "k6"];
@@ -342,6 +350,7 @@ async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
         let fabric = Fabric::connect(db.topology(), [alpha()]).await.unwrap();
         let handler = Arc::new(Note::default());
         fabric
+            .events()
             .subscribe(NOTED, "note", Arc::clone(&handler))
             .unwrap();
         let host = start_dispatcher(&fabric, fast_options());

@@ -11,9 +11,13 @@ use std::time::Duration;
 
 use orchestration::testing::TestDatabase;
 use orchestration::{
-    ExternalStep, Fabric, FabricError, Host, IdempotencyKey, LocalStep, Policy, RetryPolicy,
-    RunDetails, RunFilter, RunState, Saga, SagaContext, SagaError, SagaHandle, SagaRecovery,
-    SagaRecoveryOptions, StepError, StepState, UnitOfWork,
+    Fabric, FabricError, UnitOfWork,
+    host::{Host, Policy},
+    saga::{
+        ExternalStep, IdempotencyKey, LocalStep, RetryPolicy, RunDetails, RunFilter, RunState,
+        Saga, SagaContext, SagaError, SagaHandle, SagaRecovery, SagaRecoveryOptions, StepError,
+        StepState,
+    },
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
 use serde::{Deserialize, Serialize};
@@ -173,8 +177,10 @@ impl ExternalStep<Input> for Charge {
 fn quick() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
-        backoff_initial: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(20),
+        backoff: orchestration::backoff::Backoff::new(
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+        ),
         timeout: Duration::from_secs(5),
     }
 }
@@ -214,7 +220,7 @@ fn saga_retrying_charge(world: &Arc<World>, policy: RetryPolicy) -> Saga<Input> 
 }
 
 fn register(fabric: &Fabric, world: &Arc<World>) -> SagaHandle<Input> {
-    fabric.register_saga(saga(world)).unwrap()
+    fabric.sagas().register(saga(world)).unwrap()
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -231,7 +237,7 @@ fn states(run: &RunDetails) -> Vec<(&str, StepState)> {
 }
 
 orchestration::engine_tests! {
-    boundaries: [orchestration::boundary(), alpha()];
+    boundaries: [orchestration::schema::boundary(), alpha()];
     a_run_checkpoints_every_step_and_completes,
     a_refusal_compensates_completed_steps_in_reverse_order,
     transient_failures_retry_and_a_call_that_keeps_failing_is_undone,
@@ -272,16 +278,18 @@ async fn a_run_checkpoints_every_step_and_completes(db: TestDatabase) {
     );
     // Listed and shown.
     let listed = fabric
-        .saga_runs(&RunFilter {
+        .sagas()
+        .runs(&RunFilter {
             states: vec![RunState::Completed],
             limit: None,
         })
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(fabric.saga_run(run.run.id).await.unwrap(), run);
+    assert_eq!(fabric.sagas().run(run.run.id).await.unwrap(), run);
     let none = fabric
-        .saga_runs(&RunFilter {
+        .sagas()
+        .runs(&RunFilter {
             states: vec![RunState::Failed],
             limit: None,
         })
@@ -330,10 +338,10 @@ async fn a_refusal_compensates_completed_steps_in_reverse_order(db: TestDatabase
 
     // Refused by the first step: nothing took effect, nothing to undo.
     let world = Arc::new(World::default());
-    let fabric2 = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
+    let fabric2 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
         .await
         .unwrap();
-    let handle = fabric2.register_saga(saga(&world)).unwrap();
+    let handle = fabric2.sagas().register(saga(&world)).unwrap();
     let refused = Input {
         name: "three".to_owned(),
         reject_at: Some("first".to_owned()),
@@ -404,24 +412,24 @@ async fn a_failing_compensation_leaves_the_run_failed_until_retried(db: TestData
     // Nothing drives a failed run; neither cancel nor retry fits a finished one.
     let completed = handle.start("k6b", &input("ok"), WAIT).await.unwrap();
     assert!(matches!(
-        fabric.retry_saga_run(completed.run.id).await,
+        fabric.sagas().retry(completed.run.id).await,
         Err(SagaError::InvalidState {
             state: RunState::Completed,
             ..
         })
     ));
     assert!(matches!(
-        fabric.cancel_saga_run(completed.run.id).await,
+        fabric.sagas().cancel(completed.run.id).await,
         Err(SagaError::InvalidState { .. })
     ));
     assert!(matches!(
-        fabric.retry_saga_run(uuid::Uuid::now_v7()).await,
+        fabric.sagas().retry(uuid::Uuid::now_v7()).await,
         Err(SagaError::UnknownRun(_))
     ));
 
     // Mended and retried: the recovery worker undoes the first step.
     world.undo_fails.store(false, Ordering::SeqCst);
-    let retried = fabric.retry_saga_run(run.run.id).await.unwrap();
+    let retried = fabric.sagas().retry(run.run.id).await.unwrap();
     assert_eq!(retried.run.state, RunState::Compensating);
     let host = recovery_host(fabric);
     let run = handle.wait(run.run.id, WAIT).await.unwrap();
@@ -430,13 +438,16 @@ async fn a_failing_compensation_leaves_the_run_failed_until_retried(db: TestData
     host.shutdown().await;
 }
 
-fn recovery_host(fabric: &Fabric) -> orchestration::RunningHost {
-    let mut host = Host::new(fabric.clone()).shutdown_timeout(Duration::from_secs(5));
+fn recovery_host(fabric: &Fabric) -> orchestration::host::RunningHost {
+    let mut host = Host::new(fabric.databases()).shutdown_timeout(Duration::from_secs(5));
     host.add(
-        SagaRecovery::new(SagaRecoveryOptions {
-            poll_interval: Duration::from_millis(50),
-            concurrency: 4,
-        }),
+        SagaRecovery::new(
+            fabric.sagas(),
+            SagaRecoveryOptions {
+                poll_interval: Duration::from_millis(50),
+                concurrency: 4,
+            },
+        ),
         Policy::StopHost,
     )
     .unwrap();
@@ -479,7 +490,7 @@ async fn one_key_makes_one_run_however_often_and_concurrently_started(db: TestDa
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(notes(fabric).await, 4);
     assert_eq!(world.calls.lock().unwrap().len(), 2);
-    let all = fabric.saga_runs(&RunFilter::default()).await.unwrap();
+    let all = fabric.sagas().runs(&RunFilter::default()).await.unwrap();
     assert_eq!(all.len(), 2);
 }
 
@@ -521,10 +532,10 @@ async fn completed_by_another_instance(
     world: &Arc<World>,
     id: uuid::Uuid,
 ) -> RunDetails {
-    let b = Fabric::connect(db.topology(), [orchestration::boundary(), alpha()])
+    let b = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
         .await
         .unwrap();
-    let handle = b.register_saga(saga(world)).unwrap();
+    let handle = b.sagas().register(saga(world)).unwrap();
     let host = recovery_host(&b);
     let run = handle.wait(id, WAIT).await.unwrap();
     host.shutdown().await;
@@ -555,7 +566,7 @@ async fn a_cancelled_run_stops_and_compensates(db: TestDatabase) {
         .await
         .unwrap();
     world.held.notified().await;
-    let cancelling = fabric.cancel_saga_run(started.run.id).await.unwrap();
+    let cancelling = fabric.sagas().cancel(started.run.id).await.unwrap();
     assert!(cancelling.run.cancel_requested);
     world.release.notify_one();
     let run = handle.wait(started.run.id, WAIT).await.unwrap();
@@ -604,12 +615,15 @@ async fn a_stopping_instance_does_not_wait_out_a_retry_backoff(db: TestDatabase)
     let a = db.fabric();
     let world = Arc::new(World::default());
     let patient = RetryPolicy {
-        backoff_initial: Duration::from_secs(60),
-        backoff_max: Duration::from_secs(60),
+        backoff: orchestration::backoff::Backoff::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ),
         ..quick()
     };
     let handle = a
-        .register_saga(saga_retrying_charge(&world, patient).lease(Duration::from_secs(120)))
+        .sagas()
+        .register(saga_retrying_charge(&world, patient).lease(Duration::from_secs(120)))
         .unwrap();
     let host_a = recovery_host(a);
     world.failures.store(1, Ordering::SeqCst);
@@ -651,7 +665,7 @@ fn assert_handed_over(run: &RunDetails, step: u32) {
 async fn invalid_definitions_are_refused_at_registration() {
     let Some(db) = TestDatabase::create(
         orchestration::testing::Engine::Sqlite,
-        [orchestration::boundary(), alpha()],
+        [orchestration::schema::boundary(), alpha()],
     )
     .await
     else {
@@ -663,9 +677,13 @@ async fn invalid_definitions_are_refused_at_registration() {
         Err(FabricError::InvalidSaga { reason, .. }) => reason,
         other => panic!("expected an invalid saga, got {other:?}"),
     };
-    let reason = invalid(fabric.register_saga(Saga::<Input>::new("empty")));
+    let reason = invalid(fabric.sagas().register(Saga::<Input>::new("empty")));
     assert_eq!(reason, "it has no steps");
-    let reason = invalid(fabric.register_saga(saga(&world).lease(Duration::from_secs(1))));
+    let reason = invalid(
+        fabric
+            .sagas()
+            .register(saga(&world).lease(Duration::from_secs(1))),
+    );
     assert!(
         reason.contains("must exceed step `first`'s timeout"),
         "{reason}"
@@ -682,14 +700,18 @@ async fn invalid_definitions_are_refused_at_registration() {
             Ok(())
         }
     }
-    let reason = invalid(fabric.register_saga(Saga::new("elsewhere").local("lost", Elsewhere)));
+    let reason = invalid(
+        fabric
+            .sagas()
+            .register(Saga::new("elsewhere").local("lost", Elsewhere)),
+    );
     assert!(
         reason.contains("step `lost` cannot commit with its checkpoint"),
         "{reason}"
     );
     register(fabric, &world);
     assert!(matches!(
-        fabric.register_saga(saga(&world)),
+        fabric.sagas().register(saga(&world)),
         Err(FabricError::DuplicateSaga("test_saga"))
     ));
 
@@ -698,11 +720,11 @@ async fn invalid_definitions_are_refused_at_registration() {
         .await
         .unwrap();
     assert!(matches!(
-        bare.fabric().register_saga(saga(&world)),
+        bare.fabric().sagas().register(saga(&world)),
         Err(FabricError::UnknownBoundary { .. })
     ));
     assert!(matches!(
-        bare.fabric().saga_runs(&RunFilter::default()).await,
+        bare.fabric().sagas().runs(&RunFilter::default()).await,
         Err(SagaError::NoRunStore)
     ));
 }

@@ -9,8 +9,10 @@ use chrono::{Duration, SubsecRound, Utc};
 use inventory::{Currency, Money, NewProduct, ProductName, Quantity, ReservationStatus, Sku};
 use orchestration::testing::TestDatabase;
 use orchestration::{
-    Dispatcher, DispatcherOptions, Fabric, Host, Policy, RetryPolicy, RunState, RunningHost,
-    Schedule,
+    Fabric,
+    dispatch::{Dispatcher, DispatcherOptions},
+    host::{Host, Policy, RunningHost, Schedule},
+    saga::{RetryPolicy, RunState},
 };
 use orders::{CustomerId, OrderStatus};
 use payments::{
@@ -25,7 +27,7 @@ use workflows::{
 
 orchestration::engine_tests! {
     boundaries: [
-        orchestration::boundary(),
+        orchestration::schema::boundary(),
         migrations::inventory(),
         migrations::orders(),
         migrations::audit(),
@@ -90,8 +92,10 @@ fn workflow_with(db: &TestDatabase, gateway: SimulatedGatewayOptions) -> PlaceOr
     // Three quick attempts.
     let retry = RetryPolicy {
         max_attempts: 3,
-        backoff_initial: StdDuration::from_millis(10),
-        backoff_max: StdDuration::from_millis(50),
+        backoff: orchestration::backoff::Backoff::new(
+            StdDuration::from_millis(10),
+            StdDuration::from_millis(50),
+        ),
         timeout: StdDuration::from_secs(10),
     };
     workflow_retrying(db, gateway, retry)
@@ -104,7 +108,7 @@ fn workflow_retrying(
     charge_retry: RetryPolicy,
 ) -> PlaceOrder {
     let fabric = db.fabric();
-    if fabric.subscribers().is_empty() {
+    if fabric.events().subscribers().is_empty() {
         workflows::subscribe(fabric).unwrap();
     }
     let settings = PlaceOrderSettings {
@@ -179,7 +183,7 @@ async fn placing_an_order_holds_charges_and_confirms(db: TestDatabase) {
     assert_eq!(requests[0].outcome, GatewayRequestOutcome::Charged);
     assert_eq!(requests[0].reference, payments[0].gateway_reference);
     // The run shows each step's checkpoint.
-    let run = db.fabric().saga_run(placement.id).await.unwrap();
+    let run = db.fabric().sagas().run(placement.id).await.unwrap();
     assert_eq!(run.run.state, RunState::Completed);
     let steps: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(steps, ["hold_stock", "charge", "confirm_order"]);
@@ -271,7 +275,7 @@ async fn a_declined_payment_releases_the_hold(db: TestDatabase) {
     let payments = payments_of(&db, &placement).await;
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Declined);
-    let run = db.fabric().saga_run(placement.id).await.unwrap();
+    let run = db.fabric().sagas().run(placement.id).await.unwrap();
     let steps: Vec<_> = run
         .steps
         .iter()
@@ -279,7 +283,7 @@ async fn a_declined_payment_releases_the_hold(db: TestDatabase) {
         .collect();
     assert_eq!(
         steps,
-        [("hold_stock", orchestration::StepState::Compensated)]
+        [("hold_stock", orchestration::saga::StepState::Compensated)]
     );
     assert!(
         orders::get(db.connection(orders::SCHEMA), placement.id)
@@ -309,18 +313,18 @@ async fn a_gateway_that_keeps_failing_leaves_nothing_charged_and_nothing_held(db
         error.contains("compensating step `charge` attempt 3: ") && error.contains("unavailable"),
         "the third of three attempts: {error}"
     );
-    let run = db.fabric().saga_run(placement.id).await.unwrap();
+    let run = db.fabric().sagas().run(placement.id).await.unwrap();
     assert_eq!(run.steps[1].attempts, 3, "{run:?}");
     assert_eq!(stock(&db, "A").await, (7, 3), "the hold stays until undone");
 
     // The gateway recovers; the operator retries; the run undoes the charge (if it
     // happened) and the hold.
     let (_mended, fabric) = workflow_on_new_instance(&db).await;
-    db.fabric().retry_saga_run(placement.id).await.unwrap();
+    db.fabric().sagas().retry(placement.id).await.unwrap();
     let host = recovery(&fabric);
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let run = fabric.saga_run(placement.id).await.unwrap();
+        let run = fabric.sagas().run(placement.id).await.unwrap();
         if run.run.state == RunState::Compensated {
             break;
         }
@@ -357,7 +361,7 @@ async fn a_gateway_that_keeps_failing_leaves_nothing_charged_and_nothing_held(db
 /// A second instance on the same database whose gateway works.
 async fn workflow_on_new_instance(db: &TestDatabase) -> (PlaceOrder, Fabric) {
     let boundaries = [
-        orchestration::boundary(),
+        orchestration::schema::boundary(),
         migrations::inventory(),
         migrations::orders(),
         migrations::audit(),
@@ -378,12 +382,15 @@ async fn workflow_on_new_instance(db: &TestDatabase) -> (PlaceOrder, Fabric) {
 }
 
 fn recovery(fabric: &Fabric) -> RunningHost {
-    let mut host = Host::new(fabric.clone());
+    let mut host = Host::new(fabric.databases());
     host.add(
-        orchestration::SagaRecovery::new(orchestration::SagaRecoveryOptions {
-            poll_interval: StdDuration::from_millis(50),
-            concurrency: 4,
-        }),
+        orchestration::saga::SagaRecovery::new(
+            fabric.sagas(),
+            orchestration::saga::SagaRecoveryOptions {
+                poll_interval: StdDuration::from_millis(50),
+                concurrency: 4,
+            },
+        ),
         Policy::StopHost,
     )
     .unwrap();
@@ -460,14 +467,17 @@ async fn concurrent_placements_do_not_trip_over_each_other(db: TestDatabase) {
 }
 
 fn dispatcher(fabric: &Fabric) -> RunningHost {
-    let mut host = Host::new(fabric.clone());
+    let mut host = Host::new(fabric.databases());
     let options = DispatcherOptions {
         max_attempts: 2,
-        backoff_initial: StdDuration::from_millis(10),
+        backoff: orchestration::backoff::Backoff::new(
+            StdDuration::from_millis(10),
+            DispatcherOptions::default().backoff.max,
+        ),
         poll_interval: StdDuration::from_millis(50),
         ..DispatcherOptions::default()
     };
-    host.add(Dispatcher::new(options), Policy::StopHost)
+    host.add(Dispatcher::new(fabric.events(), options), Policy::StopHost)
         .unwrap();
     host.start()
 }
@@ -489,7 +499,7 @@ async fn a_placed_order_is_audited_once_its_event_is_delivered(db: TestDatabase)
     let before = Utc::now().trunc_subsecs(6);
     let placement = place(&workflow, &[("A", 2)]).await;
     let order = placed(&placement);
-    let status = db.fabric().outbox_status().await.unwrap();
+    let status = db.fabric().events().status().await.unwrap();
     assert_eq!(status[0].pending, 1, "{status:?}");
     let host = dispatcher(db.fabric());
     let subject = audit::Subject::parse(&format!("order:{}", order.id)).unwrap();
@@ -528,7 +538,7 @@ async fn an_audit_failure_never_changes_or_delays_the_order(db: TestDatabase) {
     assert!(elapsed < StdDuration::from_secs(5), "{elapsed:?}");
     // The audit subscriber failed its attempts; the order stands.
     eventually("the audit message is dead", async || {
-        db.fabric().outbox_status().await.unwrap()[0].dead == 1
+        db.fabric().events().status().await.unwrap()[0].dead == 1
     })
     .await;
     let stored = orders::get(db.connection(orders::SCHEMA), order.id)
@@ -571,9 +581,9 @@ async fn expired_holds_of_finished_placements_are_released(db: TestDatabase) {
     .await
     .unwrap();
     assert_eq!(stock(&db, "A").await, (4, 6));
-    let mut host = Host::new(db.fabric().clone());
+    let mut host = Host::new(db.fabric().databases());
     host.add_job(
-        ReleaseExpiredHolds::new(100),
+        ReleaseExpiredHolds::new(db.fabric(), 100),
         Schedule::every(StdDuration::from_millis(50)),
         Policy::StopHost,
     )

@@ -1,10 +1,15 @@
 //! The `orchestration` boundary: the fabric's own tables (the two-phase commit
-//! decision log, import cursors, singleton job leases, saga runs, live instances). Its migrations live here, beside the code that uses the tables.
+//! decision log, import cursors, singleton job leases, saga runs, live instances), and
+//! the `outbox` schema laid out on every database. Every layer's tables are defined
+//! here, at the bottom, so that laying out the databases needs nothing above them.
+
+pub(crate) mod outbox;
+pub(crate) mod saga;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::Boundary;
+use crate::boundary::Boundary;
 
 /// The boundary whose database coordinates two-phase commits.
 pub const COORDINATOR_BOUNDARY: &str = "orchestration";
@@ -25,7 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(TwoPhaseDecisionLog),
             Box::new(ImportCursors),
             Box::new(WorkerLeases),
-            Box::new(crate::saga::SagaTables),
+            Box::new(saga::SagaTables),
             Box::new(Instances),
         ]
     }

@@ -4,7 +4,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::Boundary;
+use crate::boundary::Boundary;
 
 /// The schema (PostgreSQL), database (MySQL) or attached file (SQLite) that holds the
 /// outbox on every database of the fabric. No registered boundary may take this name.

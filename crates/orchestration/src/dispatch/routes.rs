@@ -1,20 +1,21 @@
-//! The subscribers registered on a fabric: which subscribers receive each event type,
-//! and each subscriber's handler with its payload type erased.
+//! The subscribers registered on an event bus: each subscriber's handler, with its
+//! payload type erased behind JSON.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use super::{Envelope, EventType, Handler, HandlerError};
+use super::{Handler, HandlerError};
+use crate::outbox::Envelope;
 use crate::unit_of_work::UnitOfWork;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A handler whose payload type is hidden behind JSON.
-pub(crate) trait ErasedHandler: Send + Sync {
+pub(super) trait ErasedHandler: Send + Sync {
     fn handle<'a>(
         &'a self,
         envelope: &'a Envelope,
@@ -51,63 +52,60 @@ where
 
 /// A registered subscriber.
 #[derive(Clone)]
-pub(crate) struct Subscription {
-    pub(crate) name: &'static str,
-    pub(crate) handler: Arc<dyn ErasedHandler>,
+pub(super) struct Subscription {
+    pub(super) name: &'static str,
+    pub(super) handler: Arc<dyn ErasedHandler>,
 }
 
-/// Every subscriber, by name and by event type.
-#[derive(Default)]
-pub(crate) struct Routes {
-    by_name: HashMap<&'static str, Subscription>,
-    by_type: HashMap<&'static str, Vec<&'static str>>,
+/// Every subscriber's handler, by name. Cheap to clone; clones share the table.
+#[derive(Clone, Default)]
+pub(super) struct Routes {
+    by_name: Arc<RwLock<HashMap<&'static str, Subscription>>>,
 }
 
 impl Routes {
-    /// Adds `subscriber` for `event_type`; `false` if the name is taken.
-    pub(crate) fn add<T, H>(
-        &mut self,
-        event_type: EventType<T>,
-        subscriber: &'static str,
-        handler: H,
-    ) -> bool
+    /// Adds `subscriber`; `false` if the name is taken.
+    pub(super) fn add<T, H>(&self, subscriber: &'static str, handler: H) -> bool
     where
         T: DeserializeOwned + Send + 'static,
         H: Handler<T>,
     {
-        if self.by_name.contains_key(subscriber) {
+        let mut by_name = self
+            .by_name
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if by_name.contains_key(subscriber) {
             return false;
         }
         let handler = Arc::new(Typed {
             handler,
             _payload: PhantomData,
         });
-        self.by_name.insert(
+        by_name.insert(
             subscriber,
             Subscription {
                 name: subscriber,
                 handler,
             },
         );
-        self.by_type
-            .entry(event_type.name())
-            .or_default()
-            .push(subscriber);
         true
     }
 
-    /// The subscribers of `event_type`, in registration order.
-    pub(crate) fn subscribers_of(&self, event_type: &str) -> &[&'static str] {
-        self.by_type.get(event_type).map_or(&[], Vec::as_slice)
-    }
-
-    pub(crate) fn subscription(&self, name: &str) -> Option<Subscription> {
-        self.by_name.get(name).cloned()
+    pub(super) fn subscription(&self, name: &str) -> Option<Subscription> {
+        self.by_name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// Every subscriber's name, sorted.
-    pub(crate) fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.by_name.keys().copied().collect();
+    pub(super) fn names(&self) -> Vec<&'static str> {
+        let by_name = self
+            .by_name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut names: Vec<_> = by_name.keys().copied().collect();
         names.sort_unstable();
         names
     }
@@ -116,7 +114,7 @@ impl Routes {
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
-            .field("by_type", &self.by_type)
-            .finish_non_exhaustive()
+            .field("subscribers", &self.names())
+            .finish()
     }
 }

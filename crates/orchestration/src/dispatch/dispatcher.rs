@@ -1,4 +1,4 @@
-//! The dispatcher: a hosted worker that, on every database of the fabric, claims due
+//! The dispatcher: a hosted worker that, on every database, claims due
 //! outbox messages, delivers them to their subscribers, and records the outcome.
 
 use std::sync::Arc;
@@ -11,12 +11,13 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::Completion;
-use super::store::{self, AfterFailure, Claimed};
+use super::EventBus;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
-use crate::database::DatabaseId;
-use crate::fabric::Fabric;
 use crate::host::{Worker, WorkerContext, WorkerError};
+use crate::outbox::Delivery;
+use crate::outbox::store::{self, AfterFailure, Claimed};
+use crate::topology::DatabaseId;
 
 /// How the dispatcher claims, delivers, retries and prunes.
 #[derive(Debug, Clone)]
@@ -28,11 +29,8 @@ pub struct DispatcherOptions {
     pub concurrency: usize,
     /// Deliveries of one message before it is dead.
     pub max_attempts: u32,
-    /// The delay before the first retry; it doubles with each failure, up to
-    /// `backoff_max`, and each delay is jittered down by up to half.
-    pub backoff_initial: Duration,
-    /// The longest delay between retries.
-    pub backoff_max: Duration,
+    /// The delay before each retry; each delay is jittered down by up to half.
+    pub backoff: Backoff,
     /// How long a claim holds its messages. A claimer that dies leaves them to
     /// others once it expires; it must exceed `handler_timeout`.
     pub lease: Duration,
@@ -54,8 +52,7 @@ impl Default for DispatcherOptions {
             batch_size: 16,
             concurrency: 4,
             max_attempts: 10,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             lease: Duration::from_secs(60),
             handler_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
@@ -119,22 +116,12 @@ impl DispatcherOptions {
         }
         Ok(())
     }
-
-    /// The delay before retry number `failures` (from 1), jittered into
-    /// `[delay / 2, delay]`.
-    fn backoff(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(30);
-        let delay = self
-            .backoff_initial
-            .saturating_mul(1 << exponent)
-            .min(self.backoff_max);
-        delay.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
 }
 
 /// The outbox dispatcher worker. Register it on a host; run it on every instance.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
+    bus: EventBus,
     options: Arc<DispatcherOptions>,
 }
 
@@ -142,17 +129,18 @@ impl Dispatcher {
     /// The worker's name.
     pub const NAME: &'static str = "outbox_dispatcher";
 
-    /// A dispatcher with `options`.
+    /// A dispatcher of `bus`'s subscribers, with `options`.
     ///
     /// # Panics
     /// If the options are invalid ([`DispatcherOptions::validate`]): check options
     /// that come from configuration first.
     #[must_use]
-    pub fn new(options: DispatcherOptions) -> Self {
+    pub fn new(bus: &EventBus, options: DispatcherOptions) -> Self {
         if let Err(err) = options.validate() {
             panic!("invalid outbox dispatcher options: {err}");
         }
         Self {
+            bus: bus.clone(),
             options: Arc::new(options),
         }
     }
@@ -164,10 +152,9 @@ impl Worker for Dispatcher {
     }
 
     async fn run(&self, context: WorkerContext) -> Result<(), WorkerError> {
-        let fabric = context.fabric().clone();
         let mut loops = JoinSet::new();
-        for database in 0..fabric.database_count() {
-            let outbox = DatabaseOutbox::new(&fabric, database, &self.options, &context);
+        for database in 0..self.bus.databases().database_count() {
+            let outbox = DatabaseOutbox::new(&self.bus, database, &self.options, &context);
             loops.spawn(outbox.run().instrument(tracing::Span::current()));
         }
         context.health().running();
@@ -184,8 +171,8 @@ const LISTEN_RETRY: Duration = Duration::from_secs(30);
 /// The dispatch loop of one database.
 #[derive(Clone)]
 struct DatabaseOutbox {
-    fabric: Fabric,
-    /// The fabric's index of the database.
+    bus: EventBus,
+    /// The index of the database.
     index: usize,
     database: DatabaseId,
     connection: DatabaseConnection,
@@ -211,21 +198,21 @@ enum Delivered {
 
 impl DatabaseOutbox {
     fn new(
-        fabric: &Fabric,
+        bus: &EventBus,
         database: usize,
         options: &Arc<DispatcherOptions>,
         context: &WorkerContext,
     ) -> Self {
-        let (id, connection) = fabric.database(database);
+        let (id, connection) = bus.databases().database(database);
         Self {
-            fabric: fabric.clone(),
+            bus: bus.clone(),
             index: database,
             database: id.clone(),
             connection: connection.clone(),
-            wake: fabric.outbox_wake(database),
+            wake: Arc::clone(bus.pipelines.outbox().wake(database)),
             options: Arc::clone(options),
             context: context.clone(),
-            holder: format!("{}:{}", fabric.instance(), std::process::id()),
+            holder: bus.databases().holder(),
         }
     }
 
@@ -347,7 +334,7 @@ impl DatabaseOutbox {
     /// Claims one batch for the subscribers registered here and delivers it; `false`
     /// if nothing was due.
     async fn dispatch_once(&self, now: DateTime<Utc>) -> Result<bool, sea_orm::DbErr> {
-        let subscribers = self.fabric.subscribers();
+        let subscribers = self.bus.subscribers();
         if subscribers.is_empty() {
             return Ok(false);
         }
@@ -385,17 +372,13 @@ impl DatabaseOutbox {
                 .expect("the semaphore is never closed");
             let outbox = self.clone();
             deliveries.spawn(async move {
-                let fabric = outbox.fabric.clone();
+                let bus = outbox.bus.clone();
                 let timeout = outbox.options.handler_timeout;
                 let delivering = message.clone();
-                let completion = Completion {
-                    database: outbox.index,
-                    message_id: message.id.clone(),
-                    holder: outbox.holder.clone(),
-                };
+                let (index, holder) = (outbox.index, outbox.holder.clone());
                 // Its own task, so that a panicking handler fails its delivery only.
                 let delivered = match tokio::spawn(async move {
-                    deliver(&fabric, &delivering, completion, timeout).await
+                    deliver(&bus, &delivering, index, holder, timeout).await
                 })
                 .await
                     {
@@ -452,7 +435,7 @@ impl DatabaseOutbox {
         let next = if permanent || attempts >= self.options.max_attempts {
             AfterFailure::Dead
         } else {
-            AfterFailure::RetryAt(now + self.options.backoff(attempts))
+            AfterFailure::RetryAt(now + self.options.backoff.jittered(attempts))
         };
         match next {
             AfterFailure::Dead => {
@@ -505,13 +488,14 @@ async fn notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Err
 
 /// Runs the subscriber's handler for one message in a unit of work of its own.
 async fn deliver(
-    fabric: &Fabric,
+    bus: &EventBus,
     message: &Claimed,
-    completion: Completion,
+    database: usize,
+    holder: String,
     timeout: Duration,
 ) -> Delivered {
     let envelope = &message.envelope;
-    let Some(subscription) = fabric.subscription(&message.subscriber) else {
+    let Some(subscription) = bus.routes.subscription(&message.subscriber) else {
         return Delivered::Failed {
             error: format!(
                 "no subscriber named `{}` is registered on this instance",
@@ -529,18 +513,27 @@ async fn deliver(
         trace_parent = envelope.trace_parent.as_deref().unwrap_or_default(),
     );
     let started = Instant::now();
-    let run = fabric
-        .unit_of_work(subscription.name)
-        .delivering(subscription.name, envelope, completion)
-        .run_delivery(async |uow| subscription.handler.handle(envelope, uow).await);
+    let delivery = Delivery::new(
+        subscription.name,
+        envelope,
+        database,
+        message.id.clone(),
+        holder,
+    );
+    let run = bus
+        .pipelines
+        .pipeline(subscription.name)
+        .run_delivery(delivery, async |uow| {
+            subscription.handler.handle(envelope, uow).await
+        });
     let result = tokio::time::timeout(timeout, run).instrument(span).await;
     metrics::histogram!("switchyard_outbox_handling_seconds", "subscriber" => subscription.name)
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok((Ok(_), run)) => Delivered::Handled {
-            completed: run.completed,
+        Ok((Ok(_), delivery)) => Delivered::Handled {
+            completed: delivery.completed,
         },
-        Ok((Err(_), run)) if run.already_handled => Delivered::AlreadyHandled,
+        Ok((Err(_), delivery)) if delivery.already_handled => Delivered::AlreadyHandled,
         Ok((Err(err), _)) => Delivered::Failed {
             permanent: err.is_permanent(),
             error: err.to_string(),
@@ -549,33 +542,5 @@ async fn deliver(
             error: format!("the handler did not finish within {timeout:?}"),
             permanent: false,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_with_jitter_of_at_most_half() {
-        let options = DispatcherOptions {
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-            ..DispatcherOptions::default()
-        };
-        for (failures, full) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (40, 1000),
-        ] {
-            let full = Duration::from_millis(full);
-            for _ in 0..50 {
-                let delay = options.backoff(failures);
-                assert!(delay <= full && delay >= full / 2, "{failures}: {delay:?}");
-            }
-        }
     }
 }

@@ -1,0 +1,85 @@
+//! What a unit of work that delivers an event does besides the handler's work: record
+//! the delivery in the inbox of each database it touches (and stop if an earlier
+//! delivery's effect committed), and mark the message done in its own transaction when
+//! it has one on the message's database.
+
+use sea_orm::{DatabaseTransaction, DbErr};
+use uuid::Uuid;
+
+use super::store;
+use super::{Envelope, TraceContext};
+
+/// The delivery of one claimed message to one subscriber, carried by the handler's
+/// unit of work.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) subscriber: &'static str,
+    pub(crate) event_id: Uuid,
+    /// The emitting run's trace, which the handler's run joins.
+    pub(crate) trace: Option<TraceContext>,
+    /// The index of the database holding the message.
+    database: usize,
+    message_id: String,
+    /// The claimer, which must still hold the message.
+    holder: String,
+    /// The inbox showed the event already handled; nothing may commit.
+    pub(crate) already_handled: bool,
+    /// The message was marked done in the run's transaction.
+    pub(crate) completed: bool,
+}
+
+impl Delivery {
+    /// The delivery of `envelope` (message `message_id` on database `database`,
+    /// claimed by `holder`) to `subscriber`.
+    pub(crate) fn new(
+        subscriber: &'static str,
+        envelope: &Envelope,
+        database: usize,
+        message_id: String,
+        holder: String,
+    ) -> Self {
+        Self {
+            subscriber,
+            event_id: envelope.event_id,
+            trace: envelope.trace(),
+            database,
+            message_id,
+            holder,
+            already_handled: false,
+            completed: false,
+        }
+    }
+
+    /// Records the delivery in the inbox, in a transaction the run just began;
+    /// `false` (and remembered) if an earlier delivery's record is there.
+    pub(crate) async fn record_in_inbox(
+        &mut self,
+        tx: &DatabaseTransaction,
+    ) -> Result<bool, DbErr> {
+        let first =
+            store::record_in_inbox(tx, self.subscriber, self.event_id, chrono::Utc::now()).await?;
+        self.already_handled |= !first;
+        Ok(first)
+    }
+
+    /// Before the run commits: marks the message done in the run's transaction on the
+    /// message's database, if `open` (the run's transactions by database index) has
+    /// one there; the effect and the completion then commit together, and the
+    /// dispatcher saves a write.
+    pub(crate) async fn complete_in<'a>(
+        &mut self,
+        mut open: impl Iterator<Item = (usize, &'a DatabaseTransaction)>,
+    ) -> Result<(), DbErr> {
+        let Some((_, tx)) = open.find(|(database, _)| *database == self.database) else {
+            return Ok(());
+        };
+        store::complete(tx, &self.holder, &self.message_id, chrono::Utc::now()).await?;
+        self.completed = true;
+        Ok(())
+    }
+
+    /// The database holding the message.
+    pub(crate) fn database(&self) -> usize {
+        self.database
+    }
+}

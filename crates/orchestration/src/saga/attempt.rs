@@ -1,0 +1,408 @@
+//! Attempts at a step: the retry loop (the same for an action and its compensation,
+//! told apart by [`Direction`]), one attempt of each kind of step, and the two ways a
+//! step's checkpoint commits: in the step's own unit of work (a local step) or in a
+//! transaction of its own after the call (an external step).
+
+use chrono::Utc;
+use sea_orm::{DatabaseTransaction, DbErr};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::decide::StepEnd;
+use super::driver::Driver;
+use super::erased::{ErasedExternal, ErasedLocal};
+use super::store::{self, Expect};
+use super::{
+    BoxFuture, IdempotencyKey, RunState, SagaContext, StepDefinition, StepError, StepKind,
+};
+use crate::schema::COORDINATOR_BOUNDARY;
+use crate::sql::begin_write;
+use crate::unit_of_work::UnitOfWork;
+
+/// Which way a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Its action.
+    Act,
+    /// Its compensation: a refusal counts as a failure.
+    Compensate,
+}
+
+impl Direction {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Act => "step",
+            Self::Compensate => "compensating step",
+        }
+    }
+}
+
+impl<I> Driver<'_, I>
+where
+    I: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Makes attempts at step `definition` in `direction`: calls `once` with each
+    /// attempt's number, counting on from the `attempt`s already recorded, until one
+    /// succeeds, the run is lost or stopped, or the step's retry policy gives up. Each
+    /// attempt runs under the step's timeout; an external step's lease is renewed
+    /// before each call. `Ok(Err(end))` says how it ended without succeeding.
+    async fn attempts<'a, T>(
+        &self,
+        definition: &StepDefinition<I>,
+        expect: Expect<'_>,
+        mut attempt: u32,
+        direction: Direction,
+        once: impl Fn(u32) -> BoxFuture<'a, Result<Option<T>, StepError>>,
+    ) -> Result<Result<T, StepEnd>, DbErr> {
+        let policy = definition.policy;
+        let name = definition.name;
+        let external = matches!(definition.kind, StepKind::External(_));
+        let what = direction.label();
+        // An external action that failed may have taken effect on the other side.
+        let maybe_done = external && direction == Direction::Act;
+        loop {
+            attempt += 1;
+            if external
+                && !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease).await?
+            {
+                return Ok(Err(StepEnd::Stopped));
+            }
+            let span = match direction {
+                Direction::Act => tracing::info_span!("saga_step", step = name, attempt),
+                Direction::Compensate => {
+                    tracing::info_span!("saga_compensation", step = name, attempt)
+                }
+            };
+            let error = match tokio::time::timeout(policy.timeout, once(attempt))
+                .instrument(span)
+                .await
+            {
+                Ok(Ok(Some(done))) => return Ok(Ok(done)),
+                Ok(Ok(None)) => return Ok(Err(StepEnd::Stopped)),
+                Ok(Err(StepError::Transient(error))) => error,
+                Ok(Err(StepError::Rejected(rejection))) if direction == Direction::Act => {
+                    tracing::info!(step = name, %rejection, "step refused; compensating");
+                    return Ok(Err(StepEnd::Rejected(rejection)));
+                }
+                // A compensation's refusal is as final as a permanent error.
+                Ok(Err(error)) => {
+                    return Ok(Err(StepEnd::Failed {
+                        error: format!("{what} `{name}`: {error}"),
+                        maybe_done,
+                    }));
+                }
+                Err(_) => format!("timed out after {:?}", policy.timeout),
+            };
+            let error = format!("{what} `{name}` attempt {attempt}: {error}");
+            tracing::warn!(%error, "saga {what} failed");
+            if attempt >= policy.max_attempts {
+                return Ok(Err(StepEnd::Failed { error, maybe_done }));
+            }
+            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
+                || !self.back_off(policy.backoff.jittered(attempt)).await
+            {
+                return Ok(Err(StepEnd::Stopped));
+            }
+        }
+    }
+
+    /// Runs step `position` forward until it takes effect, refuses, or fails for good.
+    pub(super) async fn forward(
+        &self,
+        definition: &StepDefinition<I>,
+        position: u32,
+        input: &I,
+        outputs: &mut [(&'static str, Option<Value>)],
+        row: &store::RunRow,
+    ) -> Result<StepEnd, DbErr> {
+        let expect = self.expect(RunState::Running, position);
+        let key = IdempotencyKey {
+            run_id: self.id,
+            step: definition.name,
+        };
+        let started_at = row.step_started_at.unwrap_or_else(Utc::now);
+        let (earlier, key) = (&*outputs, &key);
+        let ended = self
+            .attempts(
+                definition,
+                expect,
+                row.status.attempts,
+                Direction::Act,
+                move |attempt| {
+                    Box::pin(async move {
+                        let context = SagaContext {
+                            run_id: self.id,
+                            input,
+                            outputs: earlier,
+                            attempt,
+                        };
+                        match &definition.kind {
+                            StepKind::Local(step) => {
+                                let guard = Expect {
+                                    uncancelled: true,
+                                    ..expect
+                                };
+                                self.local_forward(
+                                    step.as_ref(),
+                                    &context,
+                                    guard,
+                                    position,
+                                    started_at,
+                                )
+                                .await
+                            }
+                            StepKind::External(step) => {
+                                self.external_forward(
+                                    step.as_ref(),
+                                    &context,
+                                    key,
+                                    expect,
+                                    position,
+                                    started_at,
+                                )
+                                .await
+                            }
+                        }
+                    })
+                },
+            )
+            .await?;
+        Ok(match ended {
+            Ok(output) => {
+                outputs[position as usize].1 = Some(output);
+                StepEnd::Done
+            }
+            Err(end) => end,
+        })
+    }
+
+    /// One attempt of a local step: the step and its checkpoint in one guarded unit
+    /// of work. `Ok(None)` if the lease was lost (nothing committed).
+    async fn local_forward(
+        &self,
+        step: &dyn ErasedLocal<I>,
+        context: &SagaContext<'_, I>,
+        expect: Expect<'_>,
+        position: u32,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<Option<Value>, StepError> {
+        let (attempt, name) = (context.attempt, self.saga.steps[position as usize].name);
+        let (id, last) = (self.id, position as usize + 1 == self.saga.steps.len());
+        let done = self
+            .guarded(expect, attempt, async |uow| {
+                let output = step.act(context, uow).await?;
+                uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
+                    store::checkpoint_done(
+                        tx,
+                        id,
+                        (position, name),
+                        &output,
+                        attempt,
+                        started_at,
+                        last,
+                        Utc::now(),
+                    )
+                    .await
+                })
+                .await?;
+                crate::fault::point(&format!("saga.{name}.before_commit"));
+                Ok(output)
+            })
+            .await?;
+        if done.is_some() {
+            crate::fault::point(&format!("saga.{name}.after_commit"));
+        }
+        Ok(done)
+    }
+
+    /// One attempt of an external step: the call, then the checkpoint in its own
+    /// transaction. `Ok(None)` if the lease was lost.
+    async fn external_forward(
+        &self,
+        step: &dyn ErasedExternal<I>,
+        context: &SagaContext<'_, I>,
+        key: &IdempotencyKey,
+        expect: Expect<'_>,
+        position: u32,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<Option<Value>, StepError> {
+        let (attempt, name) = (context.attempt, key.step);
+        crate::fault::point(&format!("saga.{name}.before_call"));
+        let output = step.act(context, key).await?;
+        crate::fault::point(&format!("saga.{name}.after_call"));
+        let last = position as usize + 1 == self.saga.steps.len();
+        let checkpointed = self
+            .checkpoint(expect, attempt, async |tx| {
+                store::checkpoint_done(
+                    tx,
+                    self.id,
+                    (position, name),
+                    &output,
+                    attempt,
+                    started_at,
+                    last,
+                    Utc::now(),
+                )
+                .await
+            })
+            .await?;
+        Ok(checkpointed.then_some(output))
+    }
+
+    /// Compensates step `position` until it is undone or fails for good.
+    pub(super) async fn backward(
+        &self,
+        definition: &StepDefinition<I>,
+        position: u32,
+        input: &I,
+        outputs: &[(&'static str, Option<Value>)],
+        row: &store::RunRow,
+    ) -> Result<StepEnd, DbErr> {
+        let expect = self.expect(RunState::Compensating, position + 1);
+        let key = IdempotencyKey {
+            run_id: self.id,
+            step: definition.name,
+        };
+        let (output, key) = (&outputs[position as usize].1, &key);
+        let ended = self
+            .attempts(
+                definition,
+                expect,
+                row.status.attempts,
+                Direction::Compensate,
+                move |attempt| {
+                    Box::pin(async move {
+                        let context = SagaContext {
+                            run_id: self.id,
+                            input,
+                            outputs,
+                            attempt,
+                        };
+                        match &definition.kind {
+                            StepKind::Local(step) => {
+                                self.local_backward(
+                                    step.as_ref(),
+                                    &context,
+                                    output.clone(),
+                                    expect,
+                                    position,
+                                )
+                                .await
+                            }
+                            StepKind::External(step) => {
+                                self.external_backward(
+                                    step.as_ref(),
+                                    &context,
+                                    key,
+                                    output.clone(),
+                                    expect,
+                                    position,
+                                )
+                                .await
+                            }
+                        }
+                    })
+                },
+            )
+            .await?;
+        Ok(ended.map_or_else(|end| end, |()| StepEnd::Done))
+    }
+
+    /// One attempt of an external compensation: the call, then the checkpoint in its
+    /// own transaction. `Ok(None)` if the lease was lost.
+    async fn external_backward(
+        &self,
+        step: &dyn ErasedExternal<I>,
+        context: &SagaContext<'_, I>,
+        key: &IdempotencyKey,
+        output: Option<Value>,
+        expect: Expect<'_>,
+        position: u32,
+    ) -> Result<Option<()>, StepError> {
+        step.compensate(context, key, output).await?;
+        let checkpointed = self
+            .checkpoint(expect, context.attempt, async |tx| {
+                store::checkpoint_compensated(tx, self.id, position, Utc::now()).await
+            })
+            .await?;
+        Ok(checkpointed.then_some(()))
+    }
+
+    /// One attempt of a local compensation with its checkpoint; `Ok(None)` if the
+    /// lease was lost. A step that never took effect (no output) has nothing to undo.
+    async fn local_backward(
+        &self,
+        step: &dyn ErasedLocal<I>,
+        context: &SagaContext<'_, I>,
+        output: Option<Value>,
+        expect: Expect<'_>,
+        position: u32,
+    ) -> Result<Option<()>, StepError> {
+        let id = self.id;
+        self.guarded(expect, context.attempt, async |uow| {
+            if let Some(output) = output {
+                step.compensate(context, output, uow).await?;
+            }
+            uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
+                store::checkpoint_compensated(tx, id, position, Utc::now()).await
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Runs `work` in a unit of work that first renews the run's lease (as `expect`
+    /// says it must still be): the work's effect and its checkpoint then commit only
+    /// while this driver holds the run. `Ok(None)` if the lease was lost (nothing
+    /// committed).
+    async fn guarded<T>(
+        &self,
+        expect: Expect<'_>,
+        attempt: u32,
+        work: impl AsyncFnOnce(&mut UnitOfWork<StepError>) -> Result<T, StepError>,
+    ) -> Result<Option<T>, StepError> {
+        let lease = self.saga.lease;
+        let mut lost = false;
+        let run = self
+            .sagas
+            .pipelines()
+            .pipeline(self.saga.name)
+            .run(async |uow: &mut UnitOfWork<StepError>| {
+                let held = uow
+                    .step(COORDINATOR_BOUNDARY, "saga_lease", async |tx| {
+                        store::renew(tx, expect, attempt, Utc::now(), lease).await
+                    })
+                    .await?;
+                if !held {
+                    lost = true;
+                    return Err(StepError::transient("the run's lease was lost"));
+                }
+                work(uow).await
+            })
+            .await;
+        match run {
+            Ok(done) => Ok(Some(done.value)),
+            Err(_) if lost => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// After an external call: renews the run's lease (as `expect` says it must still
+    /// be) and writes the checkpoint in one transaction; `false` if the lease was lost.
+    async fn checkpoint(
+        &self,
+        expect: Expect<'_>,
+        attempt: u32,
+        write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<(), DbErr>,
+    ) -> Result<bool, DbErr> {
+        let tx = begin_write(self.db()).await?;
+        if !store::renew(&tx, expect, attempt, Utc::now(), self.saga.lease).await? {
+            return Ok(false);
+        }
+        write(&tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
