@@ -3,6 +3,7 @@
 //! the subscribers and the outbox's admin operations.
 
 mod dispatcher;
+mod options;
 mod routes;
 
 use std::fmt;
@@ -14,7 +15,8 @@ use crate::outbox::{self, Envelope, EventType, OutboxStatus, ReplayFilter};
 use crate::topology::DatabaseId;
 use crate::unit_of_work::{Pipelines, UnitOfWork};
 
-pub use dispatcher::{Dispatcher, DispatcherOptions, InvalidOptions};
+pub use dispatcher::Dispatcher;
+pub use options::{DispatcherOptions, InvalidOptions};
 use routes::Routes;
 
 /// The subscribers of one application and the outbox of each of its databases. Cheap

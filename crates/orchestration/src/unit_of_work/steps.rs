@@ -1,145 +1,21 @@
-//! Units of work: a named pipeline of steps, each naming the boundary it touches, that
-//! commit together (one local transaction, or two-phase commit across PostgreSQL
-//! databases), and the `RunSummary` that describes a run.
+//! The unit of work a run's closure receives: its steps (ORM closures, SQL, batches),
+//! the events it emits, and the transactions it opens as steps touch databases.
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement, Value};
 use tracing::{Instrument, field};
 use uuid::Uuid;
 
+use super::Pipelines;
+use super::summary::{StepSummary, elapsed_ms};
 use crate::batch::{Batch, BatchOptions, BatchProgress};
 use crate::databases::{CommitPlan, Databases};
 use crate::error::UnitOfWorkError;
-use crate::outbox::{Delivery, EventType, NewMessage, Outbox, TraceContext};
+use crate::outbox::{Delivery, EventType, NewMessage, TraceContext};
 use crate::two_phase::OpenTransaction;
-
-/// What units of work run on: the databases, and the outbox they write emitted events
-/// to. Cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct Pipelines {
-    databases: Databases,
-    outbox: Outbox,
-}
-
-impl Pipelines {
-    pub(crate) fn new(databases: Databases) -> Self {
-        let outbox = Outbox::new(databases.database_count());
-        Self { databases, outbox }
-    }
-
-    /// A unit of work named `name` (the name used in spans, summaries and metrics).
-    pub(crate) fn pipeline(&self, name: &'static str) -> Pipeline<'_> {
-        Pipeline {
-            pipelines: self,
-            name,
-        }
-    }
-
-    pub(crate) fn databases(&self) -> &Databases {
-        &self.databases
-    }
-
-    pub(crate) fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-}
-
-/// A named unit of work (a pipeline of steps), ready to run. Made by
-/// [`Fabric::unit_of_work`](crate::Fabric::unit_of_work).
-#[derive(Debug)]
-pub struct Pipeline<'p> {
-    pipelines: &'p Pipelines,
-    name: &'static str,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every step succeeded and the transaction committed.
-    Committed,
-    /// The work returned an error; nothing was persisted.
-    RolledBack {
-        /// The error, as text.
-        reason: String,
-    },
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Committed => f.write_str("committed"),
-            Self::RolledBack { reason } => write!(f, "rolled back: {reason}"),
-        }
-    }
-}
-
-/// One step of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepSummary {
-    /// The step's name.
-    pub name: &'static str,
-    /// The boundary it touched.
-    pub boundary: &'static str,
-    /// How long it ran.
-    pub elapsed: Duration,
-    /// Whether it returned `Ok`.
-    pub succeeded: bool,
-    /// Rows the step affected, where the fabric can know (SQL and batch steps).
-    pub rows: Option<u64>,
-}
-
-/// What happened in one run of a unit of work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunSummary {
-    /// The pipeline's name.
-    pub pipeline: &'static str,
-    /// This run's id (a UUIDv7, so ids sort by start time).
-    pub run_id: Uuid,
-    /// Steps in the order they ran.
-    pub steps: Vec<StepSummary>,
-    /// How the run committed (or would have).
-    pub plan: CommitPlan,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Wall time from start to commit or rollback.
-    pub elapsed: Duration,
-    /// Events emitted (written to the outbox if the run committed).
-    pub events: usize,
-}
-
-impl fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} in {:.1?} ({}):",
-            self.pipeline, self.outcome, self.elapsed, self.plan
-        )?;
-        if self.events > 0 {
-            write!(f, " {} events;", self.events)?;
-        }
-        for step in &self.steps {
-            let mark = if step.succeeded { "" } else { " FAILED" };
-            write!(f, " {}.{} {:.1?}", step.boundary, step.name, step.elapsed)?;
-            if let Some(rows) = step.rows {
-                write!(f, " {rows} rows")?;
-            }
-            write!(f, "{mark};")?;
-        }
-        Ok(())
-    }
-}
-
-/// The value of a committed run and its summary.
-#[derive(Debug)]
-pub struct Completed<T> {
-    /// What the work returned.
-    pub value: T,
-    /// What happened.
-    pub summary: RunSummary,
-}
 
 /// A unit of work in progress: the handle the work's closure receives.
 ///
@@ -149,24 +25,24 @@ pub struct Completed<T> {
 /// mix is refused before the step runs. `E` is the work's error type; each
 /// step's own error converts into it.
 pub struct UnitOfWork<E> {
-    pipelines: Pipelines,
-    pipeline: &'static str,
+    pub(super) pipelines: Pipelines,
+    pub(super) pipeline: &'static str,
     /// One transaction per database touched so far, in the order first touched.
-    open: Vec<OpenTransaction>,
+    pub(super) open: Vec<OpenTransaction>,
     /// Every boundary touched so far with its database index, in the order first touched.
-    touched: Vec<(&'static str, usize)>,
+    pub(super) touched: Vec<(&'static str, usize)>,
     /// How `touched` commits; recomputed only when a step touches a new boundary.
-    plan: CommitPlan,
-    steps: Vec<StepSummary>,
+    pub(super) plan: CommitPlan,
+    pub(super) steps: Vec<StepSummary>,
     /// The trace this run belongs to: its own run id, unless it delivers an event.
-    trace: TraceContext,
-    run_id: Uuid,
+    pub(super) trace: TraceContext,
+    pub(super) run_id: Uuid,
     /// Set when the run delivers an event to a subscriber.
-    delivery: Option<Delivery>,
+    pub(super) delivery: Option<Delivery>,
     /// Events emitted so far, with the index of the database whose outbox takes them.
-    outgoing: Vec<(usize, NewMessage)>,
-    events: usize,
-    _error: PhantomData<fn() -> E>,
+    pub(super) outgoing: Vec<(usize, NewMessage)>,
+    pub(super) events: usize,
+    pub(super) _error: PhantomData<fn() -> E>,
 }
 
 impl<E> fmt::Debug for UnitOfWork<E> {
@@ -176,152 +52,6 @@ impl<E> fmt::Debug for UnitOfWork<E> {
             .field("plan", &self.plan)
             .field("steps", &self.steps)
             .finish_non_exhaustive()
-    }
-}
-
-impl Pipeline<'_> {
-    /// Runs `work` as one unit of work: commits if it returns `Ok`, rolls back if it
-    /// returns `Err`.
-    ///
-    /// # Errors
-    /// The error `work` returned, or a [`UnitOfWorkError`] (converted into `E`) if the
-    /// transaction could not begin or commit, or if a step touched a boundary that
-    /// cannot commit together with those before it.
-    pub async fn run<T, E, F>(self, work: F) -> Result<Completed<T>, E>
-    where
-        F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
-        E: From<UnitOfWorkError> + fmt::Display,
-    {
-        self.run_with(None, work).await.0
-    }
-
-    /// Runs `work` like [`Pipeline::run`] as the delivery `delivery`: the run joins
-    /// the emitter's trace, records the delivery in the inbox of each database it
-    /// touches, and marks the message done if it has a transaction on its database.
-    /// Returns the delivery as the run left it (already handled, completed).
-    pub(crate) async fn run_delivery<T, E, F>(
-        self,
-        delivery: Delivery,
-        work: F,
-    ) -> (Result<Completed<T>, E>, Delivery)
-    where
-        F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
-        E: From<UnitOfWorkError> + fmt::Display,
-    {
-        let (result, delivery) = self.run_with(Some(delivery), work).await;
-        (
-            result,
-            delivery.expect("a delivery's run keeps its delivery"),
-        )
-    }
-
-    async fn run_with<T, E, F>(
-        self,
-        delivery: Option<Delivery>,
-        work: F,
-    ) -> (Result<Completed<T>, E>, Option<Delivery>)
-    where
-        F: AsyncFnOnce(&mut UnitOfWork<E>) -> Result<T, E>,
-        E: From<UnitOfWorkError> + fmt::Display,
-    {
-        let run_id = Uuid::now_v7();
-        let trace = delivery
-            .as_ref()
-            .and_then(|d| d.trace)
-            .unwrap_or(TraceContext { trace_id: run_id });
-        let span = tracing::info_span!(
-            "unit_of_work",
-            pipeline = self.name,
-            run_id = %run_id,
-            trace_id = %trace.trace_id.simple(),
-            plan = field::Empty,
-            outcome = field::Empty,
-            elapsed_ms = field::Empty,
-        );
-        let started = Instant::now();
-        // The unit of work owns a handle to the databases rather than borrowing them: a
-        // borrowed lifetime in the closure's argument type defeats the compiler's proof
-        // that the run's future is `Send`.
-        let mut uow = UnitOfWork {
-            pipelines: self.pipelines.clone(),
-            pipeline: self.name,
-            open: Vec::new(),
-            touched: Vec::new(),
-            plan: CommitPlan::Nothing,
-            steps: Vec::new(),
-            trace,
-            run_id,
-            delivery,
-            outgoing: Vec::new(),
-            events: 0,
-            _error: PhantomData,
-        };
-        let result = async {
-            let value = work(&mut uow).await?;
-            if let Some(delivery) = uow.delivery.as_ref().filter(|d| d.already_handled) {
-                // The work went on after its inbox check failed: roll it all back.
-                return Err(UnitOfWorkError::AlreadyHandled {
-                    subscriber: delivery.subscriber,
-                    event_id: delivery.event_id,
-                }
-                .into());
-            }
-            uow.write_outbox().await?;
-            uow.complete_in_transaction().await?;
-            let mut open = std::mem::take(&mut uow.open);
-            match open.len() {
-                0 => {}
-                1 => {
-                    let only = open.remove(0);
-                    only.transaction
-                        .commit()
-                        .await
-                        .map_err(|source| UnitOfWorkError::Commit {
-                            database: uow.databases().database(only.database).0.clone(),
-                            source,
-                        })?;
-                }
-                _ => crate::two_phase::commit(uow.databases(), run_id, open).await?,
-            }
-            Ok::<T, E>(value)
-        }
-        .instrument(span.clone())
-        .await;
-        for open in std::mem::take(&mut uow.open) {
-            // The work failed; roll back now rather than leave it to the pool.
-            if let Err(err) = open.transaction.rollback().await {
-                tracing::warn!(parent: &span, error = %err, "rollback failed");
-            }
-        }
-        if result.is_ok() && !uow.outgoing.is_empty() {
-            crate::fault::point("outbox.committed");
-            uow.wake_dispatchers().instrument(span.clone()).await;
-        }
-        let outcome = match &result {
-            Ok(_) => Outcome::Committed,
-            Err(err) => Outcome::RolledBack {
-                reason: err.to_string(),
-            },
-        };
-        let summary = RunSummary {
-            pipeline: self.name,
-            run_id,
-            steps: uow.steps,
-            plan: uow.plan,
-            outcome,
-            elapsed: started.elapsed(),
-            events: uow.events,
-        };
-        span.record("plan", field::display(&summary.plan));
-        span.record("outcome", field::display(&summary.outcome));
-        span.record("elapsed_ms", elapsed_ms(summary.elapsed));
-        tracing::debug!(parent: &span, %summary, "unit of work finished");
-        record_metrics(&summary);
-        let mut delivery = uow.delivery;
-        if let Some(delivery) = delivery.as_mut() {
-            delivery.completed &= result.is_ok();
-        }
-        (result.map(|value| Completed { value, summary }), delivery)
     }
 }
 
@@ -455,7 +185,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     }
 
     /// Writes the emitted events into the outbox of each database, in its transaction.
-    async fn write_outbox(&mut self) -> Result<(), E> {
+    pub(super) async fn write_outbox(&mut self) -> Result<(), E> {
         let mut outgoing = std::mem::take(&mut self.outgoing);
         // Stable: each database's messages keep their emission order.
         outgoing.sort_by_key(|(database, _)| *database);
@@ -479,7 +209,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
 
     /// For a delivery: marks the message done in this run's transaction on its
     /// database, if the run has one there.
-    async fn complete_in_transaction(&mut self) -> Result<(), E> {
+    pub(super) async fn complete_in_transaction(&mut self) -> Result<(), E> {
         let Some(delivery) = self.delivery.as_mut() else {
             return Ok(());
         };
@@ -499,7 +229,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         Ok(())
     }
 
-    fn databases(&self) -> &Databases {
+    pub(super) fn databases(&self) -> &Databases {
         &self.pipelines.databases
     }
 
@@ -510,7 +240,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
     /// After a committed run that wrote messages: wakes this process's dispatchers of
     /// each database and, after a two-phase commit, notifies the listening ones
     /// (a local transaction notified as it committed).
-    async fn wake_dispatchers(&self) {
+    pub(super) async fn wake_dispatchers(&self) {
         // `write_outbox` left the messages sorted by database.
         let mut databases: Vec<usize> = self.outgoing.iter().map(|(db, _)| *db).collect();
         databases.dedup();
@@ -617,34 +347,4 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
         };
         Ok(&self.open[position].transaction)
     }
-}
-
-/// Per pipeline: runs and failures, duration, and rows affected; per step: runs by
-/// outcome and duration.
-fn record_metrics(summary: &RunSummary) {
-    let pipeline = summary.pipeline;
-    let outcome = match summary.outcome {
-        Outcome::Committed => "committed",
-        Outcome::RolledBack { .. } => "rolled_back",
-    };
-    metrics::counter!("switchyard_unit_of_work_runs_total", "pipeline" => pipeline, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("switchyard_unit_of_work_duration_seconds", "pipeline" => pipeline)
-        .record(summary.elapsed.as_secs_f64());
-    for step in &summary.steps {
-        let outcome = if step.succeeded { "ok" } else { "error" };
-        metrics::counter!("switchyard_unit_of_work_steps_total", "pipeline" => pipeline, "step" => step.name, "boundary" => step.boundary, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("switchyard_unit_of_work_step_duration_seconds", "pipeline" => pipeline, "step" => step.name)
-            .record(step.elapsed.as_secs_f64());
-    }
-    let rows: u64 = summary.steps.iter().filter_map(|s| s.rows).sum();
-    if rows > 0 && summary.outcome == Outcome::Committed {
-        metrics::counter!("switchyard_unit_of_work_rows_total", "pipeline" => pipeline)
-            .increment(rows);
-    }
-}
-
-fn elapsed_ms(elapsed: Duration) -> f64 {
-    elapsed.as_secs_f64() * 1000.0
 }

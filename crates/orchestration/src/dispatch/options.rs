@@ -1,0 +1,105 @@
+//! The dispatcher's options, and the check that they can neither deliver twice (a
+//! claim that expires while its batch is still queued) nor never.
+
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+
+/// How the dispatcher claims, delivers, retries and prunes.
+#[derive(Debug, Clone)]
+pub struct DispatcherOptions {
+    /// Messages claimed at once per database.
+    pub batch_size: u32,
+    /// Deliveries running at once per database (different keys only: one key's
+    /// messages are delivered one after another).
+    pub concurrency: usize,
+    /// Deliveries of one message before it is dead.
+    pub max_attempts: u32,
+    /// The delay before each retry; each delay is jittered down by up to half.
+    pub backoff: Backoff,
+    /// How long a claim holds its messages. A claimer that dies leaves them to
+    /// others once it expires; it must exceed `handler_timeout`.
+    pub lease: Duration,
+    /// How long one delivery may take before it counts as failed.
+    pub handler_timeout: Duration,
+    /// How often to look for due messages when nothing wakes the dispatcher.
+    pub poll_interval: Duration,
+    /// Wake on PostgreSQL `NOTIFY` from committing emitters (other instances too).
+    pub listen: bool,
+    /// How long delivered messages and inbox records are kept.
+    pub retention: Duration,
+    /// How often to delete what is older than `retention`.
+    pub prune_interval: Duration,
+}
+
+impl Default for DispatcherOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            concurrency: 4,
+            max_attempts: 10,
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            lease: Duration::from_secs(60),
+            handler_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            listen: true,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// An option that would make the dispatcher deliver twice or never.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {reason}")]
+pub struct InvalidOptions {
+    /// The option, as named in [`DispatcherOptions`] (and in configuration).
+    pub option: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl DispatcherOptions {
+    /// Checks that the options can work.
+    ///
+    /// # Errors
+    /// A count of zero, a zero poll interval, or a lease too short for a claimed
+    /// batch: a batch of `batch_size` runs in `ceil(batch_size / concurrency)` rounds of
+    /// up to `handler_timeout` each, and the claim must outlive them, or another
+    /// instance claims messages that are still queued here.
+    pub fn validate(&self) -> Result<(), InvalidOptions> {
+        let invalid = |option, reason: &str| {
+            Err(InvalidOptions {
+                option,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.batch_size == 0 {
+            return invalid("batch_size", "must be at least 1");
+        }
+        if self.concurrency == 0 {
+            return invalid("concurrency", "must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "must be at least 1");
+        }
+        if self.poll_interval.is_zero() {
+            return invalid("poll_interval", "must be more than 0");
+        }
+        let rounds = (self.batch_size as usize).div_ceil(self.concurrency);
+        let needed = self
+            .handler_timeout
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
+        if self.lease <= needed {
+            return Err(InvalidOptions {
+                option: "lease",
+                reason: format!(
+                    "{:?} must exceed {rounds} rounds of handler_timeout ({:?}) = {needed:?}: a batch of \
+                     {} runs {} at a time, and its claim must outlive it",
+                    self.lease, self.handler_timeout, self.batch_size, self.concurrency
+                ),
+            });
+        }
+        Ok(())
+    }
+}
