@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use orchestration::database::DatabaseSettings;
 use orchestration::{
     Boundary, Fabric, FabricError,
     dispatch::Dispatcher,
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use workflows::{PlaceOrder, PlaceOrderSettings, ReleaseExpiredHolds};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Settings};
 use crate::http;
 
 /// How `serve` starts.
@@ -91,8 +92,8 @@ impl Application {
     /// Invalid configuration, an unreachable or unmigratable database, or an address
     /// that cannot be bound.
     pub async fn build(config: &Config, options: ServeOptions) -> Result<Self, StartError> {
-        config.validate()?;
-        let fabric = connect(config, true).await?;
+        let settings = config.settings()?;
+        let fabric = connect_with(config, &settings, true).await?;
         if options.migrate {
             for state in fabric.databases().migrate().await? {
                 tracing::info!(
@@ -106,10 +107,10 @@ impl Application {
         // Registering the saga checks that each of its steps can commit with its
         // checkpoint on this topology: a configuration error, refused now rather
         // than on every request.
-        let place_order = place_order(config, &fabric)?;
+        let place_order = place_order(&settings, &fabric)?;
         let report = orchestration::two_phase::recover_in_doubt(
             fabric.databases(),
-            config.database.in_doubt_timeout(),
+            settings.in_doubt_timeout,
         )
         .await?;
         if report.resolved_any() {
@@ -121,11 +122,11 @@ impl Application {
                 addr: config.http.addr,
                 source,
             })?;
-        let host = workers(config, &fabric)?;
+        let host = workers(config, &settings, &fabric)?;
         let state = http::AppState::new(
             fabric.clone(),
             place_order,
-            config.orders.placement_wait(&config.http)?,
+            settings.placement_wait,
             host.health(),
             options.migrate,
         );
@@ -147,9 +148,9 @@ impl Application {
             router,
             metrics,
             host,
-            shutdown_timeout: config.workers.shutdown_timeout.0,
+            shutdown_timeout: config.workers.shutdown_timeout,
             limits: http::server::Limits {
-                header_read_timeout: config.http.header_read_timeout.0,
+                header_read_timeout: config.http.header_read_timeout,
                 max_connections: config.http.max_connections,
             },
         })
@@ -280,41 +281,51 @@ async fn upkeep(stopped: CancellationToken) {
 /// workflows' event subscribers. Databases, schemas and files that are missing are
 /// created only if `create_missing`.
 pub(crate) async fn connect(config: &Config, create_missing: bool) -> Result<Fabric, StartError> {
+    connect_with(config, &config.settings()?, create_missing).await
+}
+
+async fn connect_with(
+    config: &Config,
+    settings: &Settings,
+    create_missing: bool,
+) -> Result<Fabric, StartError> {
     let boundaries = crate::boundaries();
     let names: Vec<&str> = boundaries.iter().map(Boundary::name).collect();
     let topology = config.topology(&names)?;
-    let settings = config.database.settings(create_missing)?;
-    let fabric = Fabric::connect_with(&topology, &settings, boundaries).await?;
+    let database = DatabaseSettings {
+        create_missing,
+        ..settings.database
+    };
+    let fabric = Fabric::connect_with(&topology, &database, boundaries).await?;
     workflows::subscribe(&fabric)?;
     Ok(fabric)
 }
 
 /// The order placement saga, with the simulated payment gateway on the payments
 /// boundary's database.
-pub(crate) fn place_order(config: &Config, fabric: &Fabric) -> Result<PlaceOrder, StartError> {
+pub(crate) fn place_order(settings: &Settings, fabric: &Fabric) -> Result<PlaceOrder, StartError> {
     let gateway = SimulatedGateway::new(
         fabric.connection(payments::SCHEMA)?.clone(),
-        config.payments.gateway()?,
+        settings.gateway,
     );
-    let settings = PlaceOrderSettings {
-        hold: config.order_hold(),
+    let placement = PlaceOrderSettings {
+        hold: settings.order_hold,
         gateway: Arc::new(gateway),
-        policy: config.payments.policy()?,
-        charge_retry: config.payments.charge_retry()?,
+        policy: settings.payment_policy,
+        charge_retry: settings.charge_retry,
     };
-    Ok(PlaceOrder::register(fabric, settings)?)
+    Ok(PlaceOrder::register(fabric, placement)?)
 }
 
 /// The app's background workers, each supervised by its default policy unless
 /// `workers.<name>` in the configuration says otherwise.
-fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
-    let mut host =
-        Host::new(fabric.databases()).shutdown_timeout(config.workers.shutdown_timeout.0);
+fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host, StartError> {
+    let mut host = Host::new(fabric.databases()).shutdown_timeout(config.workers.shutdown_timeout);
     // A crash of any instance can leave in-doubt two-phase commits at any time. Every
     // instance looks (see `InDoubtRecovery` for why it is no singleton).
-    let recovery_interval = Duration::from_secs(config.database.recovery_interval_secs.max(1));
+    let recovery_interval = settings.recovery_interval;
     host.add_job(
-        InDoubtRecovery::new(fabric.databases(), config.database.in_doubt_timeout()),
+        InDoubtRecovery::new(fabric.databases(), settings.in_doubt_timeout),
         Schedule::every(recovery_interval),
         config
             .workers
@@ -322,7 +333,7 @@ fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
     )?;
     // Delivers events from every database's outbox; every instance runs it.
     host.add(
-        Dispatcher::new(fabric.events(), config.outbox.dispatcher()?),
+        Dispatcher::new(fabric.events(), settings.dispatcher.clone()),
         config.workers.policy(Dispatcher::NAME, Policy::default()),
     )?;
     // Resumes saga runs whose instance died; every instance runs it.
@@ -337,7 +348,6 @@ fn workers(config: &Config, fabric: &Fabric) -> Result<Host, StartError> {
             config
                 .orders
                 .release_holds_every
-                .0
                 .max(Duration::from_secs(1)),
         )
         .singleton(),

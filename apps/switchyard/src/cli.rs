@@ -12,7 +12,9 @@ use orchestration::{
 use uuid::Uuid;
 
 use crate::application::{self, Application, ServeOptions, ShutdownSignal, StartError};
-use crate::config::{Config, ConfigDuration};
+use std::time::Duration;
+
+use crate::config::Config;
 use crate::telemetry;
 
 /// The configuration file read when none is named, if it exists.
@@ -101,7 +103,7 @@ enum OutboxAction {
         subscriber: Option<String>,
         /// Only events emitted at least this long ago (`30s`, `15m`, `2h`).
         #[arg(long, value_parser = parse_duration)]
-        older_than: Option<ConfigDuration>,
+        older_than: Option<Duration>,
     },
 }
 
@@ -187,7 +189,7 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
                     let filter = ReplayFilter {
                         event_type,
                         subscriber,
-                        older_than: older_than.map(|d| d.0),
+                        older_than,
                     };
                     fabric.events().replay(&filter).await.map(|replayed| {
                         let lines: Vec<String> = replayed
@@ -349,8 +351,8 @@ impl std::fmt::Display for RunReport<'_> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<ConfigDuration, String> {
-    ConfigDuration::parse(text)
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    orchestration::clock::duration::parse(text)
 }
 
 /// One database's outbox, as `outbox status` prints it.

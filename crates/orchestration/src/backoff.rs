@@ -4,11 +4,15 @@
 use std::time::Duration;
 
 /// A delay that starts at `initial` and doubles with each failed attempt, up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// In configuration: `{ initial = "1s", max = "5m" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// The delay after the first failure.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub initial: Duration,
     /// The longest delay.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub max: Duration,
 }
 

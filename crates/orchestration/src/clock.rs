@@ -75,9 +75,74 @@ pub(crate) fn epoch_millis_after(now: DateTime<Utc>, duration: Duration) -> i64 
     epoch_millis(now).saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2))
 }
 
+/// Durations in configuration: a number of seconds (`30`, `0.5`) or text with units,
+/// as `humantime` reads it (`500ms`, `30s`, `2m`, `1h 30m`, `7d`). Use it with
+/// `#[serde(deserialize_with = "orchestration::clock::duration::deserialize")]`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Reads `30`, `0.5`, `500ms`, `30s`, `2m`, `1h` or `7d`.
+    ///
+    /// # Errors
+    /// The text is neither a number of seconds nor a duration with units.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        match text.parse::<f64>() {
+            Ok(seconds) => from_seconds(seconds),
+            Err(_) => humantime::parse_duration(text).map_err(|err| {
+                format!("`{text}` is not a duration such as 30s, 500ms or 2m: {err}")
+            }),
+        }
+    }
+
+    fn from_seconds(seconds: f64) -> Result<Duration, String> {
+        Duration::try_from_secs_f64(seconds).map_err(|err| format!("{seconds} seconds: {err}"))
+    }
+
+    /// Deserializes a duration written as [`parse`] reads it, or as a number.
+    ///
+    /// # Errors
+    /// As [`parse`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(f64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(seconds) => from_seconds(seconds),
+            Raw::Text(text) => parse(&text),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+
+    /// [`deserialize`] for an optional duration.
+    ///
+    /// # Errors
+    /// As [`parse`].
+    pub fn deserialize_option<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(deserialize_with = "deserialize")] Duration);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(d)| d))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_is_a_number_of_seconds_or_text_with_units() {
+        assert_eq!(duration::parse("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration::parse("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(duration::parse("-1").is_err());
+        assert!(duration::parse("soon").is_err());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_clock_following_tokio_advances_with_paused_time() {

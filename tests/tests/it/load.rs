@@ -141,7 +141,7 @@ async fn with_the_stock_row_locked(
     let db = TestDatabase::create(Engine::Postgres, [orchestration::schema::boundary()]).await?;
     let mut config = Config::default();
     config.database.url = db.topology().default_url().connection_string();
-    config.database.lock_timeout = switchyard::config::ConfigDuration(Duration::from_millis(300));
+    config.database.lock_timeout = Duration::from_millis(300);
     configure(&mut config);
     let app = TestApp::spawn_with(config).await;
     app.create_product(SKU, 5).await;
@@ -166,7 +166,7 @@ async fn with_the_stock_row_locked(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
     let Some((app, fabric, lock, _db)) = with_the_stock_row_locked(|config| {
-        config.orders.placement_wait = switchyard::config::ConfigDuration(Duration::from_secs(20));
+        config.orders.placement_wait = Duration::from_secs(20);
     })
     .await
     else {

@@ -100,10 +100,8 @@ async fn an_idempotency_key_repeats_the_response_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_placement_answers_202_with_a_status_url() {
     let (app, _dir) = app(|config| {
-        config.orders.placement_wait =
-            switchyard::config::ConfigDuration(Duration::from_millis(100));
-        config.payments.gateway.latency =
-            switchyard::config::ConfigDuration(Duration::from_millis(800));
+        config.orders.placement_wait = Duration::from_millis(100);
+        config.payments.gateway.latency = Duration::from_millis(800);
     })
     .await;
     let (status, location, body) = place(&app, Some("slow"), 1).await;

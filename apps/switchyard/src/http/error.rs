@@ -179,7 +179,7 @@ impl ProblemType {
             Self::Unavailable => {
                 "A database cannot be used right now (`Retry-After` says when to try again)."
             }
-            Self::Timeout => "The request took longer than `http.request_timeout_secs`.",
+            Self::Timeout => "The request took longer than `http.request_timeout`.",
             Self::PayloadTooLarge => "The request body is larger than `http.body_limit_bytes`.",
             Self::Http => "Any other HTTP-level error.",
             Self::Internal => "A failure on the server; the log has the details.",

@@ -217,7 +217,8 @@ mod tests {
         host.add(Broken, Policy::StopHost).unwrap();
         let state = AppState::new(
             fabric.clone(),
-            crate::application::place_order(&crate::Config::default(), &fabric).unwrap(),
+            crate::application::place_order(&crate::Config::default().settings().unwrap(), &fabric)
+                .unwrap(),
             std::time::Duration::from_secs(1),
             host.health(),
             false,

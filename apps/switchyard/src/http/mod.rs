@@ -125,7 +125,7 @@ pub(crate) fn router(mut state: AppState, config: &crate::Config) -> Router {
         .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            http.request_timeout(),
+            http.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(error::problems))
@@ -180,7 +180,7 @@ pub(crate) mod testing {
         let fabric = db.fabric().clone();
         let state = AppState::new(
             fabric.clone(),
-            crate::application::place_order(config, &fabric).unwrap(),
+            crate::application::place_order(&config.settings().unwrap(), &fabric).unwrap(),
             placement_wait,
             orchestration::host::Host::new(fabric.databases()).health(),
             true,

@@ -109,7 +109,7 @@ fn complete(operation: &mut Value) {
         ),
         (
             "503",
-            "`unavailable`: a database cannot be used right now (`Retry-After`); `timeout`: the request took longer than `http.request_timeout_secs`",
+            "`unavailable`: a database cannot be used right now (`Retry-After`); `timeout`: the request took longer than `http.request_timeout`",
         ),
     ];
     if has_body {

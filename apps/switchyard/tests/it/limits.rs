@@ -33,7 +33,7 @@ async fn slow_and_idle_clients_are_cut_off_and_connections_are_limited() {
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", dir.path().display());
     config.http.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.header_read_timeout = switchyard::config::ConfigDuration(Duration::from_secs(1));
+    config.http.header_read_timeout = Duration::from_secs(1);
     config.http.max_connections = 2;
     let app = Application::build(&config, ServeOptions::default())
         .await

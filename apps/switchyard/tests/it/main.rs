@@ -182,7 +182,7 @@ async fn a_failed_stop_host_worker_stops_the_process_with_a_non_zero_exit_code()
     let url = db.topology().default_url().connection_string();
     let mut command = switchyard(&url);
     command
-        .env("SWITCHYARD_DATABASE__RECOVERY_INTERVAL_SECS", "1")
+        .env("SWITCHYARD_DATABASE__RECOVERY_INTERVAL", "1")
         .env(
             "SWITCHYARD_WORKERS__TWO_PHASE_RECOVERY__POLICY",
             "stop_host",

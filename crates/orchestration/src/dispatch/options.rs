@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 
-/// How the dispatcher claims, delivers, retries and prunes.
-#[derive(Debug, Clone)]
+/// How the dispatcher claims, delivers, retries and prunes. In configuration (the
+/// app's `[outbox]` table), every field is optional and durations read as
+/// [`crate::clock::duration`] says.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DispatcherOptions {
     /// Messages claimed at once per database.
     pub batch_size: u32,
@@ -19,16 +22,21 @@ pub struct DispatcherOptions {
     pub backoff: Backoff,
     /// How long a claim holds its messages. A claimer that dies leaves them to
     /// others once it expires; it must exceed `handler_timeout`.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub lease: Duration,
     /// How long one delivery may take before it counts as failed.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub handler_timeout: Duration,
     /// How often to look for due messages when nothing wakes the dispatcher.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub poll_interval: Duration,
     /// Wake on PostgreSQL `NOTIFY` from committing emitters (other instances too).
     pub listen: bool,
     /// How long delivered messages and inbox records are kept.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub retention: Duration,
     /// How often to delete what is older than `retention`.
+    #[serde(deserialize_with = "crate::clock::duration::deserialize")]
     pub prune_interval: Duration,
 }
 

@@ -1,0 +1,467 @@
+//! Configuration: built-in defaults, then `switchyard.toml` (if present), then
+//! `SWITCHYARD_*` environment variables with `__` between nested keys
+//! (`SWITCHYARD_DATABASE__BOUNDARIES__ORDERS__URL`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use orchestration::clock::duration;
+use orchestration::{
+    DatabaseUrl, Topology,
+    database::DatabaseSettings,
+    dispatch::DispatcherOptions,
+    host::{Policy, Restarts},
+};
+use serde::Deserialize;
+
+mod settings;
+
+pub use settings::Settings;
+
+/// The whole configuration. An unknown key at any level is refused, naming it, so
+/// that a misspelt setting never silently falls back to its default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// Where boundaries live.
+    pub database: DatabaseConfig,
+    /// Order placement.
+    pub orders: OrdersConfig,
+    /// Hosted workers.
+    pub workers: WorkersConfig,
+    /// Event delivery from the outbox.
+    pub outbox: DispatcherOptions,
+    /// Payments and the payment gateway.
+    pub payments: PaymentsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address of its own (e.g. `0.0.0.0:9090`, for a
+    /// scraper that must not reach the API); unset, it is served on `http.addr`.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// A request still running after this long is answered with 503.
+    #[serde(
+        alias = "request_timeout_secs",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// A client must send a request's headers within this long, and a keep-alive
+    /// connection idle for this long is closed.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once; more wait until one closes. Keep it well below the
+    /// process's open-file limit, which the database files and pools share.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout: Duration::from_secs(30),
+            body_limit_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Where boundaries live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The database of every boundary without an override.
+    pub url: String,
+    /// Per-boundary placement, by boundary name.
+    pub boundaries: BTreeMap<String, BoundaryConfig>,
+    /// A prepared transaction whose run never decided is rolled back after this long
+    /// (two-phase commit across PostgreSQL databases), or at once when the instance
+    /// that prepared it is gone (see `instance_timeout`).
+    #[serde(
+        alias = "in_doubt_timeout_secs",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub in_doubt_timeout: Duration,
+    /// How often in-doubt transactions are looked for.
+    #[serde(
+        alias = "recovery_interval_secs",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub recovery_interval: Duration,
+    /// Connecting to a database fails after this long, naming the cause.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub connect_timeout: Duration,
+    /// Waiting for a pooled connection fails after this long.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub acquire_timeout: Duration,
+    /// A statement waiting longer than this for a lock another transaction holds
+    /// fails (a saga step retries it) instead of holding its connection.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub lock_timeout: Duration,
+    /// An instance that has not heartbeaten for this long is taken as gone: its
+    /// undecided prepared transactions are rolled back at once.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub instance_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        let settings = DatabaseSettings::default();
+        Self {
+            url: "sqlite://./data".to_owned(),
+            boundaries: BTreeMap::new(),
+            in_doubt_timeout: Duration::from_secs(60),
+            recovery_interval: Duration::from_secs(2),
+            connect_timeout: settings.connect_timeout,
+            acquire_timeout: settings.acquire_timeout,
+            lock_timeout: settings.lock_timeout,
+            instance_timeout: settings.instance_timeout,
+        }
+    }
+}
+
+/// One boundary's placement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundaryConfig {
+    /// The database that holds the boundary.
+    pub url: String,
+}
+
+/// Order placement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// How long stock stays held for a placement; an expired hold whose placement is
+    /// over goes back to available stock.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub hold: Duration,
+    /// How long `POST /api/orders` waits for the placement before answering
+    /// `202 Accepted` with a status URL.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub placement_wait: Duration,
+    /// How often expired holds are looked for.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub release_holds_every: Duration,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            hold: Duration::from_secs(15 * 60),
+            placement_wait: Duration::from_secs(5),
+            release_holds_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Payments: the rule for unverified customers and the (simulated) gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// The largest amount, in minor units, an unverified customer may pay.
+    pub verification_threshold_minor: i64,
+    /// The simulated payment gateway.
+    pub gateway: GatewayConfig,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            verification_threshold_minor: payments::PaymentPolicy::default()
+                .verification_threshold_minor,
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+/// The simulated payment gateway's behaviour, and how calls to it are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// How long each request takes.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub latency: Duration,
+    /// The share of requests (0 to 1) that fail as if the gateway were unavailable,
+    /// half of them after taking effect (a lost response).
+    pub failure_rate: f64,
+    /// The share of charges (0 to 1) that are declined.
+    pub decline_rate: f64,
+    /// How long one charge or refund may take before it counts as failed (and is
+    /// retried under the same idempotency key).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub timeout: Duration,
+    /// Attempts at a charge (or a refund) before the placement gives up: a charge
+    /// is then undone, a refund left to an operator.
+    pub max_attempts: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        let retry = orchestration::saga::RetryPolicy::default();
+        Self {
+            latency: Duration::ZERO,
+            failure_rate: 0.0,
+            decline_rate: 0.0,
+            timeout: retry.timeout,
+            max_attempts: retry.max_attempts,
+        }
+    }
+}
+
+/// Hosted workers: the shutdown timeout, and per worker (by name) how it is
+/// supervised: `[workers.two_phase_recovery] policy = "stop_host"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WorkersConfig {
+    /// How long shutdown waits for workers to stop before abandoning them.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub shutdown_timeout: Duration,
+    /// Supervision overrides by worker name.
+    #[serde(skip)]
+    pub workers: BTreeMap<String, WorkerConfig>,
+    /// The `workers.<name>` tables as read; [`Config::load`] parses each one on its
+    /// own, so that an error names the worker (serde's `flatten` loses the path).
+    #[serde(flatten)]
+    unparsed: BTreeMap<String, figment::value::Value>,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(30),
+            workers: BTreeMap::new(),
+            unparsed: BTreeMap::new(),
+        }
+    }
+}
+
+/// One worker's supervision; unset keys keep the worker's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// `restart` (with backoff) or `stop_host` (its failure stops the process).
+    pub policy: Option<PolicyName>,
+    /// Delay before the first restart; it doubles with each restart in the window.
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub initial_backoff: Option<Duration>,
+    /// Longest delay between restarts.
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub max_backoff: Option<Duration>,
+    /// Most restarts within `restart_window` before the worker is given up on.
+    pub max_restarts: Option<u32>,
+    /// The window over which restarts are counted.
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub restart_window: Option<Duration>,
+}
+
+/// A worker's failure policy, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Restart with backoff.
+    Restart,
+    /// Stop the host; the process exits non-zero.
+    StopHost,
+}
+
+impl WorkersConfig {
+    /// The policy for `worker`: its `default`, with this configuration's overrides.
+    #[must_use]
+    pub fn policy(&self, worker: &str, default: Policy) -> Policy {
+        let Some(config) = self.workers.get(worker) else {
+            return default;
+        };
+        let mut restarts = match default {
+            Policy::Restart(restarts) => restarts,
+            Policy::StopHost => Restarts::default(),
+        };
+        if let Some(initial) = config.initial_backoff {
+            restarts.backoff.initial = initial;
+        }
+        if let Some(max) = config.max_backoff {
+            restarts.backoff.max = max;
+        }
+        if let Some(max_restarts) = config.max_restarts {
+            restarts.max_restarts = max_restarts;
+        }
+        if let Some(window) = config.restart_window {
+            restarts.window = window;
+        }
+        let stops_host = config
+            .policy
+            .map_or(default == Policy::StopHost, |p| p == PolicyName::StopHost);
+        if stops_host {
+            Policy::StopHost
+        } else {
+            Policy::Restart(restarts)
+        }
+    }
+
+    /// Checks that every configured worker exists.
+    ///
+    /// # Errors
+    /// A `workers.<name>` table for a worker that is not registered, naming the key.
+    pub fn check_names(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self
+            .workers
+            .keys()
+            .find(|name| !known.contains(&name.as_str()))
+        {
+            Some(name) => Err(ConfigError(format!(
+                "workers.{name}: there is no worker named `{name}` (workers: {})",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info,switchyard=debug`; `RUST_LOG` wins if set.
+    pub filter: String,
+    /// `auto` (text at a terminal, JSON lines otherwise), `json` or `text`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Text at a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Text for a person.
+    Text,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info,sqlx=warn".to_owned(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+fn parse_url(key: &str, url: &str) -> Result<DatabaseUrl, ConfigError> {
+    url.parse::<DatabaseUrl>()
+        .map_err(|e| ConfigError(format!("{key}: {e}")))
+}
+
+/// The configuration is invalid. The message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// `SWITCHYARD_*` variables that are not configuration keys: the configuration
+/// file's path (read by the command line) and the test harness's own.
+fn is_config_variable(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key != "config" && !key.starts_with("test_")
+}
+
+impl Config {
+    /// Loads defaults, then `file` if it exists, then `SWITCHYARD_*` variables, and
+    /// checks every value that can be checked without a database.
+    ///
+    /// # Errors
+    /// A value of the wrong type, an unknown key or an invalid value, named in the
+    /// message.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = Figment::new()
+            .merge(Toml::file(file))
+            .merge(
+                Env::prefixed("SWITCHYARD_")
+                    .filter(|key| is_config_variable(key.as_str()))
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        for (name, value) in std::mem::take(&mut config.workers.unparsed) {
+            let worker = value
+                .deserialize()
+                .map_err(|e| ConfigError(format!("workers.{name}: {e}")))?;
+            config.workers.workers.insert(name, worker);
+        }
+        config.settings()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] from a file that must exist (one named on the command line
+    /// or in `SWITCHYARD_CONFIG`).
+    ///
+    /// # Errors
+    /// The file does not exist, or as [`Config::load`].
+    pub fn load_required(file: &Path) -> Result<Self, ConfigError> {
+        if !file.is_file() {
+            return Err(ConfigError(format!(
+                "the configuration file {} does not exist",
+                file.display()
+            )));
+        }
+        Self::load(file)
+    }
+
+    /// Every database URL parses (which boundaries exist is checked by
+    /// [`Config::topology`]).
+    fn database_urls(&self) -> Result<(), ConfigError> {
+        parse_url("database.url", &self.database.url)?;
+        for (name, placement) in &self.database.boundaries {
+            parse_url(&format!("database.boundaries.{name}.url"), &placement.url)?;
+        }
+        Ok(())
+    }
+
+    /// The placement of the `known` boundaries described by `database`.
+    ///
+    /// # Errors
+    /// An unparsable URL or an override for a boundary that does not exist, naming
+    /// the key.
+    pub fn topology(&self, known: &[&str]) -> Result<Topology, ConfigError> {
+        let parse = parse_url;
+        let mut topology = Topology::new(parse("database.url", &self.database.url)?);
+        for (name, placement) in &self.database.boundaries {
+            let key = format!("database.boundaries.{name}.url");
+            if !known.contains(&name.as_str()) {
+                return Err(ConfigError(format!(
+                    "{key}: there is no boundary named `{name}` (boundaries: {})",
+                    known.join(", ")
+                )));
+            }
+            topology = topology.with_override(name.clone(), parse(&key, &placement.url)?);
+        }
+        Ok(topology)
+    }
+}
+
+#[cfg(test)]
+mod tests;

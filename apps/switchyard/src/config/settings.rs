@@ -1,0 +1,159 @@
+//! The configuration checked and converted, once, before any I/O: every value that
+//! can be wrong is refused here naming its key, and what the app builds from the
+//! configuration (pools, the dispatcher, the placement saga) takes these ready-made
+//! values.
+
+use std::time::Duration;
+
+use orchestration::database::DatabaseSettings;
+use orchestration::dispatch::DispatcherOptions;
+use orchestration::saga::RetryPolicy;
+use payments::{PaymentPolicy, SimulatedGatewayOptions};
+
+use super::{Config, ConfigError};
+
+/// What the app runs with, derived from a [`Config`] by [`Config::settings`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How the fabric connects and how long it waits; `create_missing` is on (a
+    /// command that only reads turns it off).
+    pub database: DatabaseSettings,
+    /// How old an undecided prepared transaction must be before recovery rolls it back.
+    pub in_doubt_timeout: Duration,
+    /// How often in-doubt transactions are looked for.
+    pub recovery_interval: Duration,
+    /// A request still running after this long is answered 503.
+    pub request_timeout: Duration,
+    /// How long a placement request waits before answering `202 Accepted`.
+    pub placement_wait: Duration,
+    /// How long stock stays held for a placement.
+    pub order_hold: chrono::Duration,
+    /// The rule for unverified customers.
+    pub payment_policy: PaymentPolicy,
+    /// The simulated gateway's behaviour.
+    pub gateway: SimulatedGatewayOptions,
+    /// How calls to the gateway are timed out and retried.
+    pub charge_retry: RetryPolicy,
+    /// How the outbox dispatcher claims, delivers, retries and prunes.
+    pub dispatcher: DispatcherOptions,
+}
+
+fn invalid(key: &str, reason: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("{key}: {reason}"))
+}
+
+fn positive(key: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(key, "must be longer than zero"));
+    }
+    Ok(value)
+}
+
+impl Config {
+    /// Checks every value and converts those the app builds from. [`Config::load`]
+    /// calls it, so a configuration that loaded converts without error.
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let http = &self.http;
+        if http.body_limit_bytes == 0 {
+            return Err(invalid(
+                "http.body_limit_bytes",
+                "must be more than zero (0 refuses every request body)",
+            ));
+        }
+        positive("http.header_read_timeout", http.header_read_timeout)?;
+        if http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        let request_timeout = positive("http.request_timeout", http.request_timeout)?;
+        let placement_wait = self.orders.placement_wait;
+        if placement_wait >= request_timeout {
+            return Err(invalid(
+                "orders.placement_wait",
+                format!(
+                    "{placement_wait:?} must be shorter than http.request_timeout ({request_timeout:?})"
+                ),
+            ));
+        }
+        let order_hold = chrono::Duration::from_std(positive("orders.hold", self.orders.hold)?)
+            .map_err(|err| invalid("orders.hold", err))?;
+        let payments = &self.payments;
+        if payments.verification_threshold_minor < 0 {
+            return Err(invalid(
+                "payments.verification_threshold_minor",
+                format!(
+                    "{} must not be negative",
+                    payments.verification_threshold_minor
+                ),
+            ));
+        }
+        let gateway = &payments.gateway;
+        for (key, rate) in [
+            ("failure_rate", gateway.failure_rate),
+            ("decline_rate", gateway.decline_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(invalid(
+                    &format!("payments.gateway.{key}"),
+                    format!("{rate} must be between 0 and 1"),
+                ));
+            }
+        }
+        if gateway.max_attempts == 0 {
+            return Err(invalid(
+                "payments.gateway.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        let charge_retry = RetryPolicy {
+            max_attempts: gateway.max_attempts,
+            timeout: positive("payments.gateway.timeout", gateway.timeout)?,
+            ..RetryPolicy::default()
+        };
+        let mut dispatcher = self.outbox.clone();
+        dispatcher.backoff.max = dispatcher.backoff.max.max(dispatcher.backoff.initial);
+        dispatcher
+            .validate()
+            .map_err(|e| invalid(&format!("outbox.{}", e.option), e.reason))?;
+        let database = &self.database;
+        let database_settings = DatabaseSettings {
+            connect_timeout: positive("database.connect_timeout", database.connect_timeout)?,
+            acquire_timeout: positive("database.acquire_timeout", database.acquire_timeout)?,
+            lock_timeout: positive("database.lock_timeout", database.lock_timeout)?,
+            instance_timeout: positive("database.instance_timeout", database.instance_timeout)?,
+            create_missing: true,
+        };
+        self.database_urls()?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| invalid("log.filter", format!("`{}`: {e}", self.log.filter)))?;
+        if self.metrics.addr == Some(http.addr) && http.addr.port() != 0 {
+            return Err(invalid(
+                "metrics.addr",
+                format!(
+                    "{} is http.addr; leave it unset to serve /metrics there",
+                    http.addr
+                ),
+            ));
+        }
+        Ok(Settings {
+            database: database_settings,
+            in_doubt_timeout: database.in_doubt_timeout,
+            recovery_interval: positive("database.recovery_interval", database.recovery_interval)?,
+            request_timeout,
+            placement_wait,
+            order_hold,
+            payment_policy: PaymentPolicy {
+                verification_threshold_minor: payments.verification_threshold_minor,
+            },
+            gateway: SimulatedGatewayOptions {
+                latency: gateway.latency,
+                failure_rate: gateway.failure_rate,
+                decline_rate: gateway.decline_rate,
+            },
+            charge_retry,
+            dispatcher,
+        })
+    }
+}
