@@ -5,7 +5,7 @@ use std::fmt;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use sea_orm_migration::{MigrationStatus, MigratorTrait};
 
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::future::BoxFuture;
 /// Every migration's name with whether it has been applied, in order.
 type Statuses = Vec<(String, bool)>;
 

@@ -3,7 +3,7 @@
 use sea_orm::DbErr;
 
 use crate::failure::{Classify, Failure, is_unavailable};
-use crate::topology::{DatabaseId, InvalidUrl, Placement};
+use crate::topology::{BoundaryLocation, DatabaseId, InvalidUrl};
 
 /// Connecting to databases and migrating boundaries failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +85,10 @@ pub enum UnitOfWorkError {
     },
     /// The touched boundaries live on databases that cannot commit together (not one
     /// database, and not all PostgreSQL for two-phase commit); `reason` says which.
-    #[error("these boundaries cannot commit atomically ({reason}): {}", list(.placements))]
+    #[error("these boundaries cannot commit atomically ({reason}): {}", list(.locations))]
     NotAtomic {
         /// Every touched boundary with its database.
-        placements: Vec<Placement>,
+        locations: Vec<BoundaryLocation>,
         /// Why no atomic commit is possible.
         reason: String,
     },
@@ -195,8 +195,8 @@ impl UnitOfWorkError {
     }
 }
 
-fn list(placements: &[Placement]) -> String {
-    placements
+fn list(locations: &[BoundaryLocation]) -> String {
+    locations
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()

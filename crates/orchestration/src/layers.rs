@@ -11,7 +11,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["fault", "clock", "backoff", "failure", "boundary"],
+        &["fault", "future", "clock", "backoff", "failure", "boundary"],
     ),
     (
         "databases",

@@ -11,7 +11,7 @@
 //! Each module imports only modules of the layers below it (the `module_layers` test
 //! reads the sources and enforces it):
 //!
-//! 1. foundation: [`clock`], [`backoff`], [`failure`], `fault`, [`boundary`];
+//! 1. foundation: `fault`, `future`, [`clock`], [`backoff`], [`failure`], [`boundary`];
 //! 2. databases: [`topology`], [`error`], [`sql`], [`database`], [`migrate`], [`schema`],
 //!    `instance`, [`databases`];
 //! 3. the worker host: [`host`];
@@ -64,6 +64,7 @@ pub mod error;
 pub mod fabric;
 pub mod failure;
 mod fault;
+mod future;
 pub mod host;
 pub mod import;
 mod instance;

@@ -238,14 +238,14 @@ impl Topology {
 
 /// Where one boundary lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
+pub struct BoundaryLocation {
     /// The boundary's name.
     pub boundary: &'static str,
     /// The database that holds it.
     pub database: DatabaseId,
 }
 
-impl fmt::Display for Placement {
+impl fmt::Display for BoundaryLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on {}", self.boundary, self.database)
     }

@@ -336,7 +336,8 @@ impl SimulatedGateway {
 
     /// A transaction on the gateway's store. IMMEDIATE takes SQLite's write lock at
     /// BEGIN, so a request that reads and then writes never fails halfway with
-    /// `database is locked`.
+    /// `database is locked`. It is `orchestration::sql::begin_write`, written again
+    /// because a domain crate depends on no internal crate (the architecture test).
     async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         self.db
             .begin_with_options(TransactionOptions {

@@ -8,6 +8,8 @@ mod audit_trail;
 mod events;
 mod expired_holds;
 mod place_order;
+#[cfg(doctest)]
+mod readme;
 
 pub use audit_trail::AuditOrderPlaced;
 pub use events::{ORDER_PLACED, subscribe};

@@ -7,6 +7,7 @@ mod kill;
 mod load;
 mod outbox_kill;
 mod placement;
+mod readme;
 mod saga_kill;
 mod two_phase_kill;
 

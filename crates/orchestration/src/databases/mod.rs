@@ -16,7 +16,7 @@ use crate::database::{Database, DatabaseSettings};
 use crate::error::{FabricError, UnitOfWorkError};
 use crate::instance::Registration;
 use crate::schema::{self, COORDINATOR_BOUNDARY, outbox::OUTBOX_SCHEMA};
-use crate::topology::{Backend, DatabaseId, DatabaseUrl, Placement, Topology};
+use crate::topology::{Backend, BoundaryLocation, DatabaseId, DatabaseUrl, Topology};
 
 /// The connected databases and the boundaries on them. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -214,11 +214,11 @@ impl Databases {
 
     /// Where every boundary lives, in registration order.
     #[must_use]
-    pub fn placements(&self) -> Vec<Placement> {
+    pub fn locations(&self) -> Vec<BoundaryLocation> {
         self.inner
             .boundaries
             .iter()
-            .map(|(b, db)| Placement {
+            .map(|(b, db)| BoundaryLocation {
                 boundary: b.name(),
                 database: self.inner.databases[*db].id.clone(),
             })
@@ -416,9 +416,9 @@ impl Databases {
             }
         };
         Err(UnitOfWorkError::NotAtomic {
-            placements: touched
+            locations: touched
                 .iter()
-                .map(|(boundary, index)| Placement {
+                .map(|(boundary, index)| BoundaryLocation {
                     boundary,
                     database: self.inner.databases[*index].id.clone(),
                 })

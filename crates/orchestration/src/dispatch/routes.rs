@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
@@ -12,7 +11,7 @@ use super::{Handler, HandlerError};
 use crate::outbox::Envelope;
 use crate::unit_of_work::UnitOfWork;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::future::BoxFuture;
 
 /// A handler whose payload type is hidden behind JSON.
 pub(super) trait ErasedHandler: Send + Sync {

@@ -12,7 +12,6 @@ mod schedule;
 mod supervise;
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +24,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::databases::Databases;
+use crate::future::BoxFuture;
 
 pub use health::{HealthReporter, HostHealth, PolicyKind, WorkerState, WorkerStatus};
 pub use schedule::{Job, Schedule, Tick};
@@ -208,14 +208,14 @@ pub(super) trait DynWorker: Send + Sync {
     fn run_boxed(
         self: Arc<Self>,
         context: WorkerContext,
-    ) -> Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
+    ) -> BoxFuture<'static, Result<(), WorkerError>>;
 }
 
 impl<W: Worker> DynWorker for W {
     fn run_boxed(
         self: Arc<Self>,
         context: WorkerContext,
-    ) -> Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>> {
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
         Box::pin(async move { self.run(context).await })
     }
 }

@@ -33,7 +33,6 @@ mod store;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +53,7 @@ pub use engine::Sagas;
 pub use recovery::{SagaRecovery, SagaRecoveryOptions};
 pub use run::{RunDetails, RunState, RunStatus, StepRecord, StepState};
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::future::BoxFuture;
 
 impl SagaError {
     /// Whether the runs' database could not be used right now (see

@@ -236,14 +236,14 @@ async fn boundaries_on_two_databases_are_refused_before_anything_runs() {
         fabric.databases().plan(&["alpha"]),
         Ok(CommitPlan::Local { .. })
     ));
-    let Err(UnitOfWorkError::NotAtomic { placements, reason }) =
+    let Err(UnitOfWorkError::NotAtomic { locations, reason }) =
         fabric.databases().plan(&["alpha", "beta"])
     else {
         panic!("two databases must not plan as one transaction");
     };
     assert!(reason.contains("SQLite files"), "{reason}");
-    assert_eq!(placements.len(), 2);
-    assert_ne!(placements[0].database, placements[1].database);
+    assert_eq!(locations.len(), 2);
+    assert_ne!(locations[0].database, locations[1].database);
 
     let mut beta_ran = false;
     let err = fabric
@@ -560,13 +560,13 @@ async fn mixed_engines_are_refused_with_a_typed_error() {
     })
     .with_override("beta", postgres.topology().default_url().clone());
     let fabric = Fabric::connect(&topology, [alpha(), beta()]).await.unwrap();
-    let Err(UnitOfWorkError::NotAtomic { placements, reason }) =
+    let Err(UnitOfWorkError::NotAtomic { locations, reason }) =
         fabric.databases().plan(&["alpha", "beta"])
     else {
         panic!("SQLite and PostgreSQL cannot commit together");
     };
     assert!(reason.contains("different engines"), "{reason}");
-    assert_eq!(placements.len(), 2);
+    assert_eq!(locations.len(), 2);
 }
 
 mod batches {
