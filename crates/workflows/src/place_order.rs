@@ -398,16 +398,18 @@ fn payments_error(err: payments::Error) -> StepError {
             amount_minor,
             threshold_minor,
         }),
-        payments::Error::Database(err) => StepError::transient(err),
+        payments::Error::Database(err) => StepError::classified(&err),
         other => StepError::permanent(other),
     }
 }
 
+/// A gateway that did not answer may answer the same key next time; one that refused
+/// will refuse again; its own store's failure is a database failure like any other.
 fn gateway_error(err: GatewayError) -> StepError {
-    if err.is_transient() {
-        StepError::transient(err)
-    } else {
-        StepError::permanent(err)
+    match err {
+        GatewayError::Database(err) => StepError::classified(&err),
+        GatewayError::Unavailable(_) => StepError::transient(err),
+        GatewayError::Refused(_) => StepError::permanent(err),
     }
 }
 
