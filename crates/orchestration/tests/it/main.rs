@@ -58,6 +58,67 @@ mod notes {
     }
 }
 
+/// Twenty boundaries, each with a `notes` table: more than the bundled SQLite's
+/// default of ten attached files.
+const MODULES: [&str; 20] = [
+    "m01", "m02", "m03", "m04", "m05", "m06", "m07", "m08", "m09", "m10", "m11", "m12", "m13",
+    "m14", "m15", "m16", "m17", "m18", "m19", "m20",
+];
+
+#[tokio::test]
+async fn twenty_modules_on_sqlite_commit_together_or_not_at_all() {
+    let boundaries = std::iter::once(orchestration::schema::boundary()).chain(
+        MODULES
+            .iter()
+            .map(|&name| Boundary::new::<notes::Migrator>(name)),
+    );
+    let db = TestDatabase::create(Engine::Sqlite, boundaries)
+        .await
+        .expect("SQLite is embedded");
+    let fabric = db.fabric();
+    let insert_all = async |uow: &mut UnitOfWork<TestError>| -> Result<(), TestError> {
+        for module in MODULES {
+            uow.step(module, "insert", async |tx| insert(tx, module).await)
+                .await?;
+        }
+        Ok(())
+    };
+    let done = fabric
+        .unit_of_work("write_twenty")
+        .run(async |uow| insert_all(uow).await)
+        .await
+        .unwrap();
+    let CommitPlan::Local { boundaries, .. } = &done.summary.plan else {
+        panic!(
+            "twenty files in one directory commit locally: {}",
+            done.summary.plan
+        );
+    };
+    assert_eq!(boundaries.len(), 20);
+    let failed = fabric
+        .unit_of_work("give_up")
+        .run(async |uow| -> Result<(), TestError> {
+            insert_all(uow).await?;
+            Err(TestError::GaveUp)
+        })
+        .await;
+    assert!(matches!(failed, Err(TestError::GaveUp)));
+    for module in MODULES {
+        let connection = fabric.connection(module).unwrap();
+        let count = connection
+            .query_one_raw(Statement::from_string(
+                connection.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM \"{module}\".notes"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(count, 1, "{module}: the first run's row, not the second's");
+    }
+}
+
 fn alpha() -> Boundary {
     Boundary::new::<notes::Migrator>("alpha")
 }
