@@ -214,3 +214,68 @@ pub struct Model {}
         vec![(2, Some("inventory".to_owned())), (6, None)]
     );
 }
+
+/// Every package `cargo tree <selection>` builds, by `name vX.Y.Z`, with each feature
+/// set it is built with (a package built for the host and the target may have two).
+fn features(selection: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let output = Command::new(env!("CARGO"))
+        .arg("tree")
+        .args(selection)
+        .args([
+            "-e",
+            "normal,dev,build",
+            "--prefix",
+            "none",
+            "-f",
+            "{p}|{f}",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((package, features)) = line.trim_end_matches(" (*)").split_once('|') else {
+            continue;
+        };
+        let package = package.split(" (").next().unwrap_or(package).to_owned();
+        found
+            .entry(package)
+            .or_default()
+            .insert(features.to_owned());
+    }
+    found
+}
+
+/// `cargo test -p <module>` after `cargo test --workspace` must reuse the workspace's
+/// build: a shared dependency built with other features is rebuilt, with everything
+/// above it (tokio without `test-util` meant sqlx and sea-orm again, two minutes).
+/// `crates/workspace-hack` turns the workspace's features on for every module's tests.
+#[test]
+fn a_module_tested_alone_reuses_the_workspace_build() {
+    let graph = Graph::from_metadata(&metadata());
+    let workspace = features(&["--workspace"]);
+    let mut modules: Vec<&str> = graph
+        .domain_crates()
+        .into_iter()
+        .filter(|name| *name != "workspace-hack")
+        .collect();
+    modules.extend([ORCHESTRATION, WORKFLOWS]);
+    let mut found = Vec::new();
+    for module in modules {
+        for (package, sets) in features(&["-p", module]) {
+            let everywhere = workspace.get(&package).cloned().unwrap_or_default();
+            for features in sets.difference(&everywhere) {
+                found.push(format!(
+                    "`cargo test -p {module}` builds {package} with [{features}], which the \
+                     workspace build does not: add it to crates/workspace-hack/Cargo.toml"
+                ));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
