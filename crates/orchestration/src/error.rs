@@ -3,14 +3,11 @@
 use sea_orm::DbErr;
 
 use crate::failure::{Classify, Failure, is_unavailable};
-use crate::topology::{BoundaryLocation, DatabaseId, InvalidUrl};
+use crate::topology::{BoundaryLocation, DatabaseId};
 
 /// Connecting to databases and migrating boundaries failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FabricError {
-    /// A database URL could not be understood.
-    #[error(transparent)]
-    InvalidUrl(#[from] InvalidUrl),
     /// A boundary name cannot serve as a schema name.
     #[error(
         "boundary name `{0}` is invalid: use at most 48 lowercase letters, digits and `_`, starting with a letter"
