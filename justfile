@@ -15,6 +15,10 @@ test:
 test-module module:
     cargo test -p {{module}}
 
+# Create and register a module: `just new-module loyalty` (see README, "Adding a module").
+new-module name:
+    cargo xtask new-module {{name}}
+
 # Fuzz the HTTP API against its OpenAPI document (schemathesis, on SQLite and PostgreSQL).
 fuzz-api *engines:
     bash tests/contract/run.sh {{engines}}

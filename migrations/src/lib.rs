@@ -2,50 +2,41 @@
 //! connection scoped to its schema, so table names here are unqualified and each
 //! boundary's history table (`seaql_migrations`) lives inside its own schema.
 //!
-//! To add a boundary: add a module with a `Migrator`, a function returning its
-//! [`Boundary`], and list it in [`all`].
+//! A boundary is registered once, in the list at the end of this file: its module's
+//! name is the boundary's name (and its schema's, and its domain crate's). The list
+//! makes the module, a function of the same name returning its [`Boundary`], and
+//! [`all`]. `cargo xtask new-module NAME` adds a module and its line.
 
-pub mod audit;
 mod columns;
-pub mod inventory;
-pub mod orders;
-pub mod payments;
 
 use orchestration::Boundary;
 
-/// The inventory boundary (schema `inventory`).
-#[must_use]
-pub fn inventory() -> Boundary {
-    Boundary::new::<inventory::Migrator>("inventory")
+/// Declares each boundary's migrations module and `fn NAME() -> Boundary`, and
+/// [`all`] in the order listed.
+macro_rules! boundaries {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            pub mod $name;
+
+            #[doc = concat!("The `", stringify!($name), "` boundary (schema `", stringify!($name), "`).")]
+            #[must_use]
+            pub fn $name() -> Boundary {
+                Boundary::new::<$name::Migrator>(stringify!($name))
+            }
+        )+
+
+        /// Every boundary, in the order their migrations run. The fabric's own boundary
+        /// (`orchestration`, whose migrations live in the orchestration crate) comes
+        /// first. The app, the workflows' tests and the end-to-end tests all use this
+        /// list.
+        #[must_use]
+        pub fn all() -> Vec<Boundary> {
+            vec![orchestration::schema::boundary(), $($name()),+]
+        }
+    };
 }
 
-/// The orders boundary (schema `orders`).
-#[must_use]
-pub fn orders() -> Boundary {
-    Boundary::new::<orders::Migrator>("orders")
-}
-
-/// The audit boundary (schema `audit`).
-#[must_use]
-pub fn audit() -> Boundary {
-    Boundary::new::<audit::Migrator>("audit")
-}
-
-/// The payments boundary (schema `payments`).
-#[must_use]
-pub fn payments() -> Boundary {
-    Boundary::new::<payments::Migrator>("payments")
-}
-
-/// Every boundary, in the order their migrations run. The fabric's own boundary
-/// (`orchestration`, whose migrations live in the orchestration crate) comes first.
-#[must_use]
-pub fn all() -> Vec<Boundary> {
-    vec![
-        orchestration::schema::boundary(),
-        inventory(),
-        orders(),
-        audit(),
-        payments(),
-    ]
-}
+boundaries![
+    inventory, orders, audit, payments,
+    // cargo xtask new-module: boundaries above this line.
+];

@@ -289,7 +289,7 @@ async fn connect_with(
     settings: &Settings,
     create_missing: bool,
 ) -> Result<Fabric, StartError> {
-    let boundaries = crate::boundaries();
+    let boundaries = migrations::all();
     let names: Vec<&str> = boundaries.iter().map(Boundary::name).collect();
     let topology = config.topology(&names)?;
     let database = DatabaseSettings {

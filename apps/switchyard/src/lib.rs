@@ -9,9 +9,3 @@ mod telemetry;
 
 pub use application::{Application, ServeOptions, ShutdownSignal, StartError};
 pub use config::Config;
-
-/// Every boundary the app composes, in the order their migrations run.
-#[must_use]
-pub fn boundaries() -> Vec<orchestration::Boundary> {
-    migrations::all()
-}

@@ -18,5 +18,6 @@ pub use entries::{Entry, MAX_DATA_BYTES, NewEntry, entries_for, record};
 pub use error::{Error, Invalid, Result};
 pub use types::{Action, Actor, Subject};
 
-/// The boundary's name, which is also its schema.
-pub const SCHEMA: &str = "audit";
+/// The boundary's name, which is also its schema: the crate's name (the architecture test
+/// checks that `migrations` registers a boundary of this name).
+pub const SCHEMA: &str = env!("CARGO_PKG_NAME");

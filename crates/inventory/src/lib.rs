@@ -18,5 +18,6 @@ pub use reservations::{
 };
 pub use types::{Currency, Invalid, Money, ProductName, Quantity, Sku};
 
-/// The boundary's name, which is also its schema.
-pub const SCHEMA: &str = "inventory";
+/// The boundary's name, which is also its schema: the crate's name (the architecture test
+/// checks that `migrations` registers a boundary of this name).
+pub const SCHEMA: &str = env!("CARGO_PKG_NAME");

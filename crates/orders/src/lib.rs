@@ -17,5 +17,6 @@ pub use events::{OrderPlaced, PlacedLine};
 pub use order::{CustomerId, LineRequest, NewOrder, Order, OrderLine, OrderStatus};
 pub use store::{OrderFilter, cancel, confirm, create, get, list};
 
-/// The boundary's name, which is also its schema.
-pub const SCHEMA: &str = "orders";
+/// The boundary's name, which is also its schema: the crate's name (the architecture test
+/// checks that `migrations` registers a boundary of this name).
+pub const SCHEMA: &str = env!("CARGO_PKG_NAME");

@@ -36,5 +36,6 @@ pub use simulated::{
 };
 pub use verification::{PaymentPolicy, is_verified, verify_customer};
 
-/// The boundary's name, which is also its schema.
-pub const SCHEMA: &str = "payments";
+/// The boundary's name, which is also its schema: the crate's name (the architecture test
+/// checks that `migrations` registers a boundary of this name).
+pub const SCHEMA: &str = env!("CARGO_PKG_NAME");

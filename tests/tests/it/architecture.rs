@@ -279,3 +279,23 @@ fn a_module_tested_alone_reuses_the_workspace_build() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// A module's name is written once, as its crate's: its `SCHEMA` is the crate's name
+/// (`env!("CARGO_PKG_NAME")`), and `migrations` registers exactly one boundary per domain
+/// crate, under the crate's name.
+#[test]
+fn every_domain_crate_has_the_boundary_of_its_name_and_no_boundary_lacks_one() {
+    let graph = Graph::from_metadata(&metadata());
+    let crates: BTreeSet<String> = graph
+        .domain_crates()
+        .into_iter()
+        .filter(|name| *name != "workspace-hack")
+        .map(str::to_owned)
+        .collect();
+    let boundaries: BTreeSet<String> = migrations::all()
+        .iter()
+        .map(|b| b.name().to_owned())
+        .filter(|name| name != ORCHESTRATION)
+        .collect();
+    assert_eq!(crates, boundaries);
+}

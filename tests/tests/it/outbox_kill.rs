@@ -4,8 +4,9 @@
 //! on the same files, delivers every committed order's event: each order gets exactly
 //! one audit entry.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use orchestration::testing::Scenario;
 use orchestration::{DatabaseUrl, Fabric, Topology};
 use switchyard::Config;
 use tests::{StoreSnapshot, TestApp};
@@ -28,7 +29,6 @@ async fn an_event_committed_before_a_kill_is_delivered_after_restart() {
     snapshot.check_events(1).unwrap();
     let status = fabric.events().status().await.unwrap();
     assert_eq!(status[0].pending, NTH as u64, "{status:?}");
-    fabric.close().await;
 
     // Restarted, the app delivers them: one audit entry per order.
     let mut config = Config::default();
@@ -36,21 +36,25 @@ async fn an_event_committed_before_a_kill_is_delivered_after_restart() {
     let app = TestApp::spawn_with(config).await;
     let mut ids: Vec<&String> = snapshot.ordered.keys().map(|(id, _)| id).collect();
     ids.dedup();
-    let deadline = Instant::now() + Duration::from_secs(30);
     for id in ids {
         let path = format!("/api/audit?subject=order:{id}");
-        loop {
-            let body = app.get(&path).await;
-            let entries = body["items"].as_array().expect("items").clone();
-            if !entries.is_empty() {
-                assert_eq!(entries.len(), 1, "{body}");
-                assert_eq!(entries[0]["action"], "order.placed");
-                assert_eq!(entries[0]["actor"], "customer:killer");
-                break;
-            }
-            assert!(Instant::now() < deadline, "order {id} was never audited");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let body = Scenario::new(&fabric)
+            .within(Duration::from_secs(30))
+            .wait_for_state(
+                &format!("audited order {id}"),
+                async |_| app.get(&path).await,
+                |body| {
+                    body["items"]
+                        .as_array()
+                        .is_some_and(|items| !items.is_empty())
+                },
+            )
+            .await;
+        let entries = body["items"].as_array().expect("items");
+        assert_eq!(entries.len(), 1, "{body}");
+        assert_eq!(entries[0]["action"], "order.placed");
+        assert_eq!(entries[0]["actor"], "customer:killer");
     }
     app.stop().await;
+    fabric.close().await;
 }

@@ -7,10 +7,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, FieldError, Params, ProblemType, check};
 use super::page::{self, Page};
+
+/// The audit log (the `audit` module).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
+}
 
 /// `GET /api/audit`: taken as text, so that a bad value is reported against its
 /// parameter rather than as an unreadable query string.

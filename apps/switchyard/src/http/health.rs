@@ -7,9 +7,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::ops::WorkerView;
+
+/// For load balancers and orchestrators.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(details))
+        .routes(routes!(live))
+        .routes(routes!(ready))
+}
 
 /// `{"status": …}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -209,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_fails_once_a_stop_host_worker_has_failed() {
-        let db = TestDatabase::create(Engine::Sqlite, crate::boundaries())
+        let db = TestDatabase::create(Engine::Sqlite, migrations::all())
             .await
             .expect("SQLite is embedded");
         let fabric = db.fabric().clone();

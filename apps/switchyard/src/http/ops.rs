@@ -6,8 +6,17 @@ use chrono::{DateTime, Utc};
 use orchestration::host::{PolicyKind, WorkerState, WorkerStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+
+/// For operators.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(workers))
+        .routes(routes!(super::openapi::serve))
+}
 
 /// Every worker's state.
 #[derive(Debug, Serialize, ToSchema)]

@@ -12,12 +12,21 @@ use orders::{CustomerId, Order, OrderFilter, OrderStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 use workflows::{PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, Placement, Refusal};
 
 use super::AppState;
 use super::error::{ApiError, Body, FieldError, Params, ProblemType, check};
 use super::page::{self, Page};
+
+/// Order placement and orders (the `orders` module).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, place))
+        .routes(routes!(show))
+}
 
 /// An order to place.
 #[derive(Debug, Deserialize, ToSchema)]

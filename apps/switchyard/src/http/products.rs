@@ -8,10 +8,20 @@ use orchestration::{FabricError, UnitOfWorkError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, Body, FieldError, Params, ProblemType, check};
 use super::page::{self, Page};
+
+/// The catalog and its stock (the `inventory` module).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(restock))
+}
 
 /// A new product.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -268,7 +268,7 @@ async fn killed_under_load_then_restarted_every_placement_ends_and_stock_is_cons
 /// shutdown timeout plus a few seconds, naming what it abandoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_in_time_while_every_connection_waits_on_a_lock() {
-    let Some(db) = TestDatabase::create(Engine::Postgres, switchyard::boundaries()).await else {
+    let Some(db) = TestDatabase::create(Engine::Postgres, migrations::all()).await else {
         return;
     };
     let mut command = switchyard(&db.topology().default_url().connection_string());

@@ -176,7 +176,7 @@ fn assert_stopped_in_order(status: ExitStatus, seen: &[String]) {
 async fn a_failed_stop_host_worker_stops_the_process_with_a_non_zero_exit_code() {
     // On PostgreSQL the two-phase recovery job reads the decision log every tick; with
     // the log's table gone, the tick fails, and its configured policy stops the host.
-    let Some(db) = TestDatabase::create(Engine::Postgres, switchyard::boundaries()).await else {
+    let Some(db) = TestDatabase::create(Engine::Postgres, migrations::all()).await else {
         return;
     };
     let url = db.topology().default_url().connection_string();

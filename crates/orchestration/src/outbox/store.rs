@@ -355,3 +355,47 @@ pub(crate) async fn prune(
         .to_owned();
     Ok((execute(db, &messages).await?, execute(db, &inbox).await?))
 }
+
+/// The newest message's id (ids are UUIDv7 text, so they sort in the order written):
+/// where a test scenario starts watching.
+#[cfg(feature = "testing")]
+pub(crate) async fn newest_id(db: &impl ConnectionTrait) -> Result<Option<String>, DbErr> {
+    let query = Query::select()
+        .expr_as(Expr::col(Messages::Id).max(), Alias::new("newest"))
+        .from(messages())
+        .to_owned();
+    match db
+        .query_one_raw(db.get_database_backend().build(&query))
+        .await?
+    {
+        Some(row) => row.try_get("", "newest"),
+        None => Ok(None),
+    }
+}
+
+/// Every message written after message `after` (all if `None`), in the order written,
+/// with its status: what a test scenario watches.
+#[cfg(feature = "testing")]
+pub(crate) async fn messages_after(
+    db: &impl ConnectionTrait,
+    after: Option<&str>,
+) -> Result<Vec<(Envelope, String)>, DbErr> {
+    let mut query = Query::select()
+        .columns(
+            ENVELOPE
+                .into_iter()
+                .chain([Messages::Attempts, Messages::Status]),
+        )
+        .from(messages())
+        .order_by(Messages::Id, Order::Asc)
+        .to_owned();
+    if let Some(after) = after {
+        query.and_where(Expr::col(Messages::Id).gt(after));
+    }
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&query))
+        .await?;
+    rows.iter()
+        .map(|row| Ok((claimed_from(row)?.envelope, row.try_get("", "status")?)))
+        .collect()
+}

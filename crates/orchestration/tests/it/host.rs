@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use orchestration::testing::{Engine, TestDatabase};
+use orchestration::testing::{Engine, Scenario, TestDatabase};
 use orchestration::{
     Fabric,
     backoff::Backoff,
@@ -68,23 +68,9 @@ impl Worker for Steady {
     }
 }
 
-async fn wait_for(
-    host_health: &orchestration::host::HostHealth,
-    name: &str,
-    done: impl Fn(&WorkerStatus) -> bool,
-) -> WorkerStatus {
-    for _ in 0..10_000 {
-        if let Some(status) = host_health.snapshot().into_iter().find(|s| s.name == name)
-            && done(&status)
-        {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "worker {name} never reached the expected state: {:?}",
-        host_health.snapshot()
-    );
+/// Worker `name`'s status, if the host runs it.
+fn worker(host_health: &orchestration::host::HostHealth, name: &str) -> Option<WorkerStatus> {
+    host_health.snapshot().into_iter().find(|s| s.name == name)
 }
 
 #[tokio::test]
@@ -108,19 +94,33 @@ async fn a_failing_worker_restarts_with_exponential_backoff_then_is_given_up() {
     let health = host.health();
     let running = host.start();
 
-    let backing_off = wait_for(&health, "always_fails", |s| {
-        matches!(s.state, WorkerState::BackingOff { .. })
-    })
-    .await;
+    let backing_off = Scenario::new(&fabric)
+        .wait_for_state(
+            "always_fails backing off",
+            async |_| worker(&health, "always_fails"),
+            |s| {
+                s.as_ref()
+                    .is_some_and(|s| matches!(s.state, WorkerState::BackingOff { .. }))
+            },
+        )
+        .await
+        .unwrap();
     let WorkerState::BackingOff { last_error, .. } = &backing_off.state else {
         unreachable!()
     };
     assert_eq!(last_error, "the feed is unreachable");
 
-    let failed = wait_for(&health, "always_fails", |s| {
-        matches!(s.state, WorkerState::Failed { .. })
-    })
-    .await;
+    let failed = Scenario::new(&fabric)
+        .wait_for_state(
+            "always_fails given up",
+            async |_| worker(&health, "always_fails"),
+            |s| {
+                s.as_ref()
+                    .is_some_and(|s| matches!(s.state, WorkerState::Failed { .. }))
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(failed.restarts, 4);
     let starts = starts.lock().unwrap().clone();
     // 1 s, doubling, capped at 4 s; the fifth failure exceeds 4 restarts in the window.
@@ -181,10 +181,16 @@ async fn a_panicking_worker_is_restarted_by_its_policy() {
     .unwrap();
     let health = host.health();
     let running = host.start();
-    wait_for(&health, "panics_once", |s| {
-        s.state == WorkerState::Running && s.restarts == 1
-    })
-    .await;
+    Scenario::new(&fabric)
+        .wait_for_state(
+            "panics_once running again",
+            async |_| worker(&health, "panics_once"),
+            |s| {
+                s.as_ref()
+                    .is_some_and(|s| s.state == WorkerState::Running && s.restarts == 1)
+            },
+        )
+        .await;
     assert_eq!(*runs.lock().unwrap(), 2);
     let report = running.shutdown().await;
     assert_eq!(report.stopped, ["panics_once"]);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orchestration::testing::{Engine, TestDatabase};
+use orchestration::testing::{Engine, Scenario, TestDatabase};
 use orchestration::{
     Fabric, UnitOfWork,
     dispatch::{Dispatcher, DispatcherOptions, Handler, HandlerError},
@@ -138,23 +138,10 @@ fn noted(body: &str, key: &str, seq: u32) -> Noted {
     }
 }
 
-/// Waits until no message is pending on any database.
-async fn drained(fabric: &Fabric) {
-    // Generous: ten thousand deliveries take most of a minute on a busy 2-core machine;
-    // this checks that everything arrives, not how fast.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let statuses = fabric.events().status().await.unwrap();
-        if statuses.iter().all(|s| s.pending == 0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the outbox never drained: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// How long to wait for the outbox to drain: generous, since ten thousand deliveries
+/// take most of a minute on a busy 2-core machine; the tests check that everything
+/// arrives, not how fast.
+const DRAIN: Duration = Duration::from_secs(300);
 
 async fn bodies(fabric: &Fabric) -> Vec<String> {
     let db = fabric.connection("alpha").unwrap();
@@ -195,13 +182,19 @@ async fn an_event_reaches_subscribers_only_if_its_unit_of_work_commits(db: TestD
             ..fast_options()
         },
     );
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     assert_eq!(bodies(fabric).await, ["committed"]);
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
     // Emitted while the dispatcher runs: woken, not left for the next poll.
     let started = Instant::now();
-    emit(fabric, &[noted("while running", "b", 1)], true).await;
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .stimulate(async || emit(fabric, &[noted("while running", "b", 1)], true).await)
+        .await
+        .and_wait_until_delivered()
+        .await;
     assert_eq!(bodies(fabric).await, ["committed", "while running"]);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -220,7 +213,10 @@ async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
         .unwrap();
     emit(fabric, &[noted("once", "a", 1)], true).await;
     let host = start_dispatcher(fabric, fast_options());
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     // Force a redelivery, as after a dispatcher that died between the handler's
     // commit and marking the message delivered.
     let outbox = fabric.connection("alpha").unwrap();
@@ -230,12 +226,17 @@ async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
         )
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while handler.calls.load(Ordering::SeqCst) < 2 {
-        assert!(Instant::now() < deadline, "never redelivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .wait_for_state(
+            "redelivered",
+            async |_| handler.calls.load(Ordering::SeqCst),
+            |calls| *calls >= 2,
+        )
+        .await;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     assert_eq!(bodies(fabric).await, ["once"]);
     stop(host).await;
 }
@@ -259,7 +260,10 @@ async fn a_poison_event_goes_dead_and_replays_once_mended(db: TestDatabase) {
     )
     .await;
     let host = start_dispatcher(fabric, fast_options());
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     // The poison and the panic failed their three attempts and are dead; the other
     // event flowed past.
     assert_eq!(bodies(fabric).await, ["wholesome"]);
@@ -289,7 +293,10 @@ async fn a_poison_event_goes_dead_and_replays_once_mended(db: TestDatabase) {
         older_than: Some(Duration::ZERO),
     };
     assert_eq!(fabric.events().replay(&this).await.unwrap()[0].1, 2);
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     assert_eq!(bodies(fabric).await, ["panic", "poison", "wholesome"]);
     assert_eq!(fabric.events().status().await.unwrap()[0].dead, 0);
     stop(host).await;
@@ -321,7 +328,10 @@ async fn one_keys_events_arrive_in_order_while_keys_run_in_parallel(db: TestData
             ..fast_options()
         },
     );
-    drained(fabric).await;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     let handled = handler.handled.lock().unwrap().clone();
     let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (key, seq) in handled {
@@ -371,7 +381,10 @@ async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
             .collect();
         emit(&instances[chunk % 3].0, &events, true).await;
     }
-    drained(&instances[0].0).await;
+    Scenario::new(&instances[0].0)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
     let fabric = &instances[0].0;
     let bodies = bodies(fabric).await;
     assert_eq!(bodies.len(), EVENTS, "every effect, none twice");
@@ -403,4 +416,51 @@ async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
         stop(host).await;
         fabric.close().await;
     }
+}
+
+/// A scenario waits for an event emitted by its stimulus; one that never comes fails
+/// within its timeout, listing the events that did.
+#[tokio::test]
+async fn a_scenario_sees_the_events_of_its_stimulus_and_says_which_when_another_is_awaited() {
+    let db = TestDatabase::create(Engine::Sqlite, [orchestration::schema::boundary(), alpha()])
+        .await
+        .expect("SQLite is embedded");
+    let fabric = db.fabric().clone();
+    fabric
+        .events()
+        .subscribe(NOTED, "note", Arc::new(Note::default()))
+        .unwrap();
+    // Emitted before the stimulus: not the stimulus's.
+    emit(&fabric, &[noted("before", "k", 1)], true).await;
+    let ((), seen) = Scenario::new(&fabric)
+        .stimulate(async || {
+            emit(
+                &fabric,
+                &[noted("first", "k", 2), noted("second", "k", 3)],
+                true,
+            )
+            .await
+        })
+        .await
+        .and_wait_for_event(NOTED, |event| event.seq >= 2)
+        .await;
+    assert_eq!(seen.body, "first");
+
+    let waiting = tokio::spawn(async move {
+        Scenario::new(&fabric)
+            .within(Duration::from_millis(300))
+            .stimulate(async || emit(&fabric, &[noted("third", "other", 4)], true).await)
+            .await
+            .and_wait_for_event(NOTED, |event| event.body == "never")
+            .await;
+    });
+    let failure = waiting.await.expect_err("no such event comes");
+    let message = failure.into_panic().downcast::<String>().unwrap();
+    assert!(
+        message.contains("no matching `test.noted` event within 300ms"),
+        "{message}"
+    );
+    assert!(message.contains("key=other"), "{message}");
+    assert!(message.contains("\"third\""), "{message}");
+    assert!(!message.contains("\"first\""), "{message}");
 }

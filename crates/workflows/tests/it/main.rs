@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, SubsecRound, Utc};
 use inventory::{Currency, Money, NewProduct, ProductName, Quantity, ReservationStatus, Sku};
-use orchestration::testing::TestDatabase;
+use orchestration::testing::{Scenario, TestDatabase};
 use orchestration::{
     Fabric,
     dispatch::{Dispatcher, DispatcherOptions},
@@ -26,13 +26,7 @@ use workflows::{
 };
 
 orchestration::engine_tests! {
-    boundaries: [
-        orchestration::schema::boundary(),
-        migrations::inventory(),
-        migrations::orders(),
-        migrations::audit(),
-        migrations::payments(),
-    ];
+    boundaries: (migrations::all());
     placing_an_order_holds_charges_and_confirms,
     a_line_out_of_stock_undoes_the_hold,
     an_unknown_product_or_an_invalid_order_is_refused,
@@ -322,15 +316,14 @@ async fn a_gateway_that_keeps_failing_leaves_nothing_charged_and_nothing_held(db
     let (_mended, fabric) = workflow_on_new_instance(&db).await;
     db.fabric().sagas().retry(placement.id).await.unwrap();
     let host = recovery(&fabric);
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let run = fabric.sagas().run(placement.id).await.unwrap();
-        if run.run.state == RunState::Compensated {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{run:?}");
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    Scenario::new(&fabric)
+        .within(WAIT)
+        .wait_for_state(
+            "undid the placement",
+            async |fabric| fabric.sagas().run(placement.id).await.unwrap(),
+            |run| run.run.state == RunState::Compensated,
+        )
+        .await;
     host.shutdown().await;
     assert_eq!(stock(&db, "A").await, (10, 0));
     let requests = payments::gateway_requests(db.connection(payments::SCHEMA))
@@ -360,14 +353,9 @@ async fn a_gateway_that_keeps_failing_leaves_nothing_charged_and_nothing_held(db
 
 /// A second instance on the same database whose gateway works.
 async fn workflow_on_new_instance(db: &TestDatabase) -> (PlaceOrder, Fabric) {
-    let boundaries = [
-        orchestration::schema::boundary(),
-        migrations::inventory(),
-        migrations::orders(),
-        migrations::audit(),
-        migrations::payments(),
-    ];
-    let fabric = Fabric::connect(db.topology(), boundaries).await.unwrap();
+    let fabric = Fabric::connect(db.topology(), migrations::all())
+        .await
+        .unwrap();
     workflows::subscribe(&fabric).unwrap();
     let settings = PlaceOrderSettings {
         hold: Duration::minutes(15),
@@ -482,38 +470,37 @@ fn dispatcher(fabric: &Fabric) -> RunningHost {
     host.start()
 }
 
-/// Waits (up to 30 s) until `done` holds.
-async fn eventually<F: AsyncFn() -> bool>(what: &str, done: F) {
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
-    while !done().await {
-        assert!(std::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
 async fn a_placed_order_is_audited_once_its_event_is_delivered(db: TestDatabase) {
     add(&db, "A", 100, "EUR", 10).await;
     let workflow = workflow(&db);
     // Refused placements emit nothing.
     refused(&place(&workflow, &[("A", 50)]).await);
     let before = Utc::now().trunc_subsecs(6);
-    let placement = place(&workflow, &[("A", 2)]).await;
+    let (placement, event) = db
+        .scenario()
+        .stimulate(async || place(&workflow, &[("A", 2)]).await)
+        .await
+        .and_wait_for_event(workflows::ORDER_PLACED, |event| event.total_minor == 200)
+        .await;
     let order = placed(&placement);
+    assert_eq!(event.order_id, order.id);
     let status = db.fabric().events().status().await.unwrap();
     assert_eq!(status[0].pending, 1, "{status:?}");
     let host = dispatcher(db.fabric());
     let subject = audit::Subject::parse(&format!("order:{}", order.id)).unwrap();
     let audit_db = db.connection(audit::SCHEMA);
-    eventually("the order is audited", async || {
-        !audit::entries_for(audit_db, &subject, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    })
-    .await;
-    let entries = audit::entries_for(audit_db, &subject, None, 10)
-        .await
-        .unwrap();
+    let entries = db
+        .scenario()
+        .wait_for_state(
+            "audited the order",
+            async |_| {
+                audit::entries_for(audit_db, &subject, None, 10)
+                    .await
+                    .unwrap()
+            },
+            |entries| !entries.is_empty(),
+        )
+        .await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].action.as_str(), "order.placed");
     assert_eq!(entries[0].actor.as_str(), "customer:c-1");
@@ -537,10 +524,13 @@ async fn an_audit_failure_never_changes_or_delays_the_order(db: TestDatabase) {
     let order = placed(&placement);
     assert!(elapsed < StdDuration::from_secs(5), "{elapsed:?}");
     // The audit subscriber failed its attempts; the order stands.
-    eventually("the audit message is dead", async || {
-        db.fabric().events().status().await.unwrap()[0].dead == 1
-    })
-    .await;
+    db.scenario()
+        .wait_for_state(
+            "gave the audit message up",
+            async |fabric| fabric.events().status().await.unwrap(),
+            |status| status[0].dead == 1,
+        )
+        .await;
     let stored = orders::get(db.connection(orders::SCHEMA), order.id)
         .await
         .unwrap()
@@ -589,10 +579,13 @@ async fn expired_holds_of_finished_placements_are_released(db: TestDatabase) {
     )
     .unwrap();
     let host = host.start();
-    eventually("the legacy hold is released", async || {
-        stock(&db, "A").await == (6, 4)
-    })
-    .await;
+    db.scenario()
+        .wait_for_state(
+            "released the legacy hold",
+            async |_| stock(&db, "A").await,
+            |stock| *stock == (6, 4),
+        )
+        .await;
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     host.shutdown().await;
     // The confirmed order's stock and the running placement's hold stay.

@@ -12,6 +12,11 @@
 //! server-wide lock (`GET_LOCK`) for the life of a [`TestDatabase`], and it drops and
 //! recreates only databases it created itself (recorded in `switchyard_test.owned`),
 //! refusing to touch a same-named database it did not create.
+//!
+//! [`Scenario`] stimulates the system and waits for an event or a state, with a
+//! timeout and a failure message that shows what happened instead.
+
+mod scenario;
 
 use std::io::Write;
 use std::str::FromStr;
@@ -26,6 +31,7 @@ use crate::boundary::Boundary;
 use crate::fabric::Fabric;
 pub use crate::fault::{PAUSE_AT_VAR, PAUSED, pause_point};
 use crate::topology::{DatabaseUrl, Topology};
+pub use scenario::{DEFAULT_TIMEOUT, Scenario, Stimulated};
 
 /// The engines a test can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,13 @@ impl TestDatabase {
     #[must_use]
     pub fn fabric(&self) -> &Fabric {
         &self.fabric
+    }
+
+    /// A [`Scenario`] on this database's fabric: stimulate, then wait for an event or
+    /// a state.
+    #[must_use]
+    pub fn scenario(&self) -> Scenario<'_> {
+        Scenario::new(&self.fabric)
     }
 
     /// The topology, to point another fabric (or the app) at the same database.
