@@ -67,7 +67,7 @@ pub(crate) async fn add_item(
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<ItemView>), ApiError> {
     let name = ItemName::parse(&body.name)
         .map_err(|err| ApiError::validation(vec![FieldError::new("name", err)]))?;
-    let now = super::now();
+    let now = state.now();
     let added = state
         .fabric
         .unit_of_work("add_{{name}}_item")

@@ -294,7 +294,7 @@ async fn connect_with(
     let topology = config.topology(&names)?;
     let database = DatabaseSettings {
         create_missing,
-        ..settings.database
+        ..settings.database.clone()
     };
     let fabric = Fabric::connect_with(&topology, &database, boundaries).await?;
     workflows::subscribe(&fabric)?;

@@ -5,56 +5,114 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// The time as workers see it.
+/// The time as the fabric sees it: units of work (when events occur), the outbox
+/// (when a message is due, when it is pruned), sagas (leases, retries, deadlines), the
+/// host's schedules and leases, and the workflows' `now`.
 ///
 /// [`Clock::system`] reads the system clock. [`Clock::following_tokio`] starts at a
 /// chosen instant and advances with tokio's clock, so a test that pauses tokio's time
-/// (`tokio::time::pause`) drives schedules, backoffs and leases without sleeping.
-#[derive(Debug, Clone, Copy)]
+/// (`tokio::time::pause`) drives schedules and backoffs without sleeping.
+/// [`Clock::manual`] stands still until its [`TimeMachine`] moves it: a test sees holds
+/// expire, leases run out, retries become due and schedules tick by moving time
+/// forward, with real databases under it. Sleeps on a manual clock end when time is
+/// moved past their deadline; intervals that only pace polling stay in real time.
+#[derive(Debug, Clone, Default)]
 pub struct Clock {
-    /// `None` for the system clock; otherwise the wall time at a tokio instant.
-    origin: Option<(DateTime<Utc>, tokio::time::Instant)>,
+    source: Source,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Source {
+    #[default]
+    System,
+    /// The wall time at a tokio instant.
+    FollowingTokio(DateTime<Utc>, tokio::time::Instant),
+    /// The time its machine sets.
+    Manual(tokio::sync::watch::Receiver<DateTime<Utc>>),
+}
+
+/// Moves a [`Clock::manual`] clock (and every copy of it). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TimeMachine {
+    now: std::sync::Arc<tokio::sync::watch::Sender<DateTime<Utc>>>,
+}
+
+impl TimeMachine {
+    /// The clock this machine moves.
+    #[must_use]
+    pub fn clock(&self) -> Clock {
+        Clock {
+            source: Source::Manual(self.now.subscribe()),
+        }
+    }
+
+    /// The time it shows.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.now.borrow()
+    }
+
+    /// Moves time forward by `by`, waking every sleeper whose deadline passes.
+    pub fn advance(&self, by: Duration) {
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
+        self.now.send_modify(|now| *now += by);
+    }
 }
 
 impl Clock {
     /// The system clock.
     #[must_use]
     pub fn system() -> Self {
-        Self { origin: None }
+        Self {
+            source: Source::System,
+        }
     }
 
     /// A clock that reads `start` now and then advances with tokio's clock.
     #[must_use]
     pub fn following_tokio(start: DateTime<Utc>) -> Self {
         Self {
-            origin: Some((start, tokio::time::Instant::now())),
+            source: Source::FollowingTokio(start, tokio::time::Instant::now()),
         }
+    }
+
+    /// A clock that shows `start` until the returned machine moves it.
+    #[must_use]
+    pub fn manual(start: DateTime<Utc>) -> (Self, TimeMachine) {
+        let machine = TimeMachine {
+            now: std::sync::Arc::new(tokio::sync::watch::Sender::new(start)),
+        };
+        (machine.clock(), machine)
     }
 
     /// The current time.
     #[must_use]
     pub fn now(&self) -> DateTime<Utc> {
-        match self.origin {
-            None => Utc::now(),
-            Some((wall, instant)) => {
+        match &self.source {
+            Source::System => Utc::now(),
+            Source::FollowingTokio(wall, instant) => {
                 let elapsed =
                     chrono::Duration::from_std(instant.elapsed()).unwrap_or(chrono::TimeDelta::MAX);
-                wall + elapsed
+                *wall + elapsed
             }
+            Source::Manual(now) => *now.borrow(),
         }
     }
 
     /// Sleeps until `at` by this clock. It may wake early if the system clock is
     /// set back meanwhile; callers that need the deadline check [`Clock::now`] again.
+    /// On a manual clock it wakes once time is moved to `at` or past it (never, if the
+    /// machine is gone).
     pub async fn sleep_until(&self, at: DateTime<Utc>) {
+        if let Source::Manual(now) = &self.source {
+            let mut now = now.clone();
+            if now.wait_for(|now| *now >= at).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            return;
+        }
         let left = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
         tokio::time::sleep(left).await;
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::system()
     }
 }
 
@@ -142,6 +200,28 @@ mod tests {
         assert_eq!(duration::parse("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(duration::parse("-1").is_err());
         assert!(duration::parse("soon").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_stands_still_until_moved_and_wakes_its_sleepers() {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let (clock, time) = Clock::manual(start);
+        let copy = clock.clone();
+        let sleeper = tokio::spawn(async move {
+            copy.sleep_until(start + Duration::from_secs(60)).await;
+            copy.now()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(clock.now(), start);
+        assert!(!sleeper.is_finished());
+        time.advance(Duration::from_secs(59));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!sleeper.is_finished());
+        time.advance(Duration::from_secs(2));
+        assert_eq!(sleeper.await.unwrap(), start + Duration::from_secs(61));
+        assert_eq!(clock.now(), time.now());
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::batch::{BatchOptions, BatchProgress};
 use crate::boundary::Boundary;
+use crate::clock::Clock;
 use crate::database::DatabaseSettings;
 use crate::databases::Databases;
 use crate::dispatch::EventBus;
@@ -60,6 +61,14 @@ impl Fabric {
             sagas: Sagas::new(pipelines.clone()),
             pipelines,
         }
+    }
+
+    /// The clock every part of the fabric reads (set by
+    /// [`DatabaseSettings::clock`]): workflows and handlers pass its `now` to domain
+    /// calls instead of reading the system time, so that tests can move it.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        self.databases().clock()
     }
 
     /// The databases: placements, migrations, health, pools.

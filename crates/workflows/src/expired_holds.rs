@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use orchestration::{
     Fabric, UnitOfWorkError,
     host::{Job, Tick, WorkerContext, WorkerError},
@@ -68,7 +67,7 @@ impl Job for ReleaseExpiredHolds {
                 .run(async |uow| {
                     for id in &holds {
                         uow.step(inventory::SCHEMA, "release_stock", async |tx| {
-                            match inventory::release(tx, *id, Utc::now()).await {
+                            match inventory::release(tx, *id, now).await {
                                 // Released or committed meanwhile.
                                 Ok(_) | Err(inventory::Error::ReservationNotHeld { .. }) => Ok(()),
                                 Err(err) => Err(err),

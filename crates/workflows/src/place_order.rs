@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use inventory::{Quantity, Sku};
 use orchestration::{
     Fabric, FabricError, UnitOfWork,
@@ -470,7 +469,7 @@ impl LocalStep<Input> for HoldStock {
         let order = held.order(&input.customer_id)?;
         held.currency = order.currency().to_owned();
         held.total_minor = order.total_minor();
-        let now = Utc::now();
+        let now = run.now();
         let reference = run.run_id().to_string();
         wanted.sort_by(|a, b| a.0.cmp(&b.0));
         for (sku, quantity) in &wanted {
@@ -488,11 +487,11 @@ impl LocalStep<Input> for HoldStock {
 
     async fn compensate(
         &self,
-        _run: &SagaContext<'_, Input>,
+        run: &SagaContext<'_, Input>,
         held: Held,
         uow: &mut UnitOfWork<StepError>,
     ) -> Result<(), StepError> {
-        let now = Utc::now();
+        let now = run.now();
         for id in held.reservations {
             uow.step(inventory::SCHEMA, "release_stock", async |tx| {
                 match inventory::release(tx, id, now).await {
@@ -550,7 +549,7 @@ impl ExternalStep<Input> for Charge {
             currency: held.currency.clone(),
         };
         let tx = begin_write(db).await?;
-        payments::open(&tx, &new, &self.policy, Utc::now())
+        payments::open(&tx, &new, &self.policy, run.now())
             .await
             .map_err(payments_error)?;
         tx.commit().await?;
@@ -563,7 +562,7 @@ impl ExternalStep<Input> for Charge {
         };
         let outcome = self.gateway.charge(&request).await.map_err(gateway_error)?;
         let tx = begin_write(db).await?;
-        payments::record_charge(&tx, &key, &outcome, Utc::now())
+        payments::record_charge(&tx, &key, &outcome, run.now())
             .await
             .map_err(payments_error)?;
         tx.commit().await?;
@@ -593,7 +592,7 @@ impl ExternalStep<Input> for Charge {
         };
         let outcome = self.gateway.refund(&request).await.map_err(gateway_error)?;
         let tx = begin_write(self.payments()?).await?;
-        match payments::record_refund(&tx, &key.action(), &outcome, Utc::now()).await {
+        match payments::record_refund(&tx, &key.action(), &outcome, run.now()).await {
             // The payment was never opened (the rule refused it first).
             Ok(_) | Err(payments::Error::UnknownPayment { .. }) => {}
             Err(err) => return Err(payments_error(err)),
@@ -621,7 +620,7 @@ impl LocalStep<Input> for ConfirmOrder {
         let new_order = held.order(&run.input().customer_id)?;
         let id = run.run_id();
         let reference = id.to_string();
-        let now = Utc::now();
+        let now = run.now();
         uow.step(inventory::SCHEMA, "commit_holds", async |tx| {
             inventory::commit_holds(tx, &reference, now)
                 .await

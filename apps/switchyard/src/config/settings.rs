@@ -124,6 +124,7 @@ impl Config {
             lock_timeout: positive("database.lock_timeout", database.lock_timeout)?,
             instance_timeout: positive("database.instance_timeout", database.instance_timeout)?,
             create_missing: true,
+            clock: orchestration::clock::Clock::system(),
         };
         self.database_urls()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)

@@ -66,11 +66,13 @@ impl AppState {
     }
 }
 
-/// The current time at the precision every backend stores (microseconds), so a
-/// response shows the same instant a later read returns.
-fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
+impl AppState {
+    /// The current time by the fabric's clock, at the precision every backend stores
+    /// (microseconds), so a response shows the same instant a later read returns.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        use chrono::SubsecRound;
+        self.fabric.clock().now().trunc_subsecs(6)
+    }
 }
 
 /// Each module's routes (`routes()` in its file here), merged into one API and one

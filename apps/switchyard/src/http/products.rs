@@ -158,7 +158,7 @@ pub(crate) async fn create(
     ApiError,
 > {
     let new_product = parse_new_product(&body)?;
-    let now = super::now();
+    let now = state.now();
     let added = state
         .fabric
         .unit_of_work("add_product")
@@ -271,7 +271,7 @@ pub(crate) async fn restock(
         Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("no product with SKU {sku}")))?;
     let quantity = Quantity::new(body.quantity)
         .map_err(|e| ApiError::validation(vec![FieldError::new("quantity", e)]))?;
-    let now = super::now();
+    let now = state.now();
     let restocked = state
         .fabric
         .unit_of_work("restock")

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::clock::Clock;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::SqlitePoolOptions;
@@ -35,7 +37,7 @@ const CONTROL_POOL_SIZE: u32 = 4;
 const SQLITE_MAIN_FILE: &str = "switchyard.db";
 
 /// How the fabric connects to its databases and how long anything may wait on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// Connecting to a database fails after this long, with the cause (refused,
     /// unknown host, authentication) when the driver gave one.
@@ -54,6 +56,10 @@ pub struct DatabaseSettings {
     /// Create what is missing (the PostgreSQL or MySQL database, schemas, SQLite
     /// files). Off for commands that only read: a missing database is then an error.
     pub create_missing: bool,
+    /// The time every part of the fabric reads (units of work, the outbox, sagas, the
+    /// host's schedules and leases, the workflows): the system clock, or in tests one
+    /// they move ([`Clock::manual`]).
+    pub clock: Clock,
 }
 
 impl Default for DatabaseSettings {
@@ -64,6 +70,7 @@ impl Default for DatabaseSettings {
             lock_timeout: Duration::from_secs(5),
             instance_timeout: Duration::from_secs(5),
             create_missing: true,
+            clock: Clock::system(),
         }
     }
 }

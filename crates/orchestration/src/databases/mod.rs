@@ -12,6 +12,7 @@ use uuid::Uuid;
 mod migrations;
 
 use crate::boundary::Boundary;
+use crate::clock::Clock;
 use crate::database::{Database, DatabaseSettings};
 use crate::error::{FabricError, UnitOfWorkError};
 use crate::instance::Registration;
@@ -206,7 +207,7 @@ impl Databases {
                 boundaries: placed,
                 coordinator,
                 instance,
-                settings: *settings,
+                settings: settings.clone(),
                 registration,
             }),
         })
@@ -332,6 +333,12 @@ impl Databases {
 
     pub(crate) fn settings(&self) -> &DatabaseSettings {
         &self.inner.settings
+    }
+
+    /// The clock of everything on these databases (see [`DatabaseSettings::clock`]).
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.inner.settings.clock
     }
 
     pub(crate) fn registration(&self) -> Option<&Arc<Registration>> {

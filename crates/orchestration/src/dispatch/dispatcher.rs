@@ -420,6 +420,7 @@ async fn deliver(
         database,
         message.id.clone(),
         holder,
+        bus.databases().clock().clone(),
     );
     let run = bus
         .pipelines

@@ -76,8 +76,8 @@ impl EventBus {
     /// # Errors
     /// An outbox could not be read.
     pub async fn status(&self) -> Result<Vec<OutboxStatus>, FabricError> {
-        let now = chrono::Utc::now();
         let databases = self.databases();
+        let now = databases.clock().now();
         let mut statuses = Vec::with_capacity(databases.database_count());
         for index in 0..databases.database_count() {
             let (id, connection) = databases.database(index);
@@ -101,8 +101,8 @@ impl EventBus {
         &self,
         filter: &ReplayFilter,
     ) -> Result<Vec<(DatabaseId, u64)>, FabricError> {
-        let now = chrono::Utc::now();
         let databases = self.databases();
+        let now = databases.clock().now();
         let mut replayed = Vec::with_capacity(databases.database_count());
         for index in 0..databases.database_count() {
             let (id, connection) = databases.database(index);

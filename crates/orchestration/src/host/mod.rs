@@ -246,20 +246,20 @@ pub struct Host {
 
 impl Host {
     /// A host for workers on `databases` (singleton jobs take their leases in the
-    /// `orchestration` boundary), with the system clock and a 30 s shutdown timeout.
+    /// `orchestration` boundary), with the databases' clock and a 30 s shutdown timeout.
     #[must_use]
     pub fn new(databases: &Databases) -> Self {
-        Self::with_clock(databases, Clock::system())
+        Self::with_clock(databases, databases.clock().clone())
     }
 
-    /// A host whose workers see `clock`.
+    /// A host whose workers see `clock` instead of the databases' clock.
     #[must_use]
     pub fn with_clock(databases: &Databases, clock: Clock) -> Self {
         Self {
             databases: databases.clone(),
+            health: HostHealth::new(clock.clone()),
             clock,
             shutdown_timeout: Duration::from_secs(30),
-            health: HostHealth::new(clock),
             workers: Vec::new(),
         }
     }
@@ -347,7 +347,7 @@ impl Host {
         for registered in self.workers {
             let context = WorkerContext {
                 databases: self.databases.clone(),
-                clock: self.clock,
+                clock: self.clock.clone(),
                 shutdown: shutdown.clone(),
                 health: registered.health.clone(),
             };

@@ -204,7 +204,7 @@ impl<J: Job> ScheduledJob<J> {
         context: &WorkerContext,
         lease: &mut Option<Lease>,
     ) -> Result<(), WorkerError> {
-        let clock = *context.clock();
+        let clock = context.clock().clone();
         let mut last = clock.now();
         loop {
             let now = clock.now();
@@ -266,7 +266,7 @@ impl<J: Job> ScheduledJob<J> {
         context: &WorkerContext,
         lease: &mut Lease,
     ) -> Result<(), WorkerError> {
-        let clock = *context.clock();
+        let clock = context.clock().clone();
         let stop = context.shutdown().child_token();
         let tick_context = context.with_shutdown(stop.clone());
         let run = self.job.run(tick, &tick_context);

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::store;
 use super::{Envelope, TraceContext};
+use crate::clock::Clock;
 
 /// The delivery of one claimed message to one subscriber, carried by the handler's
 /// unit of work.
@@ -22,6 +23,8 @@ pub(crate) struct Delivery {
     message_id: String,
     /// The claimer, which must still hold the message.
     holder: String,
+    /// When the inbox record and the completion are stamped.
+    clock: Clock,
     /// The inbox showed the event already handled; nothing may commit.
     pub(crate) already_handled: bool,
     /// The message was marked done in the run's transaction.
@@ -30,15 +33,17 @@ pub(crate) struct Delivery {
 
 impl Delivery {
     /// The delivery of `envelope` (message `message_id` on database `database`,
-    /// claimed by `holder`) to `subscriber`.
+    /// claimed by `holder`) to `subscriber`, stamped by `clock`.
     pub(crate) fn new(
         subscriber: &'static str,
         envelope: &Envelope,
         database: usize,
         message_id: String,
         holder: String,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             subscriber,
             event_id: envelope.event_id,
             trace: envelope.trace(),
@@ -57,7 +62,7 @@ impl Delivery {
         tx: &DatabaseTransaction,
     ) -> Result<bool, DbErr> {
         let first =
-            store::record_in_inbox(tx, self.subscriber, self.event_id, chrono::Utc::now()).await?;
+            store::record_in_inbox(tx, self.subscriber, self.event_id, self.clock.now()).await?;
         self.already_handled |= !first;
         Ok(first)
     }
@@ -73,7 +78,7 @@ impl Delivery {
         let Some((_, tx)) = open.find(|(database, _)| *database == self.database) else {
             return Ok(());
         };
-        store::complete(tx, &self.holder, &self.message_id, chrono::Utc::now()).await?;
+        store::complete(tx, &self.holder, &self.message_id, self.clock.now()).await?;
         self.completed = true;
         Ok(())
     }

@@ -3,7 +3,6 @@
 //! or without the sagas registered: a changed run is driven by the recovery worker
 //! of a running instance.
 
-use chrono::Utc;
 use uuid::Uuid;
 
 use super::start::run_store;
@@ -53,7 +52,7 @@ pub(crate) async fn retry(sagas: &Sagas, id: Uuid) -> Result<RunDetails, SagaErr
         });
     }
     let runs = run_store(sagas)?;
-    let changed = store::retry(runs.connection, id, Utc::now())
+    let changed = store::retry(runs.connection, id, sagas.databases().clock().now())
         .await
         .map_err(|source| runs.error(source))?;
     if changed == 0 {
@@ -77,7 +76,7 @@ pub(crate) async fn cancel(sagas: &Sagas, id: Uuid) -> Result<RunDetails, SagaEr
         });
     }
     let runs = run_store(sagas)?;
-    let changed = store::cancel(runs.connection, id, state, Utc::now())
+    let changed = store::cancel(runs.connection, id, state, sagas.databases().clock().now())
         .await
         .map_err(|source| runs.error(source))?;
     if changed == 0 {

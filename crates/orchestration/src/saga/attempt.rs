@@ -65,7 +65,7 @@ where
         loop {
             attempt += 1;
             if external
-                && !store::renew(self.db(), expect, attempt, Utc::now(), self.saga.lease).await?
+                && !store::renew(self.db(), expect, attempt, self.now(), self.saga.lease).await?
             {
                 return Ok(Err(StepEnd::Stopped));
             }
@@ -100,7 +100,7 @@ where
             if attempt >= policy.max_attempts {
                 return Ok(Err(StepEnd::Failed { error, maybe_done }));
             }
-            if !store::record_failure(self.db(), expect, attempt, &error, Utc::now()).await?
+            if !store::record_failure(self.db(), expect, attempt, &error, self.now()).await?
                 || !self.back_off(policy.backoff.jittered(attempt)).await
             {
                 return Ok(Err(StepEnd::Stopped));
@@ -137,6 +137,7 @@ where
                             input,
                             outputs: earlier,
                             attempt,
+                            now: self.now(),
                         };
                         match &definition.kind {
                             StepKind::Local(step) => {
@@ -202,7 +203,7 @@ where
                         attempt,
                         started_at,
                         last,
-                        Utc::now(),
+                        self.now(),
                     )
                     .await
                 })
@@ -243,7 +244,7 @@ where
                     attempt,
                     started_at,
                     last,
-                    Utc::now(),
+                    self.now(),
                 )
                 .await
             })
@@ -279,6 +280,7 @@ where
                             input,
                             outputs,
                             attempt,
+                            now: self.now(),
                         };
                         match &definition.kind {
                             StepKind::Local(step) => {
@@ -324,7 +326,7 @@ where
         step.compensate(context, key, output).await?;
         let checkpointed = self
             .checkpoint(expect, context.attempt, async |tx| {
-                store::checkpoint_compensated(tx, self.id, position, Utc::now()).await
+                store::checkpoint_compensated(tx, self.id, position, self.now()).await
             })
             .await?;
         Ok(checkpointed.then_some(()))
@@ -346,7 +348,7 @@ where
                 step.compensate(context, output, uow).await?;
             }
             uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
-                store::checkpoint_compensated(tx, id, position, Utc::now()).await
+                store::checkpoint_compensated(tx, id, position, self.now()).await
             })
             .await
         })
@@ -372,7 +374,7 @@ where
             .run(async |uow: &mut UnitOfWork<StepError>| {
                 let held = uow
                     .step(COORDINATOR_BOUNDARY, "saga_lease", async |tx| {
-                        store::renew(tx, expect, attempt, Utc::now(), lease).await
+                        store::renew(tx, expect, attempt, self.now(), lease).await
                     })
                     .await?;
                 if !held {
@@ -398,7 +400,7 @@ where
         write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<(), DbErr>,
     ) -> Result<bool, DbErr> {
         let tx = begin_write(self.db()).await?;
-        if !store::renew(&tx, expect, attempt, Utc::now(), self.saga.lease).await? {
+        if !store::renew(&tx, expect, attempt, self.now(), self.saga.lease).await? {
             return Ok(false);
         }
         write(&tx).await?;

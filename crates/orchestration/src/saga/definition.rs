@@ -2,6 +2,7 @@
 //! typed names, retry policies and idempotency keys, what a step sees of its run, and
 //! the checks made when the saga is registered.
 
+use chrono::{DateTime, Utc};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -140,9 +141,19 @@ pub struct SagaContext<'r, I> {
     /// Every step's name with its checkpointed output, if it has one.
     pub(super) outputs: &'r [(&'static str, Option<Value>)],
     pub(super) attempt: u32,
+    /// When this attempt began, by the fabric's clock.
+    pub(super) now: DateTime<Utc>,
 }
 
 impl<I> SagaContext<'_, I> {
+    /// When this attempt began, by the fabric's clock (the system clock, or a test's
+    /// [`Clock::manual`](crate::clock::Clock::manual)): pass it to domain calls instead
+    /// of reading the system time.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
     /// The run's id (a UUIDv7).
     #[must_use]
     pub fn run_id(&self) -> Uuid {

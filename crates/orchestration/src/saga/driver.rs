@@ -2,7 +2,7 @@
 //! attempt loop, a transition, the end of the run), and reads the run again, until the
 //! run ends, is taken over, or the driver is told to stop.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,7 +42,7 @@ pub(super) async fn drive<I>(
         // The lease runs out and recovery resumes the run from its last checkpoint.
         tracing::warn!(parent: &span, error = %err, "saga run interrupted");
     } else if driver.stop.is_cancelled() {
-        match store::release(driver.db, id, &driver.holder, Utc::now()).await {
+        match store::release(driver.db, id, &driver.holder, driver.now()).await {
             Ok(true) => tracing::info!(parent: &span, "saga run handed over at shutdown"),
             Ok(false) => {}
             Err(err) => {
@@ -82,12 +82,19 @@ where
         })
     }
 
-    /// Waits out a retry's backoff; `false` if told to stop meanwhile.
+    /// Waits out a retry's backoff by the fabric's clock; `false` if told to stop
+    /// meanwhile.
     pub(super) async fn back_off(&self, pause: Duration) -> bool {
+        let clock = self.sagas.databases().clock();
         tokio::select! {
-            () = tokio::time::sleep(pause) => true,
+            () = clock.sleep_until(clock.now() + pause) => true,
             () = self.stop.cancelled() => false,
         }
+    }
+
+    /// The time by the fabric's clock.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.sagas.databases().clock().now()
     }
 
     pub(super) fn db(&self) -> &DatabaseConnection {
@@ -128,7 +135,7 @@ where
                         self.expect(state, step),
                         RunState::Failed,
                         Some(&error),
-                        Utc::now(),
+                        self.now(),
                     )
                     .await?;
                 }
@@ -168,7 +175,7 @@ where
                 },
             };
             let step = row.status.current_step;
-            let now = Utc::now();
+            let now = self.now();
             match decide::next(&row.status, &self.holder, steps) {
                 Next::Stop => return Ok(()),
                 Next::Cancel { undo } => {
@@ -225,7 +232,7 @@ where
                                 }),
                             };
                             let expect = self.expect(RunState::Running, position);
-                            if !store::begin_compensating(self.db(), expect, &why, Utc::now())
+                            if !store::begin_compensating(self.db(), expect, &why, self.now())
                                 .await?
                             {
                                 return Ok(());
@@ -268,7 +275,7 @@ where
             self.expect(RunState::Compensating, step),
             RunState::Failed,
             Some(error),
-            Utc::now(),
+            self.now(),
         )
         .await?;
         self.finished(RunState::Failed);

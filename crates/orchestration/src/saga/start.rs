@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -85,7 +84,7 @@ where
         input: &input,
         holder: &holder,
         lease: saga.lease,
-        now: Utc::now(),
+        now: sagas.databases().clock().now(),
     };
     if store::insert_run(db, &new).await.map_err(&error)? {
         metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);

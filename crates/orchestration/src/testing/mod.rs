@@ -28,6 +28,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
 use crate::boundary::Boundary;
+pub use crate::clock::{Clock, TimeMachine};
+use crate::database::DatabaseSettings;
 use crate::fabric::Fabric;
 pub use crate::fault::{PAUSE_AT_VAR, PAUSED, pause_point};
 use crate::topology::{DatabaseUrl, Topology};
@@ -49,6 +51,7 @@ pub enum Engine {
 pub struct TestDatabase {
     engine: Engine,
     topology: Topology,
+    boundaries: Vec<Boundary>,
     fabric: Fabric,
     cleanup: Option<Cleanup>,
 }
@@ -118,7 +121,7 @@ impl TestDatabase {
             Engine::MariaDb => create_mariadb(&boundaries).await?,
         };
         let topology = Topology::new(url);
-        let fabric = Fabric::connect(&topology, boundaries)
+        let fabric = Fabric::connect(&topology, boundaries.iter().copied())
             .await
             .unwrap_or_else(|e| panic!("connect the test fabric on {engine:?}: {e}"));
         fabric
@@ -129,6 +132,7 @@ impl TestDatabase {
         Some(Self {
             engine,
             topology,
+            boundaries,
             fabric,
             cleanup: Some(cleanup),
         })
@@ -144,6 +148,22 @@ impl TestDatabase {
     #[must_use]
     pub fn fabric(&self) -> &Fabric {
         &self.fabric
+    }
+
+    /// Another fabric on this database, with the same boundaries, whose every part
+    /// reads `clock`: with [`Clock::manual`], a test moves time forward and sees holds
+    /// expire, leases run out, retries come due and schedules tick, without sleeping.
+    ///
+    /// # Panics
+    /// When connecting fails.
+    pub async fn fabric_with_clock(&self, clock: Clock) -> Fabric {
+        let settings = DatabaseSettings {
+            clock,
+            ..DatabaseSettings::default()
+        };
+        Fabric::connect_with(&self.topology, &settings, self.boundaries.iter().copied())
+            .await
+            .unwrap_or_else(|e| panic!("connect a fabric on {:?}: {e}", self.engine))
     }
 
     /// A [`Scenario`] on this database's fabric: stimulate, then wait for an event or

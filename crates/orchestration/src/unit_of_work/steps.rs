@@ -172,7 +172,7 @@ impl<E: From<UnitOfWorkError>> UnitOfWork<E> {
             source,
             payload,
             trace_parent: self.trace.traceparent(self.run_id),
-            occurred_at: chrono::Utc::now(),
+            occurred_at: self.databases().clock().now(),
         };
         for subscriber in subscribers {
             let message = NewMessage {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orchestration::testing::{Engine, Scenario, TestDatabase};
+use orchestration::testing::{Clock, Engine, Scenario, TestDatabase};
 use orchestration::{
     Fabric, UnitOfWork,
     dispatch::{Dispatcher, DispatcherOptions, Handler, HandlerError},
@@ -162,6 +162,7 @@ orchestration::engine_tests! {
     an_event_reaches_subscribers_only_if_its_unit_of_work_commits,
     a_redelivered_event_takes_effect_once,
     a_poison_event_goes_dead_and_replays_once_mended,
+    a_failed_delivery_is_retried_once_its_backoff_is_over_by_the_clock,
     one_keys_events_arrive_in_order_while_keys_run_in_parallel,
 }
 
@@ -238,6 +239,50 @@ async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
         .wait_until_delivered()
         .await;
     assert_eq!(bodies(fabric).await, ["once"]);
+    stop(host).await;
+}
+
+/// The retry of a failed delivery is due by the fabric's clock: with a manual clock
+/// (a time machine) it comes when time is moved past its backoff, not before, and the
+/// test waits no backoff out.
+async fn a_failed_delivery_is_retried_once_its_backoff_is_over_by_the_clock(db: TestDatabase) {
+    let (clock, time) = Clock::manual(chrono::Utc::now());
+    let fabric = &db.fabric_with_clock(clock).await;
+    let handler = Arc::new(Note::default());
+    handler.poisoned.store(true, Ordering::SeqCst);
+    fabric
+        .events()
+        .subscribe(NOTED, "note", Arc::clone(&handler))
+        .unwrap();
+    let options = DispatcherOptions {
+        backoff: orchestration::backoff::Backoff::new(
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        ),
+        poll_interval: Duration::from_millis(50),
+        ..fast_options()
+    };
+    let host = start_dispatcher(fabric, options);
+    let calls = async |_: &Fabric| handler.calls.load(Ordering::SeqCst);
+    Scenario::new(fabric)
+        .stimulate(async || emit(fabric, &[noted("poison", "a", 1)], true).await)
+        .await
+        .and_wait_for_state("tried once", calls, |calls| *calls == 1)
+        .await;
+    handler.poisoned.store(false, Ordering::SeqCst);
+    // Mended, but the retry is a minute or more away by the clock, which stands still.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(fabric.events().status().await.unwrap()[0].pending, 1);
+    // Past the longest backoff: retried and delivered, well within the shortest
+    // backoff in real time.
+    time.advance(Duration::from_secs(1200));
+    Scenario::new(fabric)
+        .within(Duration::from_secs(20))
+        .wait_until_delivered()
+        .await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(bodies(fabric).await, ["poison"]);
     stop(host).await;
 }
 

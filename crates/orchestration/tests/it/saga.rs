@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestration::testing::TestDatabase;
+use orchestration::testing::{Clock, TestDatabase};
 use orchestration::{
     Fabric, FabricError, UnitOfWork,
     host::{Host, Policy},
@@ -495,10 +495,12 @@ async fn one_key_makes_one_run_however_often_and_concurrently_started(db: TestDa
 }
 
 async fn a_run_whose_driver_lost_its_lease_is_finished_by_recovery_once(db: TestDatabase) {
-    // Instance A starts the run; its external call hangs. The lease is made to run
-    // out; instance B's recovery takes the run over and finishes it. When A's call
-    // finally returns, A's checkpoint finds the run taken and changes nothing.
-    let a = db.fabric();
+    // Instance A starts the run; its external call hangs. Time moves past the lease
+    // (both instances read one manual clock); instance B's recovery takes the run over
+    // and finishes it. When A's call finally returns, A's checkpoint finds the run
+    // taken and changes nothing.
+    let (clock, time) = Clock::manual(chrono::Utc::now());
+    let a = &db.fabric_with_clock(clock.clone()).await;
     let world = Arc::new(World::default());
     let handle = register(a, &world);
     world.hold.store(true, Ordering::SeqCst);
@@ -508,9 +510,21 @@ async fn a_run_whose_driver_lost_its_lease_is_finished_by_recovery_once(db: Test
         .unwrap();
     world.held.notified().await;
     world.hold.store(false, Ordering::SeqCst);
-    expire_lease(a, started.run.id).await;
-
-    let run = completed_by_another_instance(&db, &world, started.run.id).await;
+    // B's recovery finds the run leased by A until the lease (10 s) runs out.
+    let b = db.fabric_with_clock(clock).await;
+    let handle_b = b.sagas().register(saga(&world)).unwrap();
+    let host = recovery_host(&b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = handle_b.run(started.run.id).await.unwrap();
+    assert_eq!(run.run.state, RunState::Running, "{run:?}");
+    time.advance(Duration::from_secs(11));
+    // Well within the lease in real time: only the clock let it run out.
+    let run = handle_b
+        .wait(started.run.id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    host.shutdown().await;
+    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
 
     world.release.notify_one();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -541,19 +555,6 @@ async fn completed_by_another_instance(
     host.shutdown().await;
     assert_eq!(run.run.state, RunState::Completed, "{run:?}");
     run
-}
-
-async fn expire_lease(fabric: &Fabric, id: uuid::Uuid) {
-    let db = fabric.connection("orchestration").unwrap();
-    let sql = match db.get_database_backend() {
-        sea_orm::DbBackend::MySql => {
-            "UPDATE orchestration.saga_runs SET lease_expires_at_ms = 0 WHERE id = ?"
-        }
-        _ => "UPDATE orchestration.saga_runs SET lease_expires_at_ms = 0 WHERE id = $1",
-    };
-    let statement =
-        Statement::from_sql_and_values(db.get_database_backend(), sql, [id.to_string().into()]);
-    assert_eq!(db.execute_raw(statement).await.unwrap().rows_affected(), 1);
 }
 
 async fn a_cancelled_run_stops_and_compensates(db: TestDatabase) {

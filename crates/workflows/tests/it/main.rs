@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, SubsecRound, Utc};
 use inventory::{Currency, Money, NewProduct, ProductName, Quantity, ReservationStatus, Sku};
-use orchestration::testing::{Scenario, TestDatabase};
+use orchestration::testing::{Clock, Scenario, TestDatabase};
 use orchestration::{
     Fabric,
     dispatch::{Dispatcher, DispatcherOptions},
@@ -540,19 +540,25 @@ async fn an_audit_failure_never_changes_or_delays_the_order(db: TestDatabase) {
     host.shutdown().await;
 }
 
+/// Holds expire by the fabric's clock: with a manual clock (a time machine) the job
+/// releases nothing until time moves past the holds' expiry, and then releases the
+/// abandoned hold at once, without the test sleeping through the hold time.
 async fn expired_holds_of_finished_placements_are_released(db: TestDatabase) {
     add(&db, "A", 100, "EUR", 10).await;
+    let start = Utc::now().trunc_subsecs(6);
+    let (clock, time) = Clock::manual(start);
+    let fabric = db.fabric_with_clock(clock).await;
     let inventory_db = db.connection(inventory::SCHEMA);
-    let past = Utc::now() - Duration::minutes(1);
-    // A hold nobody will release (its placement is gone), and an expired hold of a
-    // placement that still runs (its own compensation will release it).
+    let expires = start + Duration::minutes(15);
+    // A hold nobody will release (its placement is gone), and a hold of a placement
+    // that still runs (its own compensation will release it), both for 15 minutes.
     inventory::reserve(
         inventory_db,
         &sku("A"),
         Quantity::new(2).unwrap(),
         "legacy",
-        past,
-        past,
+        expires,
+        start,
     )
     .await
     .unwrap();
@@ -565,28 +571,35 @@ async fn expired_holds_of_finished_placements_are_released(db: TestDatabase) {
         &sku("A"),
         Quantity::new(3).unwrap(),
         &running.to_string(),
-        past,
-        past,
+        expires,
+        start,
     )
     .await
     .unwrap();
     assert_eq!(stock(&db, "A").await, (4, 6));
-    let mut host = Host::new(db.fabric().databases());
+    let mut host = Host::new(fabric.databases());
     host.add_job(
-        ReleaseExpiredHolds::new(db.fabric(), 100),
-        Schedule::every(StdDuration::from_millis(50)),
+        ReleaseExpiredHolds::new(&fabric, 100),
+        Schedule::every(StdDuration::from_secs(60)),
         Policy::StopHost,
     )
     .unwrap();
     let host = host.start();
-    db.scenario()
+    // The job runs at once and each minute by the clock: nothing has expired yet.
+    time.advance(StdDuration::from_secs(14 * 60));
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(stock(&db, "A").await, (4, 6));
+    time.advance(StdDuration::from_secs(2 * 60));
+    Scenario::new(&fabric)
+        .within(StdDuration::from_secs(20))
         .wait_for_state(
             "released the legacy hold",
             async |_| stock(&db, "A").await,
             |stock| *stock == (6, 4),
         )
         .await;
-    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    time.advance(StdDuration::from_secs(60));
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
     host.shutdown().await;
     // The confirmed order's stock and the running placement's hold stay.
     assert_eq!(stock(&db, "A").await, (6, 4));
