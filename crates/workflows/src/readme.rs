@@ -119,3 +119,21 @@
 //!     }
 //! }
 //! ```
+//!
+//! ## Tests: scenarios
+//!
+//! ```no_run
+//! # use orchestration::testing::TestDatabase;
+//! # async fn place(_: &workflows::PlaceOrder, _: &[(&str, u32)]) -> workflows::PlaceOrderOutcome {
+//! #     unimplemented!()
+//! # }
+//! # async fn example(db: TestDatabase, workflow: workflows::PlaceOrder) {
+//! let (placement, placed) = db
+//!     .scenario()
+//!     .stimulate(async || place(&workflow, &[("A", 2)]).await)
+//!     .await
+//!     .and_wait_for_event(workflows::ORDER_PLACED, |event| event.total_minor == 200)
+//!     .await;
+//! # let _ = (placement, placed);
+//! # }
+//! ```
