@@ -25,7 +25,7 @@ fuzz-api *engines:
 
 # Write the OpenAPI document to apps/switchyard/openapi.json (a test checks it is current).
 openapi:
-    cargo run --release --quiet -- openapi > apps/switchyard/openapi.json
+    cargo run --quiet -p switchyard -- openapi > apps/switchyard/openapi.json
 
 # Formatting and lints as CI runs them.
 lint:
