@@ -10,7 +10,7 @@ const USAGE: &str = "usage: cargo xtask new-module NAME [--root DIR] [--no-opena
 
   NAME          the module: its crate, boundary and schema (lowercase letters, digits
                 and `_`, starting with a letter)
-  --root DIR    the workspace to change (default: this one)
+  --root DIR    the workspace to change (default: the one `cargo xtask` runs in)
   --no-openapi  do not rewrite apps/switchyard/openapi.json (which builds the app)";
 
 fn main() -> ExitCode {
@@ -24,6 +24,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace `cargo xtask` runs in: `cargo run` sets `CARGO_MANIFEST_DIR` to
+/// `<workspace>/xtask` at run time. Not the directory the binary was compiled in
+/// (`env!`): one build may serve several checkouts that share a target directory.
+fn invoking_workspace() -> Result<PathBuf, String> {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|xtask| xtask.parent().map(PathBuf::from))
+        .ok_or_else(|| {
+            format!("run it as `cargo xtask …`, or name the workspace with --root\n\n{USAGE}")
+        })
+}
+
 fn run(args: &[String]) -> Result<(), String> {
     let mut args = args.iter();
     match args.next().map(String::as_str) {
@@ -32,19 +44,15 @@ fn run(args: &[String]) -> Result<(), String> {
         Some(other) => return Err(format!("unknown task `{other}`\n\n{USAGE}")),
     }
     let mut name = None;
-    // The workspace this xtask was built in, unless told otherwise.
-    let mut root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_owned();
+    let mut root = None;
     let mut openapi = true;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--root" => {
-                root = args
+                let dir = args
                     .next()
-                    .ok_or_else(|| format!("--root needs a directory\n\n{USAGE}"))?
-                    .into();
+                    .ok_or_else(|| format!("--root needs a directory\n\n{USAGE}"))?;
+                root = Some(PathBuf::from(dir));
             }
             "--no-openapi" => openapi = false,
             flag if flag.starts_with('-') => {
@@ -55,6 +63,10 @@ fn run(args: &[String]) -> Result<(), String> {
         }
     }
     let name = name.ok_or_else(|| format!("the module needs a NAME\n\n{USAGE}"))?;
+    let root = match root {
+        Some(root) => root,
+        None => invoking_workspace()?,
+    };
     let created = new_module::create(&root, &name, chrono::Utc::now().date_naive())?;
     let mut out = format!("created module `{name}`:\n");
     for path in &created.files {

@@ -221,6 +221,21 @@ fn a_bad_or_taken_name_is_refused_before_anything_is_written() {
     let copy = scratch.path().join("workspace");
     copy_sources(&workspace(), &copy, true);
     let before = files(&copy);
+    // As `cargo xtask` runs it, without --root: in the workspace cargo names at run
+    // time (`CARGO_MANIFEST_DIR`), not the one the binary was built in.
+    let output = command(env!("CARGO_BIN_EXE_xtask"))
+        .args(["new-module", "inventory", "--no-openapi"])
+        .env("CARGO_MANIFEST_DIR", copy.join("xtask"))
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("module `inventory` exists"), "{message}");
+    let output = command(env!("CARGO_BIN_EXE_xtask"))
+        .args(["new-module", "inventory", "--no-openapi"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("run it as `cargo xtask …`"), "{message}");
     for (name, says) in [
         ("Loyalty", "is not a module name"),
         ("loyalty-points", "is not a module name"),
