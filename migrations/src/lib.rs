@@ -38,5 +38,6 @@ macro_rules! boundaries {
 
 boundaries![
     inventory, orders, audit, payments,
+    identity,
     // cargo xtask new-module: boundaries above this line.
 ];
