@@ -180,6 +180,27 @@ pub async fn set_password(
     Ok(())
 }
 
+/// Replaces account `account`'s password hash by `hash` of the same password, made
+/// under a raised policy (after [`verify_password`] said `rehash`): its sessions stay.
+///
+/// # Errors
+/// The database failed.
+pub async fn upgrade_password_hash(
+    conn: &impl ConnectionTrait,
+    account: AccountId,
+    hash: &PasswordHash,
+) -> Result<()> {
+    credentials::Entity::update_many()
+        .col_expr(
+            credentials::Column::PasswordHash,
+            sea_orm::sea_query::Expr::value(hash.as_str()),
+        )
+        .filter(credentials::Column::AccountId.eq(account.to_string()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Account `account`'s stored password hash, if it has one.
 ///
 /// # Errors

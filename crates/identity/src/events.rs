@@ -26,3 +26,30 @@ impl AccountStatusChanged {
         format!("account:{}", self.account_id)
     }
 }
+
+/// Someone tried to log in (either step). For the audit trail: it carries no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginAttempted {
+    /// The account, when the email named one (or the challenge did).
+    pub account_id: Option<String>,
+    /// The email as normalised, when it was one.
+    pub email: Option<String>,
+    /// The client's address.
+    pub client: String,
+    /// `session_started`, `totp_required`, `invalid_credentials`, `invalid_code`,
+    /// `account_not_active` or `throttled`.
+    pub outcome: String,
+    /// When.
+    pub attempted_at: DateTime<Utc>,
+}
+
+impl LoginAttempted {
+    /// The event type's name on the wire.
+    pub const NAME: &'static str = "identity.login_attempted";
+
+    /// The key that orders one client's attempts.
+    #[must_use]
+    pub fn ordering_key(&self) -> String {
+        format!("client:{}", self.client)
+    }
+}

@@ -14,29 +14,33 @@
 //! transaction (a unit-of-work step). Tables live in schema [`SCHEMA`].
 
 mod accounts;
+mod challenges;
 mod credentials;
 mod entities;
 mod error;
 mod events;
 mod roles;
 mod sessions;
+mod throttle;
 mod totp;
 mod types;
 
 pub use accounts::{
     Account, NewAccount, create_account, find_account_by_email, get_account, set_status,
 };
+pub use challenges::{ChallengeToken, challenge_account, end_challenge, issue_challenge};
 pub use credentials::{
     PasswordCheck, PasswordHash, PasswordPolicy, hash_password, set_password, stored_password,
-    verify_password,
+    upgrade_password_hash, verify_password,
 };
 pub use error::{Error, Invalid, Result};
-pub use events::AccountStatusChanged;
+pub use events::{AccountStatusChanged, LoginAttempted};
 pub use roles::{abilities_of, define_role, grant_role, revoke_role, roles_of};
 pub use sessions::{
     Authenticated, Session, SessionToken, authenticate, list_sessions, revoke_all_sessions,
     revoke_session, start_session,
 };
+pub use throttle::{ThrottlePolicy, clear_failures, record_failure, throttled};
 pub use totp::{
     RECOVERY_CODES, RecoveryCode, TotpConfirmation, TotpEnrolment, confirm_totp, enroll_totp,
     totp_code, totp_enabled, use_recovery_code, verify_totp,

@@ -22,7 +22,7 @@ const USER_AGENT_CHARS: usize = 512;
 pub struct SessionToken(String);
 
 impl SessionToken {
-    fn generate() -> Result<Self> {
+    pub(crate) fn generate() -> Result<Self> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
             .map_err(|err| Error::Hashing(format!("no randomness for a token: {err}")))?;
@@ -47,7 +47,7 @@ impl SessionToken {
 
     /// What is stored: the token's SHA-256, hex. A token has 256 random bits, so a
     /// fast hash suffices (there is nothing to guess).
-    fn stored_hash(&self) -> String {
+    pub(crate) fn stored_hash(&self) -> String {
         hex(&Sha256::digest(self.0.as_bytes()))
     }
 }

@@ -226,6 +226,19 @@ impl Password {
         Ok(Self(password.to_owned()))
     }
 
+    /// A password as given at login, to verify: any 1 to 256 characters (the length
+    /// rule is for setting a password, not for checking one).
+    ///
+    /// # Errors
+    /// It is empty or longer than 256 characters.
+    pub fn attempt(password: &str) -> Result<Self, Invalid> {
+        let chars = password.chars().count();
+        if chars == 0 || chars > 256 {
+            return Err(Invalid("must be 1 to 256 characters"));
+        }
+        Ok(Self(password.to_owned()))
+    }
+
     pub(crate) fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }

@@ -3,6 +3,7 @@
 //! delays the outcome that caused it; the outbox retries it instead.
 
 use audit::{Action, Actor, NewEntry, Subject};
+use identity::LoginAttempted;
 use orchestration::{
     UnitOfWork,
     dispatch::{Handler, HandlerError},
@@ -39,6 +40,45 @@ impl Handler<OrderPlaced> for AuditOrderPlaced {
                 "total_minor": event.total_minor,
                 "lines": event.lines,
             }),
+        };
+        uow.step(audit::SCHEMA, "record_entry", async |tx| {
+            audit::record(tx, &entry).await
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Records `login.<outcome>` on subject `account:<id>` (or `email:<address>` when no
+/// account has it, or `client:<address>`), by actor `client:<address>`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditLoginAttempt;
+
+impl AuditLoginAttempt {
+    /// The subscriber's name.
+    pub const NAME: &'static str = "audit_login_attempt";
+}
+
+impl Handler<LoginAttempted> for AuditLoginAttempt {
+    async fn handle(
+        &self,
+        event: LoginAttempted,
+        envelope: &Envelope,
+        uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let subject = match (&event.account_id, &event.email) {
+            (Some(id), _) => format!("account:{id}"),
+            (None, Some(email)) => format!("email:{email}"),
+            (None, None) => format!("client:{}", event.client),
+        };
+        let entry = NewEntry {
+            actor: Actor::parse(&format!("client:{}", event.client))
+                .map_err(HandlerError::permanent)?,
+            action: Action::parse(&format!("login.{}", event.outcome))
+                .map_err(HandlerError::permanent)?,
+            subject: Subject::parse(&subject).map_err(HandlerError::permanent)?,
+            occurred_at: event.attempted_at,
+            data: serde_json::json!({ "event_id": envelope.event_id }),
         };
         uow.step(audit::SCHEMA, "record_entry", async |tx| {
             audit::record(tx, &entry).await

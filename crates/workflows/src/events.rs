@@ -4,7 +4,8 @@
 use orchestration::{Fabric, FabricError, outbox::EventType};
 use orders::OrderPlaced;
 
-use crate::audit_trail::AuditOrderPlaced;
+use crate::LOGIN_ATTEMPTED;
+use crate::audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
 
 /// An order was placed (published by `orders`).
 pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAME);
@@ -15,7 +16,7 @@ pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAM
 /// # Errors
 /// A subscriber is already registered under the same name.
 pub fn subscribe(fabric: &Fabric) -> Result<(), FabricError> {
-    fabric
-        .events()
-        .subscribe(ORDER_PLACED, AuditOrderPlaced::NAME, AuditOrderPlaced)
+    let events = fabric.events();
+    events.subscribe(ORDER_PLACED, AuditOrderPlaced::NAME, AuditOrderPlaced)?;
+    events.subscribe(LOGIN_ATTEMPTED, AuditLoginAttempt::NAME, AuditLoginAttempt)
 }

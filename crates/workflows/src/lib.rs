@@ -7,13 +7,17 @@
 mod audit_trail;
 mod events;
 mod expired_holds;
+mod login;
 mod place_order;
 #[cfg(doctest)]
 mod readme;
 
-pub use audit_trail::AuditOrderPlaced;
+pub use audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
 pub use events::{ORDER_PLACED, subscribe};
 pub use expired_holds::ReleaseExpiredHolds;
+pub use login::{
+    LOGIN_ATTEMPTED, Login, LoginError, LoginOutcome, LoginSettings, PasswordStep, TotpStep,
+};
 pub use place_order::{
     PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, PlaceOrderSettings,
     Placement, Refusal,

@@ -59,6 +59,22 @@ enum Sessions {
 }
 
 #[derive(DeriveIden)]
+enum LoginChallenges {
+    Table,
+    TokenHash,
+    AccountId,
+    ExpiresAt,
+}
+
+#[derive(DeriveIden)]
+enum LoginFailures {
+    Table,
+    Key,
+    Failures,
+    WindowStartedAt,
+}
+
+#[derive(DeriveIden)]
 enum Roles {
     Table,
     Name,
@@ -157,6 +173,26 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(LoginChallenges::Table)
+                    .col(exact_string(manager, LoginChallenges::TokenHash, 64).primary_key())
+                    .col(exact_string(manager, LoginChallenges::AccountId, 36))
+                    .col(instant(manager, LoginChallenges::ExpiresAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(LoginFailures::Table)
+                    .col(exact_string(manager, LoginFailures::Key, 128).primary_key())
+                    .col(ColumnDef::new(LoginFailures::Failures).integer().not_null())
+                    .col(instant(manager, LoginFailures::WindowStartedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
                     .table(Roles::Table)
                     .col(exact_string(manager, Roles::Name, 64).primary_key())
                     .col(ColumnDef::new(Roles::Abilities).text().not_null())
@@ -183,6 +219,8 @@ impl MigrationTrait for Migration {
         for table in [
             AccountRoles::Table.into_iden(),
             Roles::Table.into_iden(),
+            LoginFailures::Table.into_iden(),
+            LoginChallenges::Table.into_iden(),
             Sessions::Table.into_iden(),
             RecoveryCodes::Table.into_iden(),
             TotpSecrets::Table.into_iden(),

@@ -3,6 +3,8 @@
 pub(crate) mod account_roles;
 pub(crate) mod accounts;
 pub(crate) mod credentials;
+pub(crate) mod login_challenges;
+pub(crate) mod login_failures;
 pub(crate) mod recovery_codes;
 pub(crate) mod roles;
 pub(crate) mod sessions;

@@ -2,6 +2,8 @@
 //! every engine: order placement as a saga (held, charged, confirmed; or refused and
 //! undone), its idempotency, the audit trail, and the expired-holds job.
 
+mod login;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 

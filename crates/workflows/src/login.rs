@@ -1,0 +1,450 @@
+//! The login sequence: password → TOTP (when the account has it) → session, with a
+//! short-lived challenge between the two steps. The decisions are identity's (does the
+//! password match, may the account log in, is the code valid and unused, is the key
+//! throttled); this workflow only sequences them, and every outcome is a value.
+//!
+//! Each attempt is recorded in one unit of work on the identity boundary (the failure
+//! counts, the session or challenge) with a `LoginAttempted` event for the audit trail,
+//! delivered through the outbox: an audit failure never changes or delays the outcome.
+//! Throttling is per account and per client address, in the database, so it holds
+//! across instances (two attempts that race may both pass the check before either is
+//! counted: the limit holds to within the attempts in flight).
+
+use chrono::{DateTime, Duration, Utc};
+use identity::{
+    Account, AccountStatus, ChallengeToken, Email, LoginAttempted, Password, PasswordCheck,
+    PasswordPolicy, Session, SessionToken, ThrottlePolicy,
+};
+use orchestration::{Fabric, FabricError, UnitOfWork, UnitOfWorkError, outbox::EventType};
+
+/// A login attempt was made (published by `identity`).
+pub const LOGIN_ATTEMPTED: EventType<LoginAttempted> = EventType::new(LoginAttempted::NAME);
+
+/// How logins are checked and what they start.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginSettings {
+    /// The cost of password hashes (a stored hash below it is renewed at login).
+    pub password: PasswordPolicy,
+    /// How long a session lasts.
+    pub session_ttl: Duration,
+    /// How long the TOTP step may take after the password step.
+    pub challenge_ttl: Duration,
+    /// Failures allowed per account and window.
+    pub per_account: ThrottlePolicy,
+    /// Failures allowed per client address and window.
+    pub per_client: ThrottlePolicy,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            password: PasswordPolicy::default(),
+            session_ttl: Duration::hours(12),
+            challenge_ttl: Duration::minutes(5),
+            per_account: ThrottlePolicy {
+                max_failures: 5,
+                window: Duration::minutes(15),
+            },
+            per_client: ThrottlePolicy {
+                max_failures: 20,
+                window: Duration::minutes(15),
+            },
+        }
+    }
+}
+
+/// The first step: an email and a password.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordStep<'a> {
+    /// As typed.
+    pub email: &'a str,
+    /// As typed (never logged: [`Password`] hides it).
+    pub password: &'a str,
+    /// The client's address.
+    pub client: &'a str,
+    /// The client's user agent, kept with the session.
+    pub user_agent: &'a str,
+}
+
+/// The second step: the challenge from the first, and a TOTP or recovery code.
+#[derive(Debug, Clone, Copy)]
+pub struct TotpStep<'a> {
+    /// As the first step returned it.
+    pub challenge: &'a str,
+    /// Six digits from the authenticator, or a recovery code.
+    pub code: &'a str,
+    /// The client's address.
+    pub client: &'a str,
+    /// The client's user agent, kept with the session.
+    pub user_agent: &'a str,
+}
+
+/// How a step ended. Infrastructure failures are [`LoginError`]s instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// Logged in: the token is shown once.
+    SessionStarted {
+        /// The session.
+        session: Session,
+        /// Its token.
+        token: SessionToken,
+    },
+    /// The password was right; send a code with this challenge.
+    TotpRequired {
+        /// The challenge for the second step.
+        challenge: ChallengeToken,
+    },
+    /// No account has this email, or the password is wrong (the same answer, in the
+    /// same time).
+    InvalidCredentials,
+    /// The code is wrong, used already, or the challenge is unknown or over.
+    InvalidCode,
+    /// The password was right, but the account may not log in.
+    AccountNotActive {
+        /// Where the account is in its life.
+        status: AccountStatus,
+    },
+    /// Too many failures: try again after this long.
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+}
+
+impl LoginOutcome {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::SessionStarted { .. } => "session_started",
+            Self::TotpRequired { .. } => "totp_required",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidCode => "invalid_code",
+            Self::AccountNotActive { .. } => "account_not_active",
+            Self::Throttled { .. } => "throttled",
+        }
+    }
+}
+
+/// An infrastructure failure during a login.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Identity failed (its database, or a corrupt row).
+    #[error(transparent)]
+    Identity(#[from] identity::Error),
+    /// The unit of work recording the attempt failed.
+    #[error(transparent)]
+    UnitOfWork(#[from] UnitOfWorkError),
+    /// The identity boundary is not composed.
+    #[error(transparent)]
+    Fabric(#[from] FabricError),
+    /// The password check on its blocking thread did not finish.
+    #[error("the password check did not finish: {0}")]
+    Hashing(#[from] tokio::task::JoinError),
+}
+
+/// The login sequence on a fabric. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Login {
+    fabric: Fabric,
+    settings: LoginSettings,
+}
+
+/// What one attempt writes, besides its event.
+enum Record {
+    /// Count a failure against these keys; the outcome is this.
+    Failure(Vec<String>, LoginOutcome),
+    /// Forget these keys' failures, then start a session (or issue a challenge).
+    Success {
+        keys: Vec<String>,
+        account: Account,
+        challenge: bool,
+        upgraded: Option<identity::PasswordHash>,
+        challenge_used: Option<ChallengeToken>,
+    },
+    /// Nothing but the event of this outcome.
+    Nothing(LoginOutcome),
+}
+
+fn client_key(client: &str) -> String {
+    format!("client:{client}")
+}
+
+fn account_key(account: &Account) -> String {
+    format!("account:{}", account.id)
+}
+
+impl Login {
+    /// The login sequence on `fabric` under `settings`.
+    #[must_use]
+    pub fn new(fabric: &Fabric, settings: LoginSettings) -> Self {
+        Self {
+            fabric: fabric.clone(),
+            settings,
+        }
+    }
+
+    /// The first step.
+    ///
+    /// # Errors
+    /// An infrastructure failure; the attempt is then not recorded.
+    pub async fn password(&self, step: &PasswordStep<'_>) -> Result<LoginOutcome, LoginError> {
+        let now = self.fabric.clock().now();
+        let conn = self.fabric.connection(identity::SCHEMA)?;
+        let email = Email::parse(step.email).ok();
+        let account = match &email {
+            Some(email) => identity::find_account_by_email(conn, email).await?,
+            None => None,
+        };
+        let event = |outcome: &LoginOutcome| LoginAttempted {
+            account_id: account.as_ref().map(|a| a.id.to_string()),
+            email: email.as_ref().map(|e| e.as_str().to_owned()),
+            client: step.client.to_owned(),
+            outcome: outcome.name().to_owned(),
+            attempted_at: now,
+        };
+        if let Some(retry_after) = self.throttled(step.client, account.as_ref(), now).await? {
+            let outcome = LoginOutcome::Throttled { retry_after };
+            return self
+                .write(Record::Nothing(outcome), step.user_agent, now, event)
+                .await;
+        }
+        let stored = match &account {
+            Some(account) => identity::stored_password(conn, account.id).await?,
+            None => None,
+        };
+        // A password that cannot be one is checked too (against the decoy), so that
+        // every failure costs the same.
+        let password = Password::attempt(step.password)
+            .unwrap_or_else(|_| Password::attempt("-").expect("one character"));
+        let policy = self.settings.password;
+        let (check, password) = tokio::task::spawn_blocking(move || {
+            (
+                identity::verify_password(&password, stored.as_ref(), &policy),
+                password,
+            )
+        })
+        .await?;
+        let mut keys = vec![client_key(step.client)];
+        match (account.clone(), check?) {
+            (Some(account), PasswordCheck::Matches { .. }) if !account.status.can_log_in() => {
+                let outcome = LoginOutcome::AccountNotActive {
+                    status: account.status,
+                };
+                self.write(Record::Nothing(outcome), step.user_agent, now, event)
+                    .await
+            }
+            (Some(account), PasswordCheck::Matches { rehash }) => {
+                let upgraded = if rehash {
+                    Some(
+                        tokio::task::spawn_blocking(move || {
+                            identity::hash_password(&password, &policy)
+                        })
+                        .await??,
+                    )
+                } else {
+                    None
+                };
+                let challenge = identity::totp_enabled(conn, account.id).await?;
+                keys.push(account_key(&account));
+                let record = Record::Success {
+                    keys,
+                    account,
+                    challenge,
+                    upgraded,
+                    challenge_used: None,
+                };
+                // The outcome (session or challenge) is made in the unit of work.
+                self.write(record, step.user_agent, now, event).await
+            }
+            (account, _) => {
+                keys.extend(account.as_ref().map(account_key));
+                let outcome = LoginOutcome::InvalidCredentials;
+                self.write(Record::Failure(keys, outcome), step.user_agent, now, event)
+                    .await
+            }
+        }
+    }
+
+    /// The second step.
+    ///
+    /// # Errors
+    /// An infrastructure failure; the attempt is then not recorded.
+    pub async fn totp(&self, step: &TotpStep<'_>) -> Result<LoginOutcome, LoginError> {
+        let now = self.fabric.clock().now();
+        let conn = self.fabric.connection(identity::SCHEMA)?;
+        let challenge = ChallengeToken::parse(step.challenge);
+        let account_id = match &challenge {
+            Some(challenge) => identity::challenge_account(conn, challenge, now).await?,
+            None => None,
+        };
+        let account = match account_id {
+            Some(id) => identity::get_account(conn, id).await?,
+            None => None,
+        };
+        let event = |outcome: &LoginOutcome| LoginAttempted {
+            account_id: account.as_ref().map(|a| a.id.to_string()),
+            email: account.as_ref().map(|a| a.email.as_str().to_owned()),
+            client: step.client.to_owned(),
+            outcome: outcome.name().to_owned(),
+            attempted_at: now,
+        };
+        let (Some(challenge), Some(account)) = (challenge, account.clone()) else {
+            let keys = vec![client_key(step.client)];
+            let record = Record::Failure(keys, LoginOutcome::InvalidCode);
+            return self.write(record, step.user_agent, now, event).await;
+        };
+        if let Some(retry_after) = self.throttled(step.client, Some(&account), now).await? {
+            let outcome = LoginOutcome::Throttled { retry_after };
+            return self
+                .write(Record::Nothing(outcome), step.user_agent, now, event)
+                .await;
+        }
+        if !account.status.can_log_in() {
+            let outcome = LoginOutcome::AccountNotActive {
+                status: account.status,
+            };
+            return self
+                .write(Record::Nothing(outcome), step.user_agent, now, event)
+                .await;
+        }
+        let keys = vec![client_key(step.client), account_key(&account)];
+        // Checked (and the step or code used up) in the unit of work that starts the
+        // session, so a code is accepted once even by racing requests.
+        let code = step.code.to_owned();
+        let id = account.id;
+        let record = Record::Success {
+            keys: keys.clone(),
+            account,
+            challenge: false,
+            upgraded: None,
+            challenge_used: Some(challenge),
+        };
+        let accepted = self
+            .fabric
+            .unit_of_work("login_code")
+            .run(async |uow: &mut UnitOfWork<LoginError>| {
+                uow.step(identity::SCHEMA, "check_code", async |tx| {
+                    if identity::verify_totp(tx, id, &code, now).await? {
+                        return Ok(true);
+                    }
+                    identity::use_recovery_code(tx, id, &code).await
+                })
+                .await
+            })
+            .await?
+            .value;
+        if accepted {
+            self.write(record, step.user_agent, now, event).await
+        } else {
+            let record = Record::Failure(keys, LoginOutcome::InvalidCode);
+            self.write(record, step.user_agent, now, event).await
+        }
+    }
+
+    async fn throttled(
+        &self,
+        client: &str,
+        account: Option<&Account>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, LoginError> {
+        let conn = self.fabric.connection(identity::SCHEMA)?;
+        let mut longest = None;
+        let account = account.map(account_key);
+        for (key, policy) in [
+            (Some(client_key(client)), &self.settings.per_client),
+            (account, &self.settings.per_account),
+        ] {
+            if let Some(key) = key
+                && let Some(wait) = identity::throttled(conn, &key, policy, now).await?
+            {
+                longest = longest.max(Some(wait));
+            }
+        }
+        Ok(longest)
+    }
+
+    /// Writes `record` and the attempt's event (made by `event` from the outcome) in
+    /// one unit of work; returns the outcome (a success's is the session or challenge
+    /// it made).
+    async fn write(
+        &self,
+        record: Record,
+        user_agent: &str,
+        now: DateTime<Utc>,
+        event: impl Fn(&LoginOutcome) -> LoginAttempted,
+    ) -> Result<LoginOutcome, LoginError> {
+        let settings = self.settings;
+        self.fabric
+            .unit_of_work("login")
+            .run(async |uow: &mut UnitOfWork<LoginError>| {
+                let outcome = match &record {
+                    Record::Nothing(outcome) => outcome.clone(),
+                    Record::Failure(keys, outcome) => {
+                        for key in keys {
+                            let policy = if key.starts_with("client:") {
+                                settings.per_client
+                            } else {
+                                settings.per_account
+                            };
+                            uow.step(identity::SCHEMA, "record_failure", async |tx| {
+                                identity::record_failure(tx, key, &policy, now).await
+                            })
+                            .await?;
+                        }
+                        outcome.clone()
+                    }
+                    Record::Success {
+                        keys,
+                        account,
+                        challenge,
+                        upgraded,
+                        challenge_used,
+                    } => {
+                        uow.step(identity::SCHEMA, "succeed", async |tx| {
+                            for key in keys {
+                                identity::clear_failures(tx, key).await?;
+                            }
+                            if let Some(hash) = upgraded {
+                                identity::upgrade_password_hash(tx, account.id, hash).await?;
+                            }
+                            if let Some(used) = challenge_used {
+                                identity::end_challenge(tx, used).await?;
+                            }
+                            if *challenge {
+                                let challenge = identity::issue_challenge(
+                                    tx,
+                                    account.id,
+                                    now,
+                                    settings.challenge_ttl,
+                                )
+                                .await?;
+                                return Ok(LoginOutcome::TotpRequired { challenge });
+                            }
+                            let (session, token) = identity::start_session(
+                                tx,
+                                account.id,
+                                user_agent,
+                                now,
+                                settings.session_ttl,
+                            )
+                            .await?;
+                            Ok::<_, identity::Error>(LoginOutcome::SessionStarted {
+                                session,
+                                token,
+                            })
+                        })
+                        .await?
+                    }
+                };
+                let attempted = event(&outcome);
+                uow.emit(
+                    identity::SCHEMA,
+                    LOGIN_ATTEMPTED,
+                    attempted.ordering_key(),
+                    &attempted,
+                )?;
+                Ok(outcome)
+            })
+            .await
+            .map(|done| done.value)
+    }
+}
