@@ -6,8 +6,9 @@
 //! Each attempt is recorded in one unit of work on the identity boundary (the failure
 //! counts, the session or challenge) with a `LoginAttempted` event for the audit trail,
 //! delivered through the outbox: an audit failure never changes or delays the outcome.
-//! Throttling is per account and per client address, in the database, so it holds
-//! across instances (two attempts that race may both pass the check before either is
+//! Throttling is per email (whether or not an account has it, so that it tells no one
+//! which emails exist) and per client address, in the database, so it holds across
+//! instances (two attempts that race may both pass the check before either is
 //! counted: the limit holds to within the attempts in flight).
 
 use chrono::{DateTime, Duration, Utc};
@@ -29,8 +30,8 @@ pub struct LoginSettings {
     pub session_ttl: Duration,
     /// How long the TOTP step may take after the password step.
     pub challenge_ttl: Duration,
-    /// Failures allowed per account and window.
-    pub per_account: ThrottlePolicy,
+    /// Failures allowed per email (with or without an account) and window.
+    pub per_email: ThrottlePolicy,
     /// Failures allowed per client address and window.
     pub per_client: ThrottlePolicy,
 }
@@ -41,7 +42,7 @@ impl Default for LoginSettings {
             password: PasswordPolicy::default(),
             session_ttl: Duration::hours(12),
             challenge_ttl: Duration::minutes(5),
-            per_account: ThrottlePolicy {
+            per_email: ThrottlePolicy {
                 max_failures: 5,
                 window: Duration::minutes(15),
             },
@@ -168,8 +169,10 @@ fn client_key(client: &str) -> String {
     format!("client:{client}")
 }
 
-fn account_key(account: &Account) -> String {
-    format!("account:{}", account.id)
+/// Failures count per email, whether or not an account has it: a key per account
+/// would throttle only existing accounts, and so tell which emails exist.
+fn email_key(email: &Email) -> String {
+    format!("email:{email}")
 }
 
 impl Login {
@@ -201,7 +204,7 @@ impl Login {
             outcome: outcome.name().to_owned(),
             attempted_at: now,
         };
-        if let Some(retry_after) = self.throttled(step.client, account.as_ref(), now).await? {
+        if let Some(retry_after) = self.throttled(step.client, email.as_ref(), now).await? {
             let outcome = LoginOutcome::Throttled { retry_after };
             return self
                 .write(Record::Nothing(outcome), step.user_agent, now, event)
@@ -244,7 +247,7 @@ impl Login {
                     None
                 };
                 let challenge = identity::totp_enabled(conn, account.id).await?;
-                keys.push(account_key(&account));
+                keys.push(email_key(&account.email));
                 let record = Record::Success {
                     keys,
                     account,
@@ -255,8 +258,8 @@ impl Login {
                 // The outcome (session or challenge) is made in the unit of work.
                 self.write(record, step.user_agent, now, event).await
             }
-            (account, _) => {
-                keys.extend(account.as_ref().map(account_key));
+            _ => {
+                keys.extend(email.as_ref().map(email_key));
                 let outcome = LoginOutcome::InvalidCredentials;
                 self.write(Record::Failure(keys, outcome), step.user_agent, now, event)
                     .await
@@ -292,7 +295,10 @@ impl Login {
             let record = Record::Failure(keys, LoginOutcome::InvalidCode);
             return self.write(record, step.user_agent, now, event).await;
         };
-        if let Some(retry_after) = self.throttled(step.client, Some(&account), now).await? {
+        if let Some(retry_after) = self
+            .throttled(step.client, Some(&account.email), now)
+            .await?
+        {
             let outcome = LoginOutcome::Throttled { retry_after };
             return self
                 .write(Record::Nothing(outcome), step.user_agent, now, event)
@@ -306,7 +312,7 @@ impl Login {
                 .write(Record::Nothing(outcome), step.user_agent, now, event)
                 .await;
         }
-        let keys = vec![client_key(step.client), account_key(&account)];
+        let keys = vec![client_key(step.client), email_key(&account.email)];
         // Checked (and the step or code used up) in the unit of work that starts the
         // session, so a code is accepted once even by racing requests.
         let code = step.code.to_owned();
@@ -343,15 +349,15 @@ impl Login {
     async fn throttled(
         &self,
         client: &str,
-        account: Option<&Account>,
+        email: Option<&Email>,
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>, LoginError> {
         let conn = self.fabric.connection(identity::SCHEMA)?;
         let mut longest = None;
-        let account = account.map(account_key);
+        let email = email.map(email_key);
         for (key, policy) in [
             (Some(client_key(client)), &self.settings.per_client),
-            (account, &self.settings.per_account),
+            (email, &self.settings.per_email),
         ] {
             if let Some(key) = key
                 && let Some(wait) = identity::throttled(conn, &key, policy, now).await?
@@ -383,7 +389,7 @@ impl Login {
                             let policy = if key.starts_with("client:") {
                                 settings.per_client
                             } else {
-                                settings.per_account
+                                settings.per_email
                             };
                             uow.step(identity::SCHEMA, "record_failure", async |tx| {
                                 identity::record_failure(tx, key, &policy, now).await

@@ -16,7 +16,7 @@ orchestration::engine_tests! {
     an_unknown_email_and_a_wrong_password_get_the_same_answer,
     an_account_with_totp_needs_a_valid_unused_code,
     an_account_that_may_not_log_in_is_told_so_only_with_the_right_password,
-    failures_are_throttled_per_account_across_instances_until_the_window_ends,
+    failures_are_throttled_per_email_across_instances_until_the_window_ends,
     racing_attempts_accept_a_code_once_and_all_get_an_answer,
 }
 
@@ -30,7 +30,7 @@ fn settings() -> LoginSettings {
             iterations: 1,
             parallelism: 1,
         },
-        per_account: ThrottlePolicy {
+        per_email: ThrottlePolicy {
             max_failures: 3,
             window: Duration::minutes(15),
         },
@@ -235,9 +235,7 @@ async fn an_account_that_may_not_log_in_is_told_so_only_with_the_right_password(
     );
 }
 
-async fn failures_are_throttled_per_account_across_instances_until_the_window_ends(
-    db: TestDatabase,
-) {
+async fn failures_are_throttled_per_email_across_instances_until_the_window_ends(db: TestDatabase) {
     let (clock, time) = Clock::manual(Utc::now().trunc_subsecs(6));
     let a = db.fabric_with_clock(clock.clone()).await;
     let b = db.fabric_with_clock(clock).await;
@@ -261,6 +259,21 @@ async fn failures_are_throttled_per_account_across_instances_until_the_window_en
         panic!("throttled: {refused:?}");
     };
     assert!(retry_after > Duration::minutes(14) && retry_after <= Duration::minutes(15));
+    // An email no account has is throttled the same way: the answer tells nothing.
+    for _ in 0..3 {
+        assert_eq!(
+            on_a.password(&step("nobody@example.com", "wrong password"))
+                .await
+                .unwrap(),
+            LoginOutcome::InvalidCredentials
+        );
+    }
+    assert!(matches!(
+        on_b.password(&step("nobody@example.com", PASSWORD))
+            .await
+            .unwrap(),
+        LoginOutcome::Throttled { .. }
+    ));
     // Another account from the same client is not throttled by erin's failures.
     account(&a, "frank@example.com", AccountStatus::Active).await;
     assert!(matches!(
@@ -295,7 +308,7 @@ async fn racing_attempts_accept_a_code_once_and_all_get_an_answer(db: TestDataba
     let login = Login::new(
         &fabric,
         LoginSettings {
-            per_account: ThrottlePolicy {
+            per_email: ThrottlePolicy {
                 max_failures: 100,
                 window: Duration::minutes(15),
             },
