@@ -28,6 +28,9 @@ fn target_dir() -> PathBuf {
 /// The copy's own build setting for `migrations` (see the top of this file).
 const SEPARATE_BUILD: &str = "\n[profile.dev.package.migrations]\ncodegen-units = 255\n";
 
+/// What a copy of the workspace leaves out: builds, history, the app's data.
+const NOT_SOURCES: [&str; 3] = ["target", ".git", "data"];
+
 /// Copies the workspace's sources (not `target/`, `.git/` or `data/`) to `to`, keeping
 /// modification times so that cargo sees the unchanged crates as unchanged.
 fn copy_sources(from: &Path, to: &Path, top: bool) {
@@ -35,7 +38,7 @@ fn copy_sources(from: &Path, to: &Path, top: bool) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
-        if top && ["target", ".git", "data"].iter().any(|skip| name == *skip) {
+        if top && NOT_SOURCES.iter().any(|skip| name == *skip) {
             continue;
         }
         let kind = entry.file_type().unwrap();
@@ -61,7 +64,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         for entry in std::fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
             let name = entry.file_name();
-            if top && ["target", ".git", "data"].iter().any(|skip| name == *skip) {
+            if top && NOT_SOURCES.iter().any(|skip| name == *skip) {
                 continue;
             }
             let path = entry.path();

@@ -34,7 +34,7 @@ pub use credentials::{
     upgrade_password_hash, verify_password,
 };
 pub use error::{Error, Invalid, Result};
-pub use events::{AccountStatusChanged, LoginAttempted};
+pub use events::LoginAttempted;
 pub use roles::{abilities_of, define_role, grant_role, revoke_role, roles_of};
 pub use sessions::{
     Authenticated, Session, SessionToken, authenticate, list_sessions, revoke_all_sessions,

@@ -149,33 +149,38 @@ pub struct Login {
     settings: LoginSettings,
 }
 
+/// A throttling key and the policy it is counted under.
+type Key = (String, ThrottlePolicy);
+
 /// What one attempt writes, besides its event.
 enum Record {
     /// Count a failure against these keys; the outcome is this.
-    Failure(Vec<String>, LoginOutcome),
-    /// Forget these keys' failures, then start a session (or issue a challenge).
+    Failure(Vec<Key>, LoginOutcome),
+    /// Forget these keys' failures, then start a session (or issue a challenge). With
+    /// `answered`, the challenge and code of a TOTP step, the code is checked (and used
+    /// up) first, in the same transaction: a wrong one is a failure of these keys.
     Success {
-        keys: Vec<String>,
+        keys: Vec<Key>,
         account: Account,
         challenge: bool,
         upgraded: Option<identity::PasswordHash>,
-        challenge_used: Option<ChallengeToken>,
+        answered: Option<(ChallengeToken, String)>,
     },
     /// Nothing but the event of this outcome.
     Nothing(LoginOutcome),
 }
 
-fn client_key(client: &str) -> String {
-    format!("client:{client}")
-}
-
-/// Failures count per email, whether or not an account has it: a key per account
-/// would throttle only existing accounts, and so tell which emails exist.
-fn email_key(email: &Email) -> String {
-    format!("email:{email}")
-}
-
 impl Login {
+    fn client_key(&self, client: &str) -> Key {
+        (format!("client:{client}"), self.settings.per_client)
+    }
+
+    /// Failures count per email, whether or not an account has it: a key per account
+    /// would throttle only existing accounts, and so tell which emails exist.
+    fn email_key(&self, email: &Email) -> Key {
+        (format!("email:{email}"), self.settings.per_email)
+    }
+
     /// The login sequence on `fabric` under `settings`.
     #[must_use]
     pub fn new(fabric: &Fabric, settings: LoginSettings) -> Self {
@@ -226,7 +231,7 @@ impl Login {
             )
         })
         .await?;
-        let mut keys = vec![client_key(step.client)];
+        let mut keys = vec![self.client_key(step.client)];
         match (account.clone(), check?) {
             (Some(account), PasswordCheck::Matches { .. }) if !account.status.can_log_in() => {
                 let outcome = LoginOutcome::AccountNotActive {
@@ -247,19 +252,19 @@ impl Login {
                     None
                 };
                 let challenge = identity::totp_enabled(conn, account.id).await?;
-                keys.push(email_key(&account.email));
+                keys.push(self.email_key(&account.email));
                 let record = Record::Success {
                     keys,
                     account,
                     challenge,
                     upgraded,
-                    challenge_used: None,
+                    answered: None,
                 };
                 // The outcome (session or challenge) is made in the unit of work.
                 self.write(record, step.user_agent, now, event).await
             }
             _ => {
-                keys.extend(email.as_ref().map(email_key));
+                keys.extend(email.as_ref().map(|email| self.email_key(email)));
                 let outcome = LoginOutcome::InvalidCredentials;
                 self.write(Record::Failure(keys, outcome), step.user_agent, now, event)
                     .await
@@ -291,7 +296,7 @@ impl Login {
             attempted_at: now,
         };
         let (Some(challenge), Some(account)) = (challenge, account.clone()) else {
-            let keys = vec![client_key(step.client)];
+            let keys = vec![self.client_key(step.client)];
             let record = Record::Failure(keys, LoginOutcome::InvalidCode);
             return self.write(record, step.user_agent, now, event).await;
         };
@@ -312,38 +317,15 @@ impl Login {
                 .write(Record::Nothing(outcome), step.user_agent, now, event)
                 .await;
         }
-        let keys = vec![client_key(step.client), email_key(&account.email)];
-        // Checked (and the step or code used up) in the unit of work that starts the
-        // session, so a code is accepted once even by racing requests.
-        let code = step.code.to_owned();
-        let id = account.id;
+        let keys = vec![self.client_key(step.client), self.email_key(&account.email)];
         let record = Record::Success {
-            keys: keys.clone(),
+            keys,
             account,
             challenge: false,
             upgraded: None,
-            challenge_used: Some(challenge),
+            answered: Some((challenge, step.code.to_owned())),
         };
-        let accepted = self
-            .fabric
-            .unit_of_work("login_code")
-            .run(async |uow: &mut UnitOfWork<LoginError>| {
-                uow.step(identity::SCHEMA, "check_code", async |tx| {
-                    if identity::verify_totp(tx, id, &code, now).await? {
-                        return Ok(true);
-                    }
-                    identity::use_recovery_code(tx, id, &code).await
-                })
-                .await
-            })
-            .await?
-            .value;
-        if accepted {
-            self.write(record, step.user_agent, now, event).await
-        } else {
-            let record = Record::Failure(keys, LoginOutcome::InvalidCode);
-            self.write(record, step.user_agent, now, event).await
-        }
+        self.write(record, step.user_agent, now, event).await
     }
 
     async fn throttled(
@@ -354,14 +336,9 @@ impl Login {
     ) -> Result<Option<Duration>, LoginError> {
         let conn = self.fabric.connection(identity::SCHEMA)?;
         let mut longest = None;
-        let email = email.map(email_key);
-        for (key, policy) in [
-            (Some(client_key(client)), &self.settings.per_client),
-            (email, &self.settings.per_email),
-        ] {
-            if let Some(key) = key
-                && let Some(wait) = identity::throttled(conn, &key, policy, now).await?
-            {
+        let keys = std::iter::once(self.client_key(client)).chain(email.map(|e| self.email_key(e)));
+        for (key, policy) in keys {
+            if let Some(wait) = identity::throttled(conn, &key, &policy, now).await? {
                 longest = longest.max(Some(wait));
             }
         }
@@ -385,17 +362,10 @@ impl Login {
                 let outcome = match &record {
                     Record::Nothing(outcome) => outcome.clone(),
                     Record::Failure(keys, outcome) => {
-                        for key in keys {
-                            let policy = if key.starts_with("client:") {
-                                settings.per_client
-                            } else {
-                                settings.per_email
-                            };
-                            uow.step(identity::SCHEMA, "record_failure", async |tx| {
-                                identity::record_failure(tx, key, &policy, now).await
-                            })
-                            .await?;
-                        }
+                        uow.step(identity::SCHEMA, "record_failure", async |tx| {
+                            record_failures(tx, keys, now).await
+                        })
+                        .await?;
                         outcome.clone()
                     }
                     Record::Success {
@@ -403,17 +373,24 @@ impl Login {
                         account,
                         challenge,
                         upgraded,
-                        challenge_used,
+                        answered,
                     } => {
                         uow.step(identity::SCHEMA, "succeed", async |tx| {
-                            for key in keys {
+                            if let Some((used, code)) = answered {
+                                let accepted = identity::verify_totp(tx, account.id, code, now)
+                                    .await?
+                                    || identity::use_recovery_code(tx, account.id, code).await?;
+                                if !accepted {
+                                    record_failures(tx, keys, now).await?;
+                                    return Ok(LoginOutcome::InvalidCode);
+                                }
+                                identity::end_challenge(tx, used).await?;
+                            }
+                            for (key, _) in keys {
                                 identity::clear_failures(tx, key).await?;
                             }
                             if let Some(hash) = upgraded {
                                 identity::upgrade_password_hash(tx, account.id, hash).await?;
-                            }
-                            if let Some(used) = challenge_used {
-                                identity::end_challenge(tx, used).await?;
                             }
                             if *challenge {
                                 let challenge = identity::issue_challenge(
@@ -453,4 +430,15 @@ impl Login {
             .await
             .map(|done| done.value)
     }
+}
+
+async fn record_failures(
+    tx: &impl sea_orm::ConnectionTrait,
+    keys: &[Key],
+    now: DateTime<Utc>,
+) -> Result<(), identity::Error> {
+    for (key, policy) in keys {
+        identity::record_failure(tx, key, policy, now).await?;
+    }
+    Ok(())
 }

@@ -63,6 +63,14 @@ fn step<'a>(email: &'a str, password: &'a str) -> PasswordStep<'a> {
     }
 }
 
+/// The challenge the password step of `email`'s account (which has TOTP) returns.
+async fn challenge_of(login: &Login, email: &str) -> identity::ChallengeToken {
+    match login.password(&step(email, PASSWORD)).await.unwrap() {
+        LoginOutcome::TotpRequired { challenge } => challenge,
+        other => panic!("TOTP is asked for: {other:?}"),
+    }
+}
+
 /// The second step of `challenge` with `code`.
 fn answer<'a>(challenge: &'a identity::ChallengeToken, code: &'a str) -> TotpStep<'a> {
     TotpStep {
@@ -149,13 +157,7 @@ async fn an_account_with_totp_needs_a_valid_unused_code(db: TestDatabase) {
     };
     time.advance(std::time::Duration::from_secs(30));
     let login = Login::new(&fabric, settings());
-    let LoginOutcome::TotpRequired { challenge } = login
-        .password(&step("carol@example.com", PASSWORD))
-        .await
-        .unwrap()
-    else {
-        panic!("TOTP is asked for");
-    };
+    let challenge = challenge_of(&login, "carol@example.com").await;
     // The code that confirmed the enrolment was used; a wrong one is wrong.
     assert_eq!(
         login.totp(&answer(&challenge, &code)).await.unwrap(),
@@ -182,25 +184,13 @@ async fn an_account_with_totp_needs_a_valid_unused_code(db: TestDatabase) {
         LoginOutcome::InvalidCode
     );
     // A recovery code answers a new challenge, once.
-    let LoginOutcome::TotpRequired { challenge } = login
-        .password(&step("carol@example.com", PASSWORD))
-        .await
-        .unwrap()
-    else {
-        panic!("TOTP is asked for");
-    };
+    let challenge = challenge_of(&login, "carol@example.com").await;
     assert!(matches!(
         login.totp(&answer(&challenge, recovery)).await.unwrap(),
         LoginOutcome::SessionStarted { .. }
     ));
     // An expired challenge is refused.
-    let LoginOutcome::TotpRequired { challenge } = login
-        .password(&step("carol@example.com", PASSWORD))
-        .await
-        .unwrap()
-    else {
-        panic!("TOTP is asked for");
-    };
+    let challenge = challenge_of(&login, "carol@example.com").await;
     time.advance(std::time::Duration::from_secs(6 * 60));
     let late = identity::totp_code(&enrolment.secret_base32, time.now()).unwrap();
     assert_eq!(
@@ -317,13 +307,7 @@ async fn racing_attempts_accept_a_code_once_and_all_get_an_answer(db: TestDataba
     );
     let mut challenges = Vec::new();
     for _ in 0..8 {
-        let LoginOutcome::TotpRequired { challenge } = login
-            .password(&step("gina@example.com", PASSWORD))
-            .await
-            .unwrap()
-        else {
-            panic!("TOTP is asked for");
-        };
+        let challenge = challenge_of(&login, "gina@example.com").await;
         challenges.push(challenge);
     }
     let fresh = identity::totp_code(&enrolment.secret_base32, time.now()).unwrap();
