@@ -50,15 +50,71 @@ pub mod order_loop {
     }
 }
 
-/// The app serving on a real socket.
+/// The app serving on a real socket, with a session of an administrator.
 #[derive(Debug)]
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Where `/metrics` is served (`addr` unless `metrics.addr` is set).
     pub metrics: SocketAddr,
+    /// A client that sends the administrator's session (every ability, and the
+    /// customer of the orders it places).
+    pub http: reqwest::Client,
+    fabric: Fabric,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
+}
+
+/// A client whose requests carry `Authorization: Bearer <token>`.
+///
+/// # Panics
+/// If the token is not a header value (it is hex).
+#[must_use]
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    // A stalled server fails the test instead of hanging it.
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("a client")
+}
+
+/// Opens an active account on `fabric` holding `roles`, and starts a session for it
+/// directly (the login itself is tested over HTTP); its id and token.
+///
+/// # Panics
+/// If identity fails.
+pub async fn open_session(fabric: &Fabric, email: &str, roles: &[&str]) -> (String, String) {
+    use identity::{AccountKind, AccountStatus, DisplayName, Email, NewAccount, RoleName};
+    let conn = fabric.connection(identity::SCHEMA).expect("identity");
+    let now = fabric.clock().now();
+    let account = identity::create_account(
+        conn,
+        &NewAccount {
+            email: Email::parse(email).expect("an email"),
+            display_name: DisplayName::parse(email).expect("a name"),
+            kind: AccountKind::Staff,
+            status: AccountStatus::Active,
+        },
+        now,
+    )
+    .await
+    .expect("open the account");
+    for role in roles {
+        identity::grant_role(conn, account.id, &RoleName::parse(role).expect("a role"))
+            .await
+            .expect("grant the role");
+    }
+    let (_, token) =
+        identity::start_session(conn, account.id, "tests", now, chrono::Duration::hours(1))
+            .await
+            .expect("start a session");
+    (account.id.to_string(), token.as_str().to_owned())
 }
 
 impl TestApp {
@@ -83,6 +139,8 @@ impl TestApp {
             .expect("start the app");
         let addr = app.local_addr();
         let metrics = app.metrics_addr();
+        let fabric = app.fabric().clone();
+        let (_, token) = open_session(&fabric, "admin@tests.example", &["admin"]).await;
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(async move {
             app.run_until(async {
@@ -94,6 +152,8 @@ impl TestApp {
         Self {
             addr,
             metrics,
+            http: client_with(&token),
+            fabric,
             stop,
             server,
         }
@@ -110,7 +170,9 @@ impl TestApp {
     /// # Panics
     /// If the request fails or the body is not JSON.
     pub async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(self.url(path))
+        self.http
+            .get(self.url(path))
+            .send()
             .await
             .expect("GET")
             .json()
@@ -123,7 +185,8 @@ impl TestApp {
     /// # Panics
     /// If the app does not answer 201.
     pub async fn create_product(&self, sku: &str, stock: i64) {
-        let created = reqwest::Client::new()
+        let created = self
+            .http
             .post(self.url("/api/products"))
             .json(&serde_json::json!({
                 "sku": sku, "name": sku, "price_minor": 100, "currency": "EUR", "stock": stock
@@ -132,6 +195,13 @@ impl TestApp {
             .await
             .expect("POST /api/products");
         assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    }
+
+    /// A client with the session of a new account holding `roles`, and the account's
+    /// id (the customer id of the orders it places).
+    pub async fn client_of(&self, email: &str, roles: &[&str]) -> (reqwest::Client, String) {
+        let (id, token) = open_session(&self.fabric, email, roles).await;
+        (client_with(&token), id)
     }
 
     /// Stops accepting, drains in-flight requests, and waits for the server to end.

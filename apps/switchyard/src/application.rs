@@ -67,6 +67,9 @@ pub enum StartError {
     /// A worker whose policy stops the host failed; the app stopped.
     #[error(transparent)]
     WorkerFailed(#[from] HostFailure),
+    /// A command was refused or failed (the `accounts` commands), saying why.
+    #[error("{0}")]
+    Command(String),
 }
 
 /// A built application, bound and ready to serve.
@@ -126,6 +129,7 @@ impl Application {
         let state = http::AppState::new(
             fabric.clone(),
             place_order,
+            workflows::Login::new(&fabric, settings.login),
             settings.placement_wait,
             host.health(),
             options.migrate,

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `migrate status|up|plan`,
-//! `outbox status|replay` and `runs list|show|retry|cancel`.
+//! `outbox status|replay`, `runs list|show|retry|cancel` and
+//! `accounts create|list|suspend|reactivate|disable|grant|revoke`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,8 +56,66 @@ enum Command {
         #[command(subcommand)]
         action: RunsAction,
     },
+    /// Open accounts (the first administrator, say), move them through their
+    /// lifecycle, grant and revoke roles.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+    },
     /// Print the OpenAPI document of the HTTP API (as `GET /openapi.json` serves it).
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsAction {
+    /// Open an active account (migrating first, so that it works on a fresh database).
+    /// The password is read from the terminal without echo, or from one line of
+    /// standard input when it is not a terminal; never from the command line.
+    Create {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+        /// Roles to grant: `admin`, `operator`, `catalog`, `customer` (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// What it is called [default: the email].
+        #[arg(long)]
+        name: Option<String>,
+        /// `staff` or `customer`.
+        #[arg(long, default_value = "staff")]
+        kind: String,
+    },
+    /// Every account, with its status and roles.
+    List,
+    /// Suspend an account: it cannot log in, and its sessions end at once.
+    Suspend {
+        /// The account's email.
+        email: String,
+    },
+    /// Make a suspended (or pending) account active again.
+    Reactivate {
+        /// The account's email.
+        email: String,
+    },
+    /// Disable an account for good; its sessions end at once.
+    Disable {
+        /// The account's email.
+        email: String,
+    },
+    /// Grant a role.
+    Grant {
+        /// The account's email.
+        email: String,
+        /// The role.
+        role: String,
+    },
+    /// Revoke a role.
+    Revoke {
+        /// The account's email.
+        email: String,
+        /// The role.
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +264,13 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
             fabric.close().await;
             Ok(result?)
         }
+        Command::Accounts { action } => {
+            let creates = matches!(action, AccountsAction::Create { .. });
+            let fabric = application::connect(config, creates).await?;
+            let result = accounts(&fabric, config, action).await;
+            fabric.close().await;
+            result
+        }
         Command::Runs { action } => {
             let fabric = application::connect(config, false).await?;
             let result = match action {
@@ -243,6 +309,162 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
             Ok(result?)
         }
     }
+}
+
+/// Runs an `accounts` action; what it did, as lines.
+async fn accounts(
+    fabric: &orchestration::Fabric,
+    config: &Config,
+    action: AccountsAction,
+) -> Result<(), StartError> {
+    use identity::{AccountKind, AccountStatus, DisplayName, Email, Password, RoleName};
+
+    let refused =
+        |what: &str, err: &dyn std::fmt::Display| StartError::Command(format!("{what}: {err}"));
+    let email = |text: &str| Email::parse(text).map_err(|err| refused("--email", &err));
+    let find = async |text: &str| -> Result<identity::Account, StartError> {
+        let email = email(text)?;
+        identity::find_account_by_email(fabric.connection(identity::SCHEMA)?, &email)
+            .await
+            .map_err(|err| refused("accounts", &err))?
+            .ok_or_else(|| StartError::Command(format!("no account has the email {email}")))
+    };
+    let admin = |err: crate::accounts::AdminError| refused("accounts", &err);
+    match action {
+        AccountsAction::Create {
+            email: address,
+            roles,
+            name,
+            kind,
+        } => {
+            fabric.databases().migrate().await?;
+            let email = email(&address)?;
+            let display_name = DisplayName::parse(name.as_deref().unwrap_or(email.as_str()))
+                .map_err(|err| refused("--name", &err))?;
+            let kind = AccountKind::parse(&kind).map_err(|err| refused("--kind", &err))?;
+            let roles = roles
+                .iter()
+                .map(|role| RoleName::parse(role).map_err(|err| refused("--role", &err)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let password = read_password(&email)?;
+            let password = Password::new(&password).map_err(|err| refused("the password", &err))?;
+            let settings = config.settings()?;
+            let opening = crate::accounts::Opening {
+                email,
+                display_name,
+                kind,
+                password,
+                roles,
+            };
+            let account = crate::accounts::open(fabric, settings.login.password, opening)
+                .await
+                .map_err(admin)?;
+            print_lines(&[account_line(fabric, &account).await?]);
+        }
+        AccountsAction::List => {
+            let mut after = None;
+            let mut lines = Vec::new();
+            loop {
+                let page =
+                    identity::list_accounts(fabric.connection(identity::SCHEMA)?, after, 500)
+                        .await
+                        .map_err(|err| refused("accounts", &err))?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                for account in &page {
+                    lines.push(account_line(fabric, account).await?);
+                }
+            }
+            if lines.is_empty() {
+                lines.push("no accounts".to_owned());
+            }
+            print_lines(&lines);
+        }
+        AccountsAction::Suspend { email } => {
+            let account = find(&email).await?;
+            let account = crate::accounts::set_status(fabric, account.id, AccountStatus::Suspended)
+                .await
+                .map_err(admin)?;
+            print_lines(&[account_line(fabric, &account).await?]);
+        }
+        AccountsAction::Reactivate { email } => {
+            let account = find(&email).await?;
+            let account = crate::accounts::set_status(fabric, account.id, AccountStatus::Active)
+                .await
+                .map_err(admin)?;
+            print_lines(&[account_line(fabric, &account).await?]);
+        }
+        AccountsAction::Disable { email } => {
+            let account = find(&email).await?;
+            let account = crate::accounts::set_status(fabric, account.id, AccountStatus::Disabled)
+                .await
+                .map_err(admin)?;
+            print_lines(&[account_line(fabric, &account).await?]);
+        }
+        AccountsAction::Grant { email, role } => {
+            let account = find(&email).await?;
+            let role = RoleName::parse(&role).map_err(|err| refused("the role", &err))?;
+            crate::accounts::set_role(fabric, account.id, &role, true)
+                .await
+                .map_err(admin)?;
+            print_lines(&[account_line(fabric, &account).await?]);
+        }
+        AccountsAction::Revoke { email, role } => {
+            let account = find(&email).await?;
+            let role = RoleName::parse(&role).map_err(|err| refused("the role", &err))?;
+            crate::accounts::set_role(fabric, account.id, &role, false)
+                .await
+                .map_err(admin)?;
+            print_lines(&[account_line(fabric, &account).await?]);
+        }
+    }
+    Ok(())
+}
+
+/// One account on one line: id, email, kind, status, roles.
+async fn account_line(
+    fabric: &orchestration::Fabric,
+    account: &identity::Account,
+) -> Result<String, StartError> {
+    let roles = identity::roles_of(fabric.connection(identity::SCHEMA)?, account.id)
+        .await
+        .map_err(|err| StartError::Command(err.to_string()))?;
+    let roles: Vec<&str> = roles.iter().map(identity::RoleName::as_str).collect();
+    Ok(format!(
+        "{} {} {} {} roles: {}",
+        account.id,
+        account.email,
+        account.kind.as_str(),
+        account.status,
+        if roles.is_empty() {
+            "none".to_owned()
+        } else {
+            roles.join(", ")
+        }
+    ))
+}
+
+/// The new account's password: asked twice at a terminal (without echo), else one
+/// line of standard input.
+fn read_password(email: &identity::Email) -> Result<String, StartError> {
+    use std::io::{BufRead, IsTerminal};
+    let failed =
+        |err: std::io::Error| StartError::Command(format!("cannot read the password: {err}"));
+    if std::io::stdin().is_terminal() {
+        let first =
+            rpassword::prompt_password(format!("Password for {email}: ")).map_err(failed)?;
+        let again = rpassword::prompt_password("Again: ").map_err(failed)?;
+        if first != again {
+            return Err(StartError::Command("the passwords differ".to_owned()));
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(failed)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn parse_state(text: &str) -> Result<RunState, String> {

@@ -1,6 +1,7 @@
 //! The Switchyard app: configuration, command line, HTTP adapters and the composition
 //! of boundaries and workflows into one service.
 
+mod accounts;
 mod application;
 pub mod cli;
 pub mod config;

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
 };
 use uuid::Uuid;
 
@@ -168,4 +168,28 @@ pub async fn set_status(
             .await?;
     }
     Ok(before)
+}
+
+/// Up to `limit` accounts in id order (oldest first: ids are time-ordered), starting
+/// after `after`.
+///
+/// # Errors
+/// The database failed, or a row is corrupt.
+pub async fn list_accounts(
+    conn: &impl ConnectionTrait,
+    after: Option<AccountId>,
+    limit: u64,
+) -> Result<Vec<Account>> {
+    let mut query = accounts::Entity::find();
+    if let Some(after) = after {
+        query = query.filter(accounts::Column::Id.gt(after.to_string()));
+    }
+    query
+        .order_by_asc(accounts::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Account::try_from)
+        .collect()
 }

@@ -37,6 +37,14 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
+    /// Checks that argon2 accepts these parameters.
+    ///
+    /// # Errors
+    /// [`Error::Hashing`] naming what argon2 refuses.
+    pub fn check(&self) -> Result<()> {
+        self.hasher().map(|_| ())
+    }
+
     fn hasher(&self) -> Result<Argon2<'static>> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
             .map_err(|err| Error::Hashing(err.to_string()))?;

@@ -26,7 +26,8 @@ mod totp;
 mod types;
 
 pub use accounts::{
-    Account, NewAccount, create_account, find_account_by_email, get_account, set_status,
+    Account, NewAccount, create_account, find_account_by_email, get_account, list_accounts,
+    set_status,
 };
 pub use challenges::{ChallengeToken, challenge_account, end_challenge, issue_challenge};
 pub use credentials::{
@@ -37,8 +38,8 @@ pub use error::{Error, Invalid, Result};
 pub use events::LoginAttempted;
 pub use roles::{abilities_of, define_role, grant_role, revoke_role, roles_of};
 pub use sessions::{
-    Authenticated, Session, SessionToken, authenticate, list_sessions, revoke_all_sessions,
-    revoke_session, start_session,
+    Authenticated, LAST_USE_PRECISION, Session, SessionToken, authenticate, list_sessions,
+    revoke_all_sessions, revoke_session, start_session,
 };
 pub use throttle::{ThrottlePolicy, clear_failures, record_failure, throttled};
 pub use totp::{

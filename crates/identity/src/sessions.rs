@@ -68,6 +68,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// How far a session's `last_used_at` may lag its last use.
+pub const LAST_USE_PRECISION: Duration = Duration::minutes(1);
+
 /// A live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -154,7 +157,7 @@ pub async fn start_session(
 
 /// The session `token` opens at `now`, with its account: `None` if there is no such
 /// session, it has expired (then it is deleted), or its account may not log in.
-/// Records the use.
+/// Records the use (to within [`LAST_USE_PRECISION`]).
 ///
 /// # Errors
 /// The database failed, or a row is corrupt.
@@ -181,10 +184,13 @@ pub async fn authenticate(
     if !account.status.can_log_in() {
         return Ok(None);
     }
-    let mut used: sessions::ActiveModel = row.into();
-    used.last_used_at = Set(now);
-    used.update(conn).await?;
-    session.last_used_at = now;
+    // Recorded to the minute: a write per request would make every read a write.
+    if now - session.last_used_at >= LAST_USE_PRECISION {
+        let mut used: sessions::ActiveModel = row.into();
+        used.last_used_at = Set(now);
+        used.update(conn).await?;
+        session.last_used_at = now;
+    }
     Ok(Some(Authenticated { session, account }))
 }
 

@@ -16,12 +16,15 @@ use crate::error::Invalid;
 pub struct CustomerId(String);
 
 impl CustomerId {
+    /// The longest customer id, in bytes.
+    pub const MAX_LEN: usize = 64;
+
     /// Parses a customer id.
     ///
     /// # Errors
     /// Empty, longer than 64 characters, or holding anything but visible ASCII.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        if s.is_empty() || s.len() > 64 {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err(Invalid("must be 1 to 64 characters"));
         }
         if !s.bytes().all(|b| b.is_ascii_graphic()) {

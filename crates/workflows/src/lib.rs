@@ -19,6 +19,6 @@ pub use login::{
     LOGIN_ATTEMPTED, Login, LoginError, LoginOutcome, LoginSettings, PasswordStep, TotpStep,
 };
 pub use place_order::{
-    PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, PlaceOrderSettings,
-    Placement, Refusal,
+    MAX_PLACEMENT_KEY_LEN, PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome,
+    PlaceOrderSettings, Placement, Refusal,
 };

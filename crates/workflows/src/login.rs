@@ -190,6 +190,12 @@ impl Login {
         }
     }
 
+    /// The settings it runs with.
+    #[must_use]
+    pub fn settings(&self) -> &LoginSettings {
+        &self.settings
+    }
+
     /// The first step.
     ///
     /// # Errors

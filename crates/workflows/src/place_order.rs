@@ -122,11 +122,17 @@ pub enum PlaceOrderOutcome {
     },
 }
 
-/// A placement: its id (the order's id, once placed) and how it stands.
+/// The longest idempotency key a customer may use: a saga's key holds the customer's
+/// id too.
+pub const MAX_PLACEMENT_KEY_LEN: usize = orchestration::saga::MAX_KEY_LEN - CustomerId::MAX_LEN - 1;
+
+/// A placement: its id (the order's id, once placed), whose it is, and how it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// The placement's id: its saga run's id, and the order's id.
     pub id: Uuid,
+    /// The customer who placed it.
+    pub customer_id: String,
     /// How it stands.
     pub outcome: PlaceOrderOutcome,
 }
@@ -246,9 +252,10 @@ impl PlaceOrder {
         })
     }
 
-    /// Places an order under idempotency `key` (a fresh one if `None`) and waits up
-    /// to `wait` for the outcome. A key used before with the same order returns
-    /// that placement and repeats nothing.
+    /// Places an order under idempotency `key` (a fresh one if `None`), which is the
+    /// customer's own (at most [`MAX_PLACEMENT_KEY_LEN`] bytes), and waits up to `wait` for the
+    /// outcome. A key the customer used before with the same order returns that
+    /// placement and repeats nothing.
     ///
     /// # Errors
     /// [`PlaceOrderError::KeyReused`] for a key used with a different order, or an
@@ -259,15 +266,28 @@ impl PlaceOrder {
         command: &PlaceOrderCommand,
         wait: Duration,
     ) -> Result<Placement, PlaceOrderError> {
-        let fresh;
-        let key = match key {
-            Some(key) => key,
-            None => {
-                fresh = Uuid::now_v7().to_string();
-                &fresh
+        // Keys are the customer's own: another customer's key names another placement.
+        let scoped = match key {
+            Some(key) => {
+                if key.len() > MAX_PLACEMENT_KEY_LEN {
+                    return Err(PlaceOrderError::Saga(SagaError::InvalidKey(
+                        "it is longer than 190 bytes",
+                    )));
+                }
+                format!("{}/{key}", command.customer_id.as_str())
             }
+            None => format!("{}/{}", command.customer_id.as_str(), Uuid::now_v7()),
         };
-        let run = self.saga.start(key, &Input::from(command), wait).await?;
+        let run = match self.saga.start(&scoped, &Input::from(command), wait).await {
+            Ok(run) => run,
+            Err(SagaError::KeyConflict { run_id, .. }) => {
+                return Err(PlaceOrderError::KeyReused {
+                    key: key.unwrap_or_default().to_owned(),
+                    placement: run_id,
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
         self.placement(run).await
     }
 
@@ -316,7 +336,18 @@ impl PlaceOrder {
             },
             RunState::Failed | RunState::Cancelled => abandoned(&run),
         };
-        Ok(Placement { id, outcome })
+        let customer_id = serde_json::from_value::<Input>(run.input.clone())
+            .map_err(|err| {
+                PlaceOrderError::Orders(orders::Error::Corrupt(format!(
+                    "placement {id}: its input: {err}"
+                )))
+            })?
+            .customer_id;
+        Ok(Placement {
+            id,
+            customer_id,
+            outcome,
+        })
     }
 }
 

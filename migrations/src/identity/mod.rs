@@ -1,6 +1,7 @@
 //! Migrations of the identity boundary.
 
 mod m20261201_000001_accounts;
+mod m20261202_000001_built_in_roles;
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261201_000001_accounts::Migration)]
+        vec![
+            Box::new(m20261201_000001_accounts::Migration),
+            Box::new(m20261202_000001_built_in_roles::Migration),
+        ]
     }
 }

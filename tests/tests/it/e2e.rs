@@ -27,7 +27,7 @@ const ORDERS_PER_CLIENT: usize = 8;
 
 async fn fifty_clients_never_oversell(db: TestDatabase) {
     let app = TestApp::spawn(&db).await;
-    let http = reqwest::Client::new();
+    let http = app.http.clone();
     for sku in SKUS {
         let created = http
             .post(app.url("/api/products"))
@@ -38,10 +38,16 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
         assert_eq!(created.status(), StatusCode::CREATED);
     }
 
+    // Each client is a customer of its own.
+    let mut customers = Vec::with_capacity(CLIENTS);
+    for client in 0..CLIENTS {
+        let email = format!("client-{client}@tests.example");
+        customers.push(app.client_of(&email, &["customer"]).await.0);
+    }
     let started = Instant::now();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let http = http.clone();
+    let clients: Vec<_> = customers
+        .into_iter()
+        .map(|http| {
             let url = app.url("/api/orders");
             let base = app.url("");
             tokio::spawn(async move {
@@ -56,7 +62,7 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
                         .collect();
                     let response = http
                         .post(&url)
-                        .json(&json!({"customer_id": format!("client-{client}"), "lines": lines}))
+                        .json(&json!({"lines": lines}))
                         .send()
                         .await
                         .unwrap();
@@ -234,7 +240,7 @@ async fn the_audit_log_is_read_by_subject(db: TestDatabase) {
 /// every engine (a NUL byte, which PostgreSQL cannot store, among them).
 async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
     let app = TestApp::spawn(&db).await;
-    let http = reqwest::Client::new();
+    let http = app.http.clone();
     let product =
         json!({"sku": "OK-1", "name": "Fine", "price_minor": 100, "currency": "EUR", "stock": 1});
     let created = http
@@ -253,7 +259,7 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
     let cases = [
         (
             "malformed JSON",
-            json_post("/api/orders", "{\"customer_id\": "),
+            json_post("/api/orders", "{\"lines\": "),
             400,
             "malformed-json",
             vec![],
@@ -277,7 +283,7 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
         ),
         (
             "missing field",
-            json_post("/api/orders", r#"{"lines":[]}"#),
+            json_post("/api/orders", r#"{}"#),
             422,
             "invalid-body",
             vec![],
@@ -296,11 +302,11 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
             "invalid order fields",
             json_post(
                 "/api/orders",
-                r#"{"customer_id":"","lines":[{"sku":"OK-1","quantity":0},{"sku":"??","quantity":2}]}"#,
+                r#"{"lines":[{"sku":"OK-1","quantity":0},{"sku":"??","quantity":2}]}"#,
             ),
             422,
             "validation",
-            vec!["customer_id", "lines[0].quantity", "lines[1].sku"],
+            vec!["lines[0].quantity", "lines[1].sku"],
         ),
         (
             "a NUL byte in a name",
@@ -323,38 +329,32 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
             vec!["price_minor"],
         ),
         (
-            "a control character in a customer id",
+            "a customer id in the body (the session says who orders)",
             json_post(
                 "/api/orders",
-                r#"{"customer_id":"c\u0007","lines":[{"sku":"OK-1","quantity":1}]}"#,
+                r#"{"customer_id":"c","lines":[{"sku":"OK-1","quantity":1}]}"#,
             ),
             422,
-            "validation",
-            vec!["customer_id"],
+            "invalid-body",
+            vec![],
         ),
         (
             "no lines",
-            json_post("/api/orders", r#"{"customer_id":"c","lines":[]}"#),
+            json_post("/api/orders", r#"{"lines":[]}"#),
             422,
             "validation",
             vec!["lines"],
         ),
         (
             "unknown product",
-            json_post(
-                "/api/orders",
-                r#"{"customer_id":"c","lines":[{"sku":"NOPE","quantity":1}]}"#,
-            ),
+            json_post("/api/orders", r#"{"lines":[{"sku":"NOPE","quantity":1}]}"#),
             422,
             "unknown-product",
             vec!["lines[0].sku"],
         ),
         (
             "out of stock",
-            json_post(
-                "/api/orders",
-                r#"{"customer_id":"c","lines":[{"sku":"OK-1","quantity":2}]}"#,
-            ),
+            json_post("/api/orders", r#"{"lines":[{"sku":"OK-1","quantity":2}]}"#),
             409,
             "out-of-stock",
             vec![],
@@ -500,7 +500,7 @@ async fn orders_place_with_inventory_on_its_own_postgres_database() {
         },
     );
     let app = TestApp::spawn_with(config).await;
-    let http = reqwest::Client::new();
+    let http = app.http.clone();
     let product = json!({"sku": "SPLIT-1", "name": "Split", "price_minor": 700, "currency": "EUR", "stock": 5});
     let created = http
         .post(app.url("/api/products"))
@@ -512,7 +512,7 @@ async fn orders_place_with_inventory_on_its_own_postgres_database() {
 
     let place = |quantity: i64| {
         http.post(app.url("/api/orders"))
-            .json(&json!({"customer_id": "split", "lines": [{"sku": "SPLIT-1", "quantity": quantity}]}))
+            .json(&json!({"lines": [{"sku": "SPLIT-1", "quantity": quantity}]}))
             .send()
     };
     let placed = place(3).await.unwrap();
@@ -554,7 +554,7 @@ async fn metrics_can_have_a_listener_of_their_own() {
         text.contains("route=\"/health/live\""),
         "the API's requests are counted: {text}"
     );
-    let on_api = reqwest::get(app.url("/metrics")).await.unwrap();
+    let on_api = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(on_api.status(), StatusCode::NOT_FOUND);
     let document = app.get("/openapi.json").await;
     assert!(
@@ -652,12 +652,13 @@ async fn products_and_orders_are_listed_a_page_at_a_time(db: TestDatabase) {
     prefixed.sort();
     assert_eq!(prefixed, ["LIST-A1", "LIST-A2", "LIST-A3"]);
 
-    let http = reqwest::Client::new();
+    let (ann, ann_id) = app.client_of("ann@tests.example", &["customer"]).await;
+    let (bob, _) = app.client_of("bob@tests.example", &["customer"]).await;
     let mut placed = Vec::new();
-    for (customer, sku) in [("ann", "LIST-A1"), ("bob", "LIST-A2"), ("ann", "LIST-B1")] {
-        let response = http
+    for (customer, sku) in [(&ann, "LIST-A1"), (&bob, "LIST-A2"), (&ann, "LIST-B1")] {
+        let response = customer
             .post(app.url("/api/orders"))
-            .json(&json!({"customer_id": customer, "lines": [{"sku": sku, "quantity": 1}]}))
+            .json(&json!({"lines": [{"sku": sku, "quantity": 1}]}))
             .send()
             .await
             .unwrap();
@@ -671,12 +672,46 @@ async fn products_and_orders_are_listed_a_page_at_a_time(db: TestDatabase) {
             .map(|o| o["id"].as_str().unwrap().to_owned())
             .collect()
     };
+    // The administrator (`orders.read.any`) sees every order, and filters by customer.
     let newest_first: Vec<String> = placed.iter().rev().cloned().collect();
     assert_eq!(ids(&walk(&app, "/api/orders?limit=1").await), newest_first);
     assert_eq!(
-        ids(&walk(&app, "/api/orders?customer_id=ann&status=confirmed&limit=1").await),
+        ids(&walk(
+            &app,
+            &format!("/api/orders?customer_id={ann_id}&status=confirmed&limit=1")
+        )
+        .await),
         [placed[2].clone(), placed[0].clone()]
     );
+    // A customer sees their own orders only, and another's as if it did not exist.
+    let list = |client: &reqwest::Client, path: &str| {
+        let request = client.get(app.url(path)).send();
+        async move {
+            let page: Value = request.await.unwrap().json().await.unwrap();
+            ids(page["items"].as_array().unwrap())
+        }
+    };
+    assert_eq!(
+        list(&ann, "/api/orders").await,
+        [placed[2].clone(), placed[0].clone()]
+    );
+    assert!(
+        list(&bob, &format!("/api/orders?customer_id={ann_id}"))
+            .await
+            .is_empty()
+    );
+    let theirs = bob
+        .get(app.url(&format!("/api/orders/{}", placed[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    let own = ann
+        .get(app.url(&format!("/api/orders/{}", placed[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
     assert!(walk(&app, "/api/orders?status=cancelled").await.is_empty());
 
     for bad in [
@@ -687,7 +722,7 @@ async fn products_and_orders_are_listed_a_page_at_a_time(db: TestDatabase) {
         "/api/products?sku_prefix=%20",
         "/api/products?cursor=%00",
     ] {
-        let response = reqwest::get(app.url(bad)).await.unwrap();
+        let response = app.http.get(app.url(bad)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
         let problem: Value = response.json().await.unwrap();
         assert_eq!(
@@ -707,14 +742,15 @@ async fn products_and_orders_are_listed_a_page_at_a_time(db: TestDatabase) {
 async fn metrics_show_a_placement(db: TestDatabase) {
     let app = TestApp::spawn(&db).await;
     app.create_product("METRIC-1", 10).await;
-    let placed = reqwest::Client::new()
+    let placed = app
+        .http
         .post(app.url("/api/orders"))
-        .json(&json!({"customer_id": "metrics", "lines": [{"sku": "METRIC-1", "quantity": 1}]}))
+        .json(&json!({"lines": [{"sku": "METRIC-1", "quantity": 1}]}))
         .send()
         .await
         .unwrap();
     assert_eq!(placed.status(), StatusCode::CREATED);
-    let response = reqwest::get(app.url("/metrics")).await.unwrap();
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]

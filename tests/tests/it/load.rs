@@ -37,7 +37,7 @@ async fn three_hundred_concurrent_placements_across_two_databases_all_finish() {
         },
     );
     let app = TestApp::spawn_with(config).await;
-    let client = reqwest::Client::new();
+    let client = app.http.clone();
     app.create_product(SKU, STOCK).await;
 
     let started = Instant::now();
@@ -106,7 +106,7 @@ async fn place_all(app: &TestApp, client: &reqwest::Client) -> Vec<(StatusCode, 
         let request = client
             .post(app.url("/api/orders"))
             .header("Idempotency-Key", format!("load-{i}"))
-            .json(&json!({"customer_id": format!("c-{}", i % 17), "lines": [{"sku": SKU, "quantity": 1}]}));
+            .json(&json!({"lines": [{"sku": SKU, "quantity": 1}]}));
         requests.spawn(async move {
             let response = request.send().await.expect("the server answers");
             drop(permit);
@@ -173,9 +173,10 @@ async fn a_lock_wait_longer_than_the_lock_timeout_is_retried_not_waited_out() {
         return;
     };
     let placing = tokio::spawn({
-        let request = reqwest::Client::new()
+        let request = app
+            .http
             .post(app.url("/api/orders"))
-            .json(&json!({"customer_id": "locked", "lines": [{"sku": SKU, "quantity": 1}]}));
+            .json(&json!({"lines": [{"sku": SKU, "quantity": 1}]}));
         async move { request.send().await.unwrap() }
     });
     // Held for several lock timeouts: the step fails and is retried meanwhile.
@@ -209,7 +210,8 @@ async fn a_request_blocked_past_the_lock_timeout_is_a_503_with_retry_after() {
     let Some((app, fabric, lock, _db)) = with_the_stock_row_locked(|_| {}).await else {
         return;
     };
-    let response = reqwest::Client::new()
+    let response = app
+        .http
         .post(app.url(&format!("/api/products/{SKU}/restock")))
         .json(&json!({"quantity": 1}))
         .send()

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod e2e;
+mod identity;
 mod kill;
 mod load;
 mod outbox_kill;

@@ -39,6 +39,8 @@ pub struct Config {
     pub outbox: DispatcherOptions,
     /// Payments and the payment gateway.
     pub payments: PaymentsConfig,
+    /// Accounts, logins and sessions.
+    pub identity: IdentityConfig,
     /// Logging.
     pub log: LogConfig,
     /// Prometheus metrics.
@@ -174,6 +176,67 @@ impl Default for OrdersConfig {
             hold: Duration::from_secs(15 * 60),
             placement_wait: Duration::from_secs(5),
             release_holds_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Logins and sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// How long a session lasts from its login.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub session_ttl: Duration,
+    /// How long the TOTP step may follow the password step.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub challenge_ttl: Duration,
+    /// Failed logins per email (with or without an account) within `failure_window`
+    /// before its logins are refused for the rest of the window.
+    pub max_failures_per_email: u32,
+    /// Failed logins per client address within `failure_window`.
+    pub max_failures_per_client: u32,
+    /// The window failed logins are counted in.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub failure_window: Duration,
+    /// The argon2id cost of password hashes; stored hashes below it are renewed at
+    /// login.
+    pub password: PasswordConfig,
+}
+
+/// The argon2id cost of password hashes (default: OWASP's recommendation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// Memory per hash, in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        let policy = identity::PasswordPolicy::default();
+        Self {
+            memory_kib: policy.memory_kib,
+            iterations: policy.iterations,
+            parallelism: policy.parallelism,
+        }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let login = workflows::LoginSettings::default();
+        let std = |d: chrono::Duration| d.to_std().expect("the defaults are positive");
+        Self {
+            session_ttl: std(login.session_ttl),
+            challenge_ttl: std(login.challenge_ttl),
+            max_failures_per_email: login.per_email.max_failures,
+            max_failures_per_client: login.per_client.max_failures,
+            failure_window: std(login.per_email.window),
+            password: PasswordConfig::default(),
         }
     }
 }

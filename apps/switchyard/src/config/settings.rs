@@ -9,6 +9,7 @@ use orchestration::database::DatabaseSettings;
 use orchestration::dispatch::DispatcherOptions;
 use orchestration::saga::RetryPolicy;
 use payments::{PaymentPolicy, SimulatedGatewayOptions};
+use workflows::LoginSettings;
 
 use super::{Config, ConfigError};
 
@@ -36,6 +37,8 @@ pub struct Settings {
     pub charge_retry: RetryPolicy,
     /// How the outbox dispatcher claims, delivers, retries and prunes.
     pub dispatcher: DispatcherOptions,
+    /// How logins are checked and what they start.
+    pub login: LoginSettings,
 }
 
 fn invalid(key: &str, reason: impl std::fmt::Display) -> ConfigError {
@@ -138,6 +141,7 @@ impl Config {
                 ),
             ));
         }
+        let login = self.login_settings()?;
         Ok(Settings {
             database: database_settings,
             in_doubt_timeout: database.in_doubt_timeout,
@@ -155,6 +159,48 @@ impl Config {
             },
             charge_retry,
             dispatcher,
+            login,
+        })
+    }
+
+    fn login_settings(&self) -> Result<LoginSettings, ConfigError> {
+        let identity = &self.identity;
+        let span = |key: &str, value: Duration| {
+            chrono::Duration::from_std(positive(key, value)?).map_err(|err| invalid(key, err))
+        };
+        let at_least_one = |key: &str, value: u32| {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+            Ok(value)
+        };
+        let window = span("identity.failure_window", identity.failure_window)?;
+        let password = identity::PasswordPolicy {
+            memory_kib: identity.password.memory_kib,
+            iterations: identity.password.iterations,
+            parallelism: identity.password.parallelism,
+        };
+        password
+            .check()
+            .map_err(|err| invalid("identity.password", err))?;
+        Ok(LoginSettings {
+            password,
+            session_ttl: span("identity.session_ttl", identity.session_ttl)?,
+            challenge_ttl: span("identity.challenge_ttl", identity.challenge_ttl)?,
+            per_email: identity::ThrottlePolicy {
+                max_failures: at_least_one(
+                    "identity.max_failures_per_email",
+                    identity.max_failures_per_email,
+                )?,
+                window,
+            },
+            per_client: identity::ThrottlePolicy {
+                max_failures: at_least_one(
+                    "identity.max_failures_per_client",
+                    identity.max_failures_per_client,
+                )?,
+                window,
+            },
         })
     }
 }

@@ -105,6 +105,7 @@ fn parse_query(query: &AuditQuery) -> Result<(Subject, Option<i64>, u64), ApiErr
     path = "/api/audit",
     tag = "audit",
     operation_id = "list_audit_entries",
+    security(("session" = ["audit.read"])),
     params(AuditQuery),
     responses(
         (status = 200, description = "One page", body = Page<EntryView>),

@@ -70,6 +70,15 @@ pub(crate) enum ProblemType {
     VerificationRequired,
     PaymentDeclined,
     PlacementAbandoned,
+    Unauthenticated,
+    Forbidden,
+    InvalidCredentials,
+    InvalidCode,
+    AccountNotActive,
+    Throttled,
+    DuplicateEmail,
+    UnknownRole,
+    TotpAlreadyEnabled,
     Unavailable,
     Timeout,
     PayloadTooLarge,
@@ -79,7 +88,7 @@ pub(crate) enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for the document.
-    pub(crate) const ALL: [Self; 27] = [
+    pub(crate) const ALL: [Self; 36] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::BadBody,
@@ -102,6 +111,15 @@ impl ProblemType {
         Self::VerificationRequired,
         Self::PaymentDeclined,
         Self::PlacementAbandoned,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::InvalidCredentials,
+        Self::InvalidCode,
+        Self::AccountNotActive,
+        Self::Throttled,
+        Self::DuplicateEmail,
+        Self::UnknownRole,
+        Self::TotpAlreadyEnabled,
         Self::Unavailable,
         Self::Timeout,
         Self::PayloadTooLarge,
@@ -134,6 +152,15 @@ impl ProblemType {
             Self::VerificationRequired => "verification-required",
             Self::PaymentDeclined => "payment-declined",
             Self::PlacementAbandoned => "placement-abandoned",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::InvalidCredentials => "invalid-credentials",
+            Self::InvalidCode => "invalid-code",
+            Self::AccountNotActive => "account-not-active",
+            Self::Throttled => "throttled",
+            Self::DuplicateEmail => "duplicate-email",
+            Self::UnknownRole => "unknown-role",
+            Self::TotpAlreadyEnabled => "totp-already-enabled",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::PayloadTooLarge => "payload-too-large",
@@ -170,12 +197,27 @@ impl ProblemType {
             Self::UnknownProduct => "An order names a product that does not exist.",
             Self::InvalidOrder => "An order breaks a rule of the orders domain.",
             Self::StockOverflow => "A stock level would pass its maximum.",
-            Self::InvalidTransition => "A status change the order lifecycle does not allow.",
+            Self::InvalidTransition => {
+                "A status change the lifecycle (of an order, of an account) does not allow."
+            }
             Self::ReservationNotHeld => "A reservation that is no longer held.",
             Self::InvalidAuditEntry => "An audit entry that cannot be stored.",
             Self::VerificationRequired => "The customer must be verified before paying this much.",
             Self::PaymentDeclined => "The payment gateway declined the charge.",
             Self::PlacementAbandoned => "A placement that was undone; nothing was charged.",
+            Self::Unauthenticated => {
+                "No valid session: send `Authorization: Bearer <token>` from `POST /api/sessions`."
+            }
+            Self::Forbidden => "The session's roles do not grant an ability the operation needs.",
+            Self::InvalidCredentials => "No account has this email, or the password is wrong.",
+            Self::InvalidCode => {
+                "The TOTP or recovery code is wrong or used, or the challenge is over."
+            }
+            Self::AccountNotActive => "The account may not log in (`status` says why).",
+            Self::Throttled => "Too many failed logins: wait `Retry-After` seconds.",
+            Self::DuplicateEmail => "An account with this email exists.",
+            Self::UnknownRole => "No role of this name is defined.",
+            Self::TotpAlreadyEnabled => "TOTP is on for the account already.",
             Self::Unavailable => {
                 "A database cannot be used right now (`Retry-After` says when to try again)."
             }
@@ -197,7 +239,8 @@ impl ProblemType {
             | Self::UnknownProduct
             | Self::InvalidOrder
             | Self::StockOverflow
-            | Self::InvalidAuditEntry => &[422],
+            | Self::InvalidAuditEntry
+            | Self::UnknownRole => &[422],
             Self::UnsupportedMediaType => &[415],
             Self::NotFound => &[404],
             Self::MethodNotAllowed => &[405],
@@ -205,8 +248,12 @@ impl ProblemType {
             | Self::DuplicateOrder
             | Self::OutOfStock
             | Self::InvalidTransition
-            | Self::ReservationNotHeld => &[409],
-            Self::VerificationRequired => &[403],
+            | Self::ReservationNotHeld
+            | Self::DuplicateEmail
+            | Self::TotpAlreadyEnabled => &[409],
+            Self::VerificationRequired | Self::Forbidden | Self::AccountNotActive => &[403],
+            Self::Unauthenticated | Self::InvalidCredentials | Self::InvalidCode => &[401],
+            Self::Throttled => &[429],
             Self::PaymentDeclined => &[402],
             Self::PlacementAbandoned | Self::Unavailable | Self::Timeout => &[503],
             Self::PayloadTooLarge => &[413],
@@ -229,7 +276,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         kind: ProblemType,
         title: &'static str,
@@ -268,6 +315,12 @@ impl ApiError {
             HeaderValue::from(Self::RETRY_AFTER_SECS),
         ));
         problem
+    }
+
+    /// Adds a response header.
+    pub(crate) fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Adds a `Location` header (the status URL of what the request started).

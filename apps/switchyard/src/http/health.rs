@@ -35,6 +35,7 @@ pub(crate) struct Status {
     path = "/health/live",
     tag = "health",
     operation_id = "live",
+    security(()),
     responses((status = 200, description = "Up", body = Status)),
 )]
 pub(crate) async fn live() -> Json<Status> {
@@ -50,6 +51,7 @@ pub(crate) async fn live() -> Json<Status> {
     path = "/health/ready",
     tag = "health",
     operation_id = "ready",
+    security(()),
     responses(
         (status = 200, description = "`ready`", body = Status),
         (status = 503, description = "`not_ready`: the details are at `/api/ops/health`", body = Status),
@@ -98,6 +100,7 @@ pub(crate) struct DatabaseView {
     path = "/api/ops/health",
     tag = "ops",
     operation_id = "health_details",
+    security(("session" = ["ops.read"])),
     responses(
         (status = 200, description = "Ready", body = HealthDetails),
         (status = 503, description = "Not ready, with the reasons", body = HealthDetails),
@@ -213,8 +216,9 @@ mod tests {
         }
     }
 
-    async fn get(router: &axum::Router, path: &str) -> (StatusCode, Value) {
-        crate::http::testing::call(router, Request::get(path).body(Body::empty()).unwrap()).await
+    async fn get(router: &axum::Router, path: &str, bearer: &str) -> (StatusCode, Value) {
+        let request = Request::get(path).header("authorization", bearer);
+        crate::http::testing::call(router, request.body(Body::empty()).unwrap()).await
     }
 
     #[tokio::test]
@@ -225,29 +229,31 @@ mod tests {
         let fabric = db.fabric().clone();
         let mut host = Host::new(fabric.databases());
         host.add(Broken, Policy::StopHost).unwrap();
+        let settings = crate::Config::default().settings().unwrap();
         let state = AppState::new(
             fabric.clone(),
-            crate::application::place_order(&crate::Config::default().settings().unwrap(), &fabric)
-                .unwrap(),
+            crate::application::place_order(&settings, &fabric).unwrap(),
+            workflows::Login::new(&fabric, settings.login),
             std::time::Duration::from_secs(1),
             host.health(),
             false,
         );
         let router = crate::http::router(state, &crate::Config::default());
+        let operator = crate::http::testing::bearer(&fabric, &["ops.read"]).await;
 
-        let (status, body) = get(&router, "/health/ready").await;
+        let (status, body) = get(&router, "/health/ready", &operator).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body, json!({"status": "ready"}), "the status alone");
-        let (_, body) = get(&router, "/api/ops/health").await;
+        let (_, body) = get(&router, "/api/ops/health", &operator).await;
         assert_eq!(body["workers"][0]["state"], "starting");
 
         let running = host.start();
         let failure = running.failed().await;
         assert_eq!(failure.worker, "broken");
-        let (status, body) = get(&router, "/health/ready").await;
+        let (status, body) = get(&router, "/health/ready", &operator).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body, json!({"status": "not_ready"}));
-        let (status, body) = get(&router, "/api/ops/health").await;
+        let (status, body) = get(&router, "/api/ops/health", &operator).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["status"], "not_ready");
         assert!(body["databases"][0]["database"].is_string(), "{body}");
@@ -258,7 +264,7 @@ mod tests {
         assert_eq!(worker["state"], "failed");
         assert_eq!(worker["error"], "the ledger is gone");
 
-        let (status, ops) = get(&router, "/api/ops/workers").await;
+        let (status, ops) = get(&router, "/api/ops/workers", &operator).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(ops["workers"], body["workers"]);
         running.shutdown().await;

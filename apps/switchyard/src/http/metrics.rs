@@ -45,6 +45,7 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
     path = "/metrics",
     tag = "ops",
     operation_id = "metrics",
+    security(("session" = ["ops.read"])),
     responses((status = 200, description = "Every metric, in Prometheus's text format", content_type = "text/plain")),
 )]
 pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {

@@ -1,7 +1,9 @@
 //! HTTP adapters: the router, its middleware, and health endpoints. Handlers are thin:
 //! parse input into domain types, call a workflow or a module function, map the result.
 
+mod accounts;
 mod audit;
+mod auth;
 mod error;
 mod health;
 pub(crate) mod metrics;
@@ -10,6 +12,7 @@ mod ops;
 mod orders;
 mod page;
 mod products;
+mod sessions;
 // cargo xtask new-module: route files above this line.
 pub(crate) mod server;
 
@@ -29,13 +32,14 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use workflows::PlaceOrder;
+use workflows::{Login, PlaceOrder};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     fabric: Fabric,
     place_order: PlaceOrder,
+    login: Login,
     /// How long a placement request waits before answering `202 Accepted`.
     placement_wait: std::time::Duration,
     /// The background workers' health.
@@ -45,12 +49,15 @@ pub(crate) struct AppState {
     migrated: Arc<AtomicBool>,
     /// The OpenAPI document, as served.
     openapi: Arc<str>,
+    /// What each operation requires, from the document.
+    access: Arc<auth::AccessTable>,
 }
 
 impl AppState {
     pub(crate) fn new(
         fabric: Fabric,
         place_order: PlaceOrder,
+        login: Login,
         placement_wait: std::time::Duration,
         workers: HostHealth,
         migrated: bool,
@@ -58,10 +65,12 @@ impl AppState {
         Self {
             fabric,
             place_order,
+            login,
             placement_wait,
             workers,
             migrated: Arc::new(AtomicBool::new(migrated)),
             openapi: Arc::from(""),
+            access: Arc::default(),
         }
     }
 }
@@ -78,6 +87,8 @@ impl AppState {
 /// Each module's routes (`routes()` in its file here), merged into one API and one
 /// document. `cargo xtask new-module NAME` adds a module's file and its line.
 const MODULES: &[fn() -> OpenApiRouter<AppState>] = &[
+    sessions::routes,
+    accounts::routes,
     products::routes,
     orders::routes,
     audit::routes,
@@ -117,9 +128,16 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
 /// The whole HTTP surface with its middleware.
 pub(crate) fn router(mut state: AppState, config: &crate::Config) -> Router {
     let (routes, document) = api(config.metrics.addr.is_none());
-    state.openapi = Arc::from(openapi::finish(document).to_string());
+    let document = openapi::finish(document);
+    state.access = Arc::new(auth::AccessTable::from_document(&document));
+    state.openapi = Arc::from(document.to_string());
     let http = &config.http;
     let api = routes
+        // On the routes only: an unknown path is a 404 whoever asks.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
@@ -187,11 +205,45 @@ pub(crate) mod testing {
         let state = AppState::new(
             fabric.clone(),
             crate::application::place_order(&config.settings().unwrap(), &fabric).unwrap(),
+            workflows::Login::new(&fabric, config.settings().unwrap().login),
             placement_wait,
             orchestration::host::Host::new(fabric.databases()).health(),
             true,
         );
         (super::router(state, config), db)
+    }
+
+    /// The `Authorization` header of a session of a new active account whose one role
+    /// grants `abilities`.
+    pub(crate) async fn bearer(fabric: &orchestration::Fabric, abilities: &[&str]) -> String {
+        use identity::{AccountKind, AccountStatus, DisplayName, Email, NewAccount, RoleName};
+        let conn = fabric.connection(identity::SCHEMA).unwrap();
+        let now = fabric.clock().now();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let account = identity::create_account(
+            conn,
+            &NewAccount {
+                email: Email::parse(&format!("t{id}@example.com")).unwrap(),
+                display_name: DisplayName::parse("Test").unwrap(),
+                kind: AccountKind::Staff,
+                status: AccountStatus::Active,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+        let role = RoleName::parse(&format!("test_{id}")).unwrap();
+        let granted = abilities
+            .iter()
+            .map(|a| identity::Ability::parse(a).unwrap())
+            .collect();
+        identity::define_role(conn, &role, &granted).await.unwrap();
+        identity::grant_role(conn, account.id, &role).await.unwrap();
+        let (_, token) =
+            identity::start_session(conn, account.id, "test", now, chrono::Duration::hours(1))
+                .await
+                .unwrap();
+        format!("Bearer {}", token.as_str())
     }
 
     /// Sends `request`; the status and the body as JSON.

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::auth::Access;
 use super::error::ProblemType;
 
 #[derive(OpenApi)]
@@ -19,6 +20,7 @@ use super::error::ProblemType;
         description = "Products, stock and orders over one modular monolith.",
     ),
     tags(
+        (name = "identity", description = "Logging in, sessions, TOTP and account administration"),
         (name = "products", description = "The catalog and its stock"),
         (name = "orders", description = "Order placement (a saga) and orders"),
         (name = "audit", description = "The audit log"),
@@ -37,6 +39,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
     path = "/openapi.json",
     tag = "ops",
     operation_id = "openapi",
+    security(()),
     responses((status = 200, description = "This document", content_type = "application/json")),
 )]
 pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
@@ -55,6 +58,13 @@ pub(crate) fn finish(generated: utoipa::openapi::OpenApi) -> Value {
         problem_table()
     ));
     document["components"]["schemas"]["Problem"] = problem_schema();
+    document["components"]["securitySchemes"] = json!({
+        super::auth::SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A session token from `POST /api/sessions`. An operation's `security` lists the abilities it needs (one entry's all, of any entry); an empty list: any session."
+        }
+    });
     let paths = document["paths"]
         .as_object_mut()
         .expect("the document has paths");
@@ -79,7 +89,6 @@ pub(crate) fn finish(generated: utoipa::openapi::OpenApi) -> Value {
             (
                 "place_order",
                 json!({ "requestBody": {
-                    "customer_id": "linked",
                     "lines": [{ "sku": "$response.body#/sku", "quantity": 1 }]
                 } }),
             ),
@@ -99,6 +108,7 @@ pub(crate) fn finish(generated: utoipa::openapi::OpenApi) -> Value {
 /// error response.
 fn complete(operation: &mut Value) {
     let has_body = operation.get("requestBody").is_some();
+    let access = super::auth::access_of(operation);
     let responses = operation["responses"]
         .as_object_mut()
         .expect("every operation has responses");
@@ -112,6 +122,18 @@ fn complete(operation: &mut Value) {
             "`unavailable`: a database cannot be used right now (`Retry-After`); `timeout`: the request took longer than `http.request_timeout`",
         ),
     ];
+    if let Some(Access::AnyOf(any_of)) = &access {
+        shared.push((
+            "401",
+            "`unauthenticated`: no valid session (`Authorization: Bearer <token>`)",
+        ));
+        if any_of.iter().all(|abilities| !abilities.is_empty()) {
+            shared.push((
+                "403",
+                "`forbidden`: the session's roles do not grant the ability this operation needs",
+            ));
+        }
+    }
     if has_body {
         shared.extend([
             (

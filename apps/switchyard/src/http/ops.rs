@@ -113,6 +113,7 @@ impl From<WorkerStatus> for WorkerView {
     path = "/api/ops/workers",
     tag = "ops",
     operation_id = "workers",
+    security(("session" = ["ops.read"])),
     responses((status = 200, description = "Every worker", body = Workers)),
 )]
 pub(crate) async fn workers(State(state): State<AppState>) -> Json<Workers> {

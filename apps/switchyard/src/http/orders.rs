@@ -18,6 +18,7 @@ use uuid::Uuid;
 use workflows::{PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome, Placement, Refusal};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, Body, FieldError, Params, ProblemType, check};
 use super::page::{self, Page};
 
@@ -28,12 +29,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
 }
 
-/// An order to place.
+/// An order to place, for the caller (the session's account is the customer: a
+/// `customer_id` in the body is refused, not ignored).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PlaceOrderBody {
-    /// Who is ordering: 1 to 64 visible ASCII characters.
-    #[schema(pattern = "^[!-~]{1,64}$", example = "customer-7")]
-    customer_id: String,
     /// 1 to 100 lines.
     #[schema(min_items = 1, max_items = 100)]
     lines: Vec<LineBody>,
@@ -165,7 +165,8 @@ pub(crate) struct ListOrders {
     /// Only orders in this status.
     #[param(value_type = Option<OrderStatusView>)]
     status: Option<String>,
-    /// Only this customer's orders.
+    /// Only this customer's orders (an account id; without `orders.read.any`, only the
+    /// caller's own are listed).
     #[param(pattern = "^[!-~]{1,64}$")]
     customer_id: Option<String>,
     /// Orders per page, 1 to 1000 (default 50).
@@ -178,13 +179,11 @@ pub(crate) struct ListOrders {
 
 const MAX_LINES: usize = 100;
 
-fn parse_command(body: &PlaceOrderBody) -> Result<PlaceOrderCommand, ApiError> {
+fn parse_command(
+    customer_id: CustomerId,
+    body: &PlaceOrderBody,
+) -> Result<PlaceOrderCommand, ApiError> {
     let mut errors = Vec::new();
-    let customer_id = check(
-        &mut errors,
-        "customer_id",
-        CustomerId::parse(&body.customer_id),
-    );
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
         errors.push(FieldError::new(
             "lines",
@@ -207,10 +206,10 @@ fn parse_command(body: &PlaceOrderBody) -> Result<PlaceOrderCommand, ApiError> {
             lines.push((sku, quantity));
         }
     }
-    match customer_id {
-        Some(customer_id) if errors.is_empty() => Ok(PlaceOrderCommand { customer_id, lines }),
-        _ => Err(ApiError::validation(errors)),
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
     }
+    Ok(PlaceOrderCommand { customer_id, lines })
 }
 
 /// The header that makes a placement idempotent: the same key and body return the
@@ -232,20 +231,28 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .to_str()
         .map_err(|_| invalid("must be visible ASCII".to_owned()))?;
     orchestration::saga::check_key(key).map_err(|err| invalid(err.to_string()))?;
+    if key.len() > workflows::MAX_PLACEMENT_KEY_LEN {
+        return Err(invalid(format!(
+            "is longer than {} bytes",
+            workflows::MAX_PLACEMENT_KEY_LEN
+        )));
+    }
     Ok(Some(key.to_owned()))
 }
 
-/// Places an order: holds the stock, charges the customer, confirms. Waits up to
-/// `http.placement_wait` for the outcome, then answers `202 Accepted` with the status
-/// URL to ask. With an `Idempotency-Key`, sending the same request again returns the
-/// first placement's outcome and repeats nothing.
+/// Places an order for the caller: holds the stock, charges the caller, confirms.
+/// Waits up to `http.placement_wait` for the outcome, then answers `202 Accepted` with
+/// the status URL to ask. With an `Idempotency-Key` (the caller's own: another caller's
+/// same key is another placement), sending the same request again returns the first
+/// placement's outcome and repeats nothing.
 #[utoipa::path(
     post,
     path = "/api/orders",
     tag = "orders",
     operation_id = "place_order",
-    params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[ -~]*[!-~][ -~]*$",
-        description = "Makes the request idempotent: 1 to 255 visible ASCII characters (inner spaces allowed). The same key with a different body is refused (`idempotency-key-reused`).")),
+    security(("session" = ["orders.place"])),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 190, pattern = "^[ -~]*[!-~][ -~]*$",
+        description = "Makes the request idempotent for its caller: 1 to 190 visible ASCII characters (inner spaces allowed). The same key with a different body is refused (`idempotency-key-reused`).")),
     request_body = PlaceOrderBody,
     responses(
         (status = 201, description = "Placed and confirmed", body = OrderView,
@@ -262,11 +269,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 )]
 pub(crate) async fn place(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Body(body): Body<PlaceOrderBody>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let command = parse_command(&body)?;
+    let command = parse_command(caller.customer_id(), &body)?;
     let placement = state
         .place_order
         .place(key.as_deref(), &command, state.placement_wait)
@@ -385,25 +393,34 @@ struct PlacementFailed {
     error: String,
 }
 
-/// Shows an order, or how its placement stands while it is not (yet) one.
+/// Shows an order, or how its placement stands while it is not (yet) one: the
+/// caller's own, or any with `orders.read.any`.
 #[utoipa::path(
     get,
     path = "/api/orders/{id}",
     tag = "orders",
     operation_id = "show_order",
+    security(("session" = ["orders.place"]), ("session" = ["orders.read.any"])),
     params(("id" = String, Path, description = "The order's (and its placement's) id")),
     responses(
         (status = 200, description = "The order, or its placement's status", body = OrderOrPlacement),
-        (status = 404, description = "`not-found`: no order or placement with this id"),
+        (status = 404, description = "`not-found`: no order or placement with this id that the caller may see"),
     ),
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OrderOrPlacement>, ApiError> {
     let not_found = || ApiError::not_found(format!("no order with id {id}"));
     let parsed = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    // Another customer's order is answered as if there were none.
+    let visible =
+        |customer_id: &str| caller.can(READ_ANY) || customer_id == caller.customer_id().as_str();
     if let Some(order) = orders::get(state.fabric.connection(orders::SCHEMA)?, parsed).await? {
+        if !visible(&order.customer_id) {
+            return Err(not_found());
+        }
         return Ok(Json(OrderOrPlacement::Order(order.into())));
     }
     // Not an order (yet): a placement still running, refused or abandoned.
@@ -411,6 +428,7 @@ pub(crate) async fn show(
         .place_order
         .placement_of(parsed)
         .await?
+        .filter(|placement| visible(&placement.customer_id))
         .ok_or_else(not_found)?;
     let view = |status, refusal, placement_state| PlacementView {
         id: parsed,
@@ -430,12 +448,17 @@ pub(crate) async fn show(
     })))
 }
 
-/// Lists orders, newest first, a page at a time.
+/// Who may see every customer's orders.
+const READ_ANY: &str = "orders.read.any";
+
+/// Lists orders, newest first, a page at a time: the caller's own, or (with
+/// `orders.read.any`) everyone's.
 #[utoipa::path(
     get,
     path = "/api/orders",
     tag = "orders",
     operation_id = "list_orders",
+    security(("session" = ["orders.place"]), ("session" = ["orders.read.any"])),
     params(ListOrders),
     responses(
         (status = 200, description = "One page", body = Page<OrderView>),
@@ -444,6 +467,7 @@ pub(crate) async fn show(
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Params(query): Params<ListOrders>,
 ) -> Result<Json<Page<OrderView>>, ApiError> {
     let mut errors = Vec::new();
@@ -473,6 +497,24 @@ pub(crate) async fn list(
     let Some(limit) = limit.filter(|_| errors.is_empty()) else {
         return Err(ApiError::invalid_query(errors));
     };
+    if !caller.can(READ_ANY) {
+        let own = caller.customer_id();
+        if filter
+            .customer_id
+            .as_ref()
+            .is_some_and(|asked| *asked != own)
+        {
+            // Another customer's orders: none the caller may see.
+            return Ok(Json(Page::new(
+                Vec::new(),
+                limit,
+                "/api/orders",
+                &[],
+                |o: &OrderView| o.id.to_string(),
+            )));
+        }
+        filter.customer_id = Some(own);
+    }
     let orders = orders::list(state.fabric.connection(orders::SCHEMA)?, &filter, limit + 1).await?;
     Ok(Json(Page::new(
         orders.into_iter().map(OrderView::from).collect(),

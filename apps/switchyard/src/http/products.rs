@@ -138,6 +138,7 @@ fn parse_new_product(body: &CreateProduct) -> Result<NewProduct, ApiError> {
     path = "/api/products",
     tag = "products",
     operation_id = "create_product",
+    security(("session" = ["catalog.write"])),
     request_body = CreateProduct,
     responses(
         (status = 201, description = "Added", body = ProductView,
@@ -183,6 +184,7 @@ pub(crate) async fn create(
     path = "/api/products",
     tag = "products",
     operation_id = "list_products",
+    security(("session" = [])),
     params(ListProducts),
     responses(
         (status = 200, description = "One page", body = Page<ProductView>),
@@ -230,6 +232,7 @@ pub(crate) async fn list(
     path = "/api/products/{sku}",
     tag = "products",
     operation_id = "show_product",
+    security(("session" = [])),
     params(("sku" = String, Path, description = "The product's SKU")),
     responses(
         (status = 200, description = "The product", body = ProductView),
@@ -254,6 +257,7 @@ pub(crate) async fn show(
     path = "/api/products/{sku}/restock",
     tag = "products",
     operation_id = "restock_product",
+    security(("session" = ["stock.write"])),
     params(("sku" = String, Path, description = "The product's SKU")),
     request_body = Restock,
     responses(

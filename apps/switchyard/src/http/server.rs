@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower_http::add_extension::AddExtension;
 
 /// The connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +62,11 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the client's address (login throttling counts per client).
+        let service = TowerToHyperService::new(AddExtension::new(
+            router.clone(),
+            axum::extract::ConnectInfo(peer),
+        ));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(err) = connection.await {

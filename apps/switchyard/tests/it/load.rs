@@ -14,7 +14,9 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use super::{drain, exit_drained, read_until, served_at, signal, start, switchyard};
+use super::{
+    admin_client, drain, exit_drained, open_admin, read_until, served_at, signal, start, switchyard,
+};
 
 const SKU: &str = "KILL-LOAD";
 const STOCK: i64 = 250;
@@ -37,15 +39,6 @@ fn split_command(main: &TestDatabase, inventory: &TestDatabase) -> tokio::proces
     command
 }
 
-/// A client that gives up on a request after a minute: a stalled server fails the
-/// test instead of hanging it.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("a client")
-}
-
 /// Creates product [`SKU`] with `stock` units.
 async fn create_product(client: &reqwest::Client, base: &str, stock: i64) {
     let created = client
@@ -63,7 +56,7 @@ async fn place(client: &reqwest::Client, base: &str, key: &str) -> Option<(Statu
     let response = client
         .post(format!("{base}/api/orders"))
         .header("Idempotency-Key", key)
-        .json(&json!({"customer_id": "loader", "lines": [{"sku": SKU, "quantity": 1}]}))
+        .json(&json!({"lines": [{"sku": SKU, "quantity": 1}]}))
         .send()
         .await
         .ok()?;
@@ -132,12 +125,13 @@ async fn killed_under_load_then_restarted_every_placement_ends_and_stock_is_cons
     let Some((main, inventory)) = split().await else {
         return;
     };
+    open_admin(split_command(&main, &inventory)).await;
     let (mut first, mut lines) = start(split_command(&main, &inventory));
     let mut seen = Vec::new();
     read_until(&mut lines, "serving", &mut seen).await;
     let base = format!("http://{}", served_at(&seen));
     let first_log = drain(lines, seen);
-    let client = client();
+    let client = admin_client(&base).await;
     create_product(&client, &base, STOCK).await;
 
     // 300 placements, 40 at a time; the process is SIGKILLed once 100 have answered.
@@ -275,12 +269,13 @@ async fn shutdown_ends_in_time_while_every_connection_waits_on_a_lock() {
     command
         .env("SWITCHYARD_DATABASE__LOCK_TIMEOUT", "10m")
         .env("SWITCHYARD_WORKERS__SHUTDOWN_TIMEOUT", "2s");
+    open_admin(switchyard(&db.topology().default_url().connection_string())).await;
     let (child, mut lines) = start(command);
     let mut seen = Vec::new();
     read_until(&mut lines, "serving", &mut seen).await;
     let base = format!("http://{}", served_at(&seen));
     let log = drain(lines, seen);
-    let client = client();
+    let client = admin_client(&base).await;
     create_product(&client, &base, 10).await;
 
     let inventory_db = db.connection(inventory::SCHEMA);

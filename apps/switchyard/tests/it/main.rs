@@ -31,6 +31,57 @@ fn switchyard(database_url: &str) -> Command {
     command
 }
 
+/// The administrator the process tests open, and its password.
+const ADMIN: (&str, &str) = ("admin@tests.example", "correct horse battery staple");
+
+/// Opens [`ADMIN`] with `switchyard accounts create` (the password on standard input),
+/// as a user bootstraps the first administrator; `command` is the binary on the
+/// databases to use.
+async fn open_admin(mut command: Command) {
+    use tokio::io::AsyncWriteExt;
+    command
+        .args(["accounts", "create", "--email", ADMIN.0, "--role", "admin"])
+        .stdin(Stdio::piped());
+    let mut child = command.spawn().expect("start switchyard accounts create");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n", ADMIN.1).as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "accounts create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Logs [`ADMIN`] in at `base`: a client sending its session, which gives up on a
+/// request after a minute (a stalled server fails the test instead of hanging it).
+async fn admin_client(base: &str) -> reqwest::Client {
+    let login = reqwest::Client::new()
+        .post(format!("{base}/api/sessions"))
+        .json(&serde_json::json!({"email": ADMIN.0, "password": ADMIN.1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::CREATED);
+    let session: serde_json::Value = login.json().await.unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", session["token"].as_str().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 /// Log lines until one contains `needle`; all of them, for later assertions.
 async fn read_until(
     lines: &mut Lines<BufReader<ChildStderr>>,

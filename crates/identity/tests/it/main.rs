@@ -18,6 +18,7 @@ orchestration::engine_tests! {
     sessions_are_listed_and_revoked_one_or_all_and_a_new_password_ends_them,
     a_password_is_stored_as_argon2id_and_checked,
     roles_grant_abilities,
+    the_built_in_admin_role_grants_every_ability,
     totp_is_confirmed_by_a_first_code_and_each_code_is_accepted_once,
 }
 
@@ -221,6 +222,17 @@ async fn a_session_token_is_stored_only_as_its_hash_and_expires(db: TestDatabase
         identity::list_sessions(conn, account).await.unwrap()[0].last_used_at,
         later
     );
+    // A use within a minute of the last one recorded is not written again.
+    let soon = later + identity::LAST_USE_PRECISION - Duration::seconds(1);
+    let again = identity::authenticate(conn, &token, soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.session.last_used_at, later);
+    assert_eq!(
+        identity::list_sessions(conn, account).await.unwrap()[0].last_used_at,
+        later
+    );
     // Expired: refused, and gone.
     let expired = began + Duration::minutes(30);
     assert_eq!(
@@ -348,6 +360,26 @@ async fn a_password_is_stored_as_argon2id_and_checked(db: TestDatabase) {
 
 fn abilities(names: &[&str]) -> BTreeSet<Ability> {
     names.iter().map(|n| Ability::parse(n).unwrap()).collect()
+}
+
+async fn the_built_in_admin_role_grants_every_ability(db: TestDatabase) {
+    let conn = db.connection(identity::SCHEMA);
+    let account = active(conn, "root@example.com").await;
+    let customer = active(conn, "c@example.com").await;
+    identity::grant_role(conn, account, &RoleName::parse("admin").unwrap())
+        .await
+        .unwrap();
+    identity::grant_role(conn, customer, &RoleName::parse("customer").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        identity::abilities_of(conn, account).await.unwrap(),
+        abilities(&identity::ABILITIES)
+    );
+    assert_eq!(
+        identity::abilities_of(conn, customer).await.unwrap(),
+        abilities(&["orders.place"])
+    );
 }
 
 async fn roles_grant_abilities(db: TestDatabase) {

@@ -431,6 +431,22 @@ async fn one_idempotency_key_places_one_order(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(requests.len(), 2, "one charge per placement: {requests:?}");
+
+    // A key is the customer's own: another customer's same key is another placement.
+    let mut other = command(&[("A", 3)]);
+    other.customer_id = CustomerId::parse("c-2").unwrap();
+    let theirs = workflow.place(Some("order-1"), &other, WAIT).await.unwrap();
+    assert_ne!(theirs.id, first.id);
+    assert_eq!(theirs.customer_id, "c-2");
+    assert_eq!(first.customer_id, "c-1");
+    assert_eq!(stock(&db, "A").await, (4, 6));
+    let too_long = "k".repeat(workflows::MAX_PLACEMENT_KEY_LEN + 1);
+    assert!(matches!(
+        workflow.place(Some(&too_long), &other, WAIT).await,
+        Err(PlaceOrderError::Saga(
+            orchestration::saga::SagaError::InvalidKey(_)
+        ))
+    ));
 }
 
 async fn concurrent_placements_do_not_trip_over_each_other(db: TestDatabase) {
