@@ -10,7 +10,9 @@ Registering with @schemathesis.check adds the check to the registry; it runs by 
 from __future__ import annotations
 
 import json
+import os
 
+import requests
 import schemathesis
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -64,3 +66,28 @@ def problem_json_errors(ctx, response, case):
     if problems:
         raise AssertionError("; ".join(problems) + f"; {where}")
     return None
+
+
+if os.environ.get("CONTRACT_EMAIL"):
+
+    @schemathesis.auth(refresh_interval=1)
+    class SessionAuth:
+        """Every request acts as the administrator run.sh opened: logged in again each
+        second, so that a fuzzed logout (or `DELETE /api/sessions`) does not leave the
+        rest of the run unauthenticated."""
+
+        def get(self, case, ctx):
+            response = requests.post(
+                f"{os.environ['CONTRACT_BASE_URL']}/api/sessions",
+                json={
+                    "email": os.environ["CONTRACT_EMAIL"],
+                    "password": os.environ["CONTRACT_PASSWORD"],
+                },
+                timeout=10,
+            )
+            response.raise_for_status()
+            return response.json()["token"]
+
+        def set(self, case, data, ctx):
+            case.headers = case.headers or {}
+            case.headers["Authorization"] = f"Bearer {data}"

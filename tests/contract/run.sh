@@ -5,8 +5,12 @@
 # per operation, stateful runs along the document's links, and these checks: no 5xx,
 # every response as documented (status, content type, headers, body), schema-valid input
 # accepted and schema-invalid input refused, 405 with `Allow` for undocumented methods,
-# and every error a `urn:switchyard:problem:*` problem (hooks.py). Exits non-zero on any
-# failure. `just fuzz-api` runs it; CI runs it after the tests.
+# and every error a `urn:switchyard:problem:*` problem (hooks.py). Every request carries
+# the session of an administrator opened with `switchyard accounts create` (hooks.py logs
+# in again each second, so a fuzzed logout or `DELETE /api/sessions` costs at most a
+# second of 401s); login throttling is raised so that the fuzzed failed logins do not
+# lock the run out. Exits non-zero on any failure. `just fuzz-api` runs it; CI runs it
+# after the tests.
 #
 #   tests/contract/run.sh [sqlite|postgres]...    (default: both)
 #
@@ -33,11 +37,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts the binary on $1 (a database URL); sets $pid and $base.
+# The administrator every fuzzed request acts as (hooks.py logs it in).
+export CONTRACT_EMAIL=admin@contract.example
+CONTRACT_PASSWORD="contract-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export CONTRACT_PASSWORD
+
+# Starts the binary on $1 (a database URL), with an administrator; sets $pid and $base.
 start() {
   local log="$work/server.log"
+  printf '%s\n' "$CONTRACT_PASSWORD" | SWITCHYARD_DATABASE__URL="$1" SWITCHYARD_LOG__FILTER=warn \
+    "$binary" accounts create --email "$CONTRACT_EMAIL" --role admin >/dev/null
   SWITCHYARD_HTTP__ADDR=127.0.0.1:0 SWITCHYARD_DATABASE__URL="$1" \
     SWITCHYARD_LOG__FORMAT=json SWITCHYARD_LOG__FILTER=warn,switchyard=info \
+    SWITCHYARD_IDENTITY__MAX_FAILURES_PER_CLIENT=1000000000 \
+    SWITCHYARD_IDENTITY__MAX_FAILURES_PER_EMAIL=1000000000 \
     "$binary" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
@@ -54,7 +67,7 @@ for line in open(sys.argv[1]):
         break
 PY
 )
-    if [ -n "$addr" ]; then base="http://$addr"; return 0; fi
+    if [ -n "$addr" ]; then base="http://$addr"; export CONTRACT_BASE_URL="$base"; return 0; fi
     kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "the server exited" >&2; return 1; }
     sleep 0.2
   done
@@ -85,7 +98,11 @@ for engine in "${engines[@]}"; do
   start "$url"
   # The document's example product, cheap and plentiful, so that the example order
   # (and the orders the stateful runs derive from it) is placed: 201s get checked too.
+  token=$(curl -sf -X POST "$base/api/sessions" -H 'content-type: application/json' \
+    -d "{\"email\":\"$CONTRACT_EMAIL\",\"password\":\"$CONTRACT_PASSWORD\"}" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
   curl -sf -o /dev/null -X POST "$base/api/products" -H 'content-type: application/json' \
+    -H "authorization: Bearer $token" \
     -d '{"sku":"WIDGET-1","name":"Widget","price_minor":1,"currency":"EUR","stock":1000000000}'
   echo "=== $engine: fuzzing $base"
   started=$SECONDS

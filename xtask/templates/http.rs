@@ -1,6 +1,8 @@
 //! `/api/{{name}}`: the {{name}} module's routes. Created by `cargo xtask new-module
 //! {{name}}`; the handlers parse input into domain types, call the module in a unit of
-//! work, and map its errors to problems.
+//! work, and map its errors to problems. Each operation's `security` says who may call
+//! it: adding needs the ability `{{name}}.write` (the `admin` role grants every
+//! ability; define a role for others), showing needs a session.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -54,6 +56,7 @@ impl From<Item> for ItemView {
     path = "/api/{{name}}/items",
     tag = "{{name}}",
     operation_id = "add_{{name}}_item",
+    security(("session" = ["{{name}}.write"])),
     request_body = NewItem,
     responses(
         (status = 201, description = "Added", body = ItemView,
@@ -92,6 +95,7 @@ pub(crate) async fn add_item(
     path = "/api/{{name}}/items/{id}",
     tag = "{{name}}",
     operation_id = "show_{{name}}_item",
+    security(("session" = [])),
     params(("id" = i64, Path, description = "The item's id")),
     responses(
         (status = 200, description = "The item", body = ItemView),

@@ -47,8 +47,8 @@ pub use totp::{
     totp_code, totp_enabled, use_recovery_code, verify_totp,
 };
 pub use types::{
-    ABILITIES, Ability, AccountId, AccountKind, AccountStatus, DisplayName, Email, Password,
-    RoleName,
+    ABILITIES, Ability, AccountId, AccountKind, AccountStatus, DisplayName, EVERY_ABILITY, Email,
+    Password, RoleName,
 };
 
 /// The boundary's name, which is also its schema: the crate's name (the architecture test

@@ -262,8 +262,12 @@ pub const ABILITIES: [&str; 8] = [
     "identity.admin",
 ];
 
+/// The ability that stands for every ability, those added later too (the built-in
+/// `admin` role grants it).
+pub const EVERY_ABILITY: &str = "*";
+
 /// An ability: lowercase words joined by dots (`catalog.write`), at most 64
-/// characters.
+/// characters; or [`EVERY_ABILITY`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ability(String);
 
@@ -273,7 +277,16 @@ impl Ability {
     /// # Errors
     /// It is not dotted lowercase words.
     pub fn parse(name: &str) -> Result<Self, Invalid> {
+        if name == EVERY_ABILITY {
+            return Ok(Self(name.to_owned()));
+        }
         dotted(name).map(Self)
+    }
+
+    /// Whether holding this ability grants `other`.
+    #[must_use]
+    pub fn grants(&self, other: &str) -> bool {
+        self.0 == EVERY_ABILITY || self.0 == other
     }
 
     /// The ability's name.

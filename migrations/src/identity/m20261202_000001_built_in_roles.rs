@@ -1,6 +1,6 @@
-//! The built-in roles: `admin` (every ability), `operator`, `catalog` and `customer`.
-//! An installation may redefine them (`identity::define_role`); later migrations that
-//! add abilities grant them to `admin` too.
+//! The built-in roles: `admin` (every ability, `*`: those added later too),
+//! `operator`, `catalog` and `customer`. An installation may redefine them
+//! (`identity::define_role`).
 
 use sea_orm_migration::prelude::*;
 
@@ -16,10 +16,7 @@ enum Roles {
 
 /// Each role and the abilities it grants, space-separated as the table stores them.
 const ROLES: [(&str, &str); 4] = [
-    (
-        "admin",
-        "audit.read catalog.write identity.admin ops.read ops.write orders.place orders.read.any stock.write",
-    ),
+    ("admin", "*"),
     ("operator", "audit.read ops.read ops.write orders.read.any"),
     ("catalog", "catalog.write stock.write"),
     ("customer", "orders.place"),

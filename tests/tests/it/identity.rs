@@ -14,6 +14,7 @@ orchestration::engine_tests! {
     an_account_logs_in_with_its_password_then_with_totp,
     suspension_and_a_new_password_end_sessions_at_once,
     failed_logins_are_throttled_per_email,
+    logins_racing_suspensions_never_leave_a_working_session,
 }
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -331,5 +332,65 @@ async fn failed_logins_are_throttled_per_email(db: TestDatabase) {
     open(&app, "frank@example.com").await;
     let (status, _) = password_login(&app, "frank@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::CREATED);
+    app.stop().await;
+}
+
+/// Logins and status changes of one account at once (the status change locks the
+/// account's row and ends its sessions; a login that read the account before may
+/// still start one): no request fails, and once the account ends suspended, no token
+/// any login returned works.
+async fn logins_racing_suspensions_never_leave_a_working_session(db: TestDatabase) {
+    let app = TestApp::spawn(&db).await;
+    let id = open(&app, "gina@example.com").await;
+    let mut racing = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (admin, url) = (app.http.clone(), app.url(""));
+        let id = id.clone();
+        racing.spawn(async move {
+            if i % 2 == 0 {
+                let status = if i % 4 == 0 { "suspended" } else { "active" };
+                let response = admin
+                    .put(format!("{url}/api/accounts/{id}/status"))
+                    .json(&json!({"status": status}))
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status(), None)
+            } else {
+                let response = reqwest::Client::new()
+                    .post(format!("{url}/api/sessions"))
+                    .json(&json!({"email": "gina@example.com", "password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap();
+                (status, body["token"].as_str().map(str::to_owned))
+            }
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(answer) = racing.join_next().await {
+        let (status, token) = answer.unwrap();
+        assert!(
+            [StatusCode::OK, StatusCode::CREATED, StatusCode::FORBIDDEN].contains(&status),
+            "{status}"
+        );
+        tokens.extend(token);
+    }
+    let suspended = app
+        .http
+        .put(app.url(&format!("/api/accounts/{id}/status")))
+        .json(&json!({"status": "suspended"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspended.status(), StatusCode::OK);
+    for token in &tokens {
+        assert_eq!(
+            status_of(&app, &client_with(token), "/api/me").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
     app.stop().await;
 }

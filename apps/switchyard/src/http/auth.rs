@@ -105,13 +105,13 @@ pub(crate) fn access_of(operation: &Value) -> Option<Access> {
 pub(crate) struct Caller {
     pub(crate) account: Account,
     pub(crate) session: Session,
-    abilities: BTreeSet<String>,
+    abilities: BTreeSet<identity::Ability>,
 }
 
 impl Caller {
     /// Whether the caller's roles grant `ability`.
     pub(crate) fn can(&self, ability: &str) -> bool {
-        self.abilities.contains(ability)
+        self.abilities.iter().any(|held| held.grants(ability))
     }
 
     /// The caller as the orders domain's customer: the account's id.
@@ -182,7 +182,7 @@ pub(crate) async fn authorize(
         Ok(caller) => {
             let allowed = any_of
                 .iter()
-                .any(|needed| needed.is_subset(&caller.abilities));
+                .any(|needed| needed.iter().all(|ability| caller.can(ability)));
             if !allowed {
                 return forbidden(&any_of).into_response();
             }
@@ -202,11 +202,7 @@ async fn caller(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Cal
         identity::authenticate(conn, &token, state.now())
             .await?
             .ok_or_else(|| unauthenticated("the session is unknown, expired or ended"))?;
-    let abilities = identity::abilities_of(conn, account.id)
-        .await?
-        .into_iter()
-        .map(|a| a.as_str().to_owned())
-        .collect();
+    let abilities = identity::abilities_of(conn, account.id).await?;
     Ok(Caller {
         account,
         session,
@@ -335,6 +331,9 @@ mod tests {
                         );
                     }
                 }
+                let everything = bearer(fabric, &[identity::EVERY_ABILITY]).await;
+                let (status, body, _) = send(&router, &method, &concrete, Some(&everything)).await;
+                assert!(!refused(status), "{what} with `*`: {status} {body}");
                 for set in &any_of {
                     let abilities: Vec<&str> = set.iter().map(String::as_str).collect();
                     let session = bearer(fabric, &abilities).await;

@@ -5,6 +5,7 @@
 
 mod limits;
 mod load;
+mod secrets;
 mod startup;
 
 use std::process::{ExitStatus, Stdio};
@@ -36,8 +37,8 @@ const ADMIN: (&str, &str) = ("admin@tests.example", "correct horse battery stapl
 
 /// Opens [`ADMIN`] with `switchyard accounts create` (the password on standard input),
 /// as a user bootstraps the first administrator; `command` is the binary on the
-/// databases to use.
-async fn open_admin(mut command: Command) {
+/// databases to use. Returns what it logged.
+async fn open_admin(mut command: Command) -> String {
     use tokio::io::AsyncWriteExt;
     command
         .args(["accounts", "create", "--email", ADMIN.0, "--role", "admin"])
@@ -50,11 +51,9 @@ async fn open_admin(mut command: Command) {
         .unwrap();
     drop(stdin);
     let output = child.wait_with_output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "accounts create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "accounts create: {log}");
+    log
 }
 
 /// Logs [`ADMIN`] in at `base`: a client sending its session, which gives up on a
