@@ -70,11 +70,12 @@ def problem_json_errors(ctx, response, case):
 
 if os.environ.get("CONTRACT_EMAIL"):
 
-    @schemathesis.auth(refresh_interval=1)
+    @schemathesis.auth()
     class SessionAuth:
-        """Every request acts as the administrator run.sh opened: logged in again each
-        second, so that a fuzzed logout (or `DELETE /api/sessions`) does not leave the
-        rest of the run unauthenticated."""
+        """Every request acts as the administrator run.sh opened. A 401 (after a fuzzed
+        logout or `DELETE /api/sessions`) makes schemathesis log in again and send the
+        request once more (`retry_on`, 401 by default), so the rest of the run is not
+        left unauthenticated."""
 
         def get(self, case, ctx):
             response = requests.post(

@@ -7,8 +7,8 @@
 # accepted and schema-invalid input refused, 405 with `Allow` for undocumented methods,
 # and every error a `urn:switchyard:problem:*` problem (hooks.py). Every request carries
 # the session of an administrator opened with `switchyard accounts create` (hooks.py logs
-# in again each second, so a fuzzed logout or `DELETE /api/sessions` costs at most a
-# second of 401s); login throttling is raised so that the fuzzed failed logins do not
+# in again after a 401, so a fuzzed logout or `DELETE /api/sessions` does not end the
+# run's authentication); login throttling is raised so that the fuzzed failed logins do not
 # lock the run out. Exits non-zero on any failure. `just fuzz-api` runs it; CI runs it
 # after the tests.
 #

@@ -221,10 +221,12 @@ impl Login {
                 .write(Record::Nothing(outcome), step.user_agent, now, event)
                 .await;
         }
-        let stored = match &account {
-            Some(account) => identity::stored_password(conn, account.id).await?,
-            None => None,
-        };
+        // Read for an unknown email too (an id no account has), so that both cost the
+        // same queries.
+        let id = account
+            .as_ref()
+            .map_or(identity::AccountId(uuid::Uuid::nil()), |a| a.id);
+        let stored = identity::stored_password(conn, id).await?;
         // A password that cannot be one is checked too (against the decoy), so that
         // every failure costs the same.
         let password = Password::attempt(step.password)
