@@ -37,7 +37,11 @@ macro_rules! boundaries {
 }
 
 boundaries![
-    inventory, orders, audit, payments,
+    inventory,
+    orders,
+    audit,
+    payments,
     identity,
+    notifications,
     // cargo xtask new-module: boundaries above this line.
 ];

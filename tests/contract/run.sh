@@ -51,6 +51,7 @@ start() {
     SWITCHYARD_LOG__FORMAT=json SWITCHYARD_LOG__FILTER=warn,switchyard=info \
     SWITCHYARD_IDENTITY__MAX_FAILURES_PER_CLIENT=1000000000 \
     SWITCHYARD_IDENTITY__MAX_FAILURES_PER_EMAIL=1000000000 \
+    SWITCHYARD_NOTIFICATIONS__DIR="$work/mail" \
     "$binary" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do

@@ -61,6 +61,10 @@ pub struct TestApp {
     /// customer of the orders it places).
     pub http: reqwest::Client,
     fabric: Fabric,
+    /// Where notifications are written (`notifications.dir`).
+    mail_dir: std::path::PathBuf,
+    /// The temporary directory that is `notifications.dir` unless the config set one.
+    _mail: tempfile::TempDir,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
 }
@@ -134,12 +138,17 @@ impl TestApp {
     /// If the app cannot start.
     pub async fn spawn_with(mut config: Config) -> Self {
         config.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mail = tempfile::tempdir().expect("a directory for notifications");
+        if config.notifications.dir == switchyard::config::NotificationsConfig::default().dir {
+            config.notifications.dir = mail.path().to_owned();
+        }
         let app = Application::build(&config, switchyard::ServeOptions::default())
             .await
             .expect("start the app");
         let addr = app.local_addr();
         let metrics = app.metrics_addr();
         let fabric = app.fabric().clone();
+        let mail_dir = config.notifications.dir.clone();
         let (_, token) = open_session(&fabric, "admin@tests.example", &["admin"]).await;
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(async move {
@@ -154,6 +163,8 @@ impl TestApp {
             metrics,
             http: client_with(&token),
             fabric,
+            mail_dir,
+            _mail: mail,
             stop,
             server,
         }
@@ -202,6 +213,12 @@ impl TestApp {
     pub async fn client_of(&self, email: &str, roles: &[&str]) -> (reqwest::Client, String) {
         let (id, token) = open_session(&self.fabric, email, roles).await;
         (client_with(&token), id)
+    }
+
+    /// The directory notifications are written to (one `<id>.eml` file each).
+    #[must_use]
+    pub fn mail_dir(&self) -> &std::path::Path {
+        &self.mail_dir
     }
 
     /// Stops accepting, drains in-flight requests, and waits for the server to end.
@@ -425,13 +442,14 @@ impl StoreSnapshot {
         snapshot
     }
 
-    /// Checks that the outbox holds `per_order` `OrderPlaced` messages (one per
-    /// subscriber) for every order and none for an order that does not exist: each
-    /// event committed with its order.
+    /// Checks that the outbox holds one `OrderPlaced` message per subscriber
+    /// ([`workflows::ORDER_PLACED_SUBSCRIBERS`]) for every order, and none for an order
+    /// that does not exist: each event committed with its order.
     ///
     /// # Errors
     /// The first order whose messages are missing or extra.
-    pub fn check_events(&self, per_order: usize) -> Result<(), String> {
+    pub fn check_events(&self) -> Result<(), String> {
+        let per_order = workflows::ORDER_PLACED_SUBSCRIBERS.len();
         let mut ids: Vec<&String> = self.ordered.keys().map(|(id, _)| id).collect();
         ids.dedup();
         for id in &ids {

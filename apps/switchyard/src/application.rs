@@ -359,6 +359,20 @@ fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host
             .workers
             .policy(ReleaseExpiredHolds::NAME, Policy::default()),
     )?;
+    // Delivers queued notifications; every instance runs it (each notification is
+    // claimed by one).
+    let notifications = &config.notifications;
+    host.add_job(
+        workflows::DeliverNotifications::new(
+            fabric,
+            Arc::new(notifications::FileSender::new(&notifications.dir)),
+            settings.delivery,
+        ),
+        Schedule::every(notifications.deliver_every),
+        config
+            .workers
+            .policy(workflows::DeliverNotifications::NAME, Policy::default()),
+    )?;
     config.workers.check_names(&host.names())?;
     Ok(host)
 }

@@ -254,9 +254,15 @@ mod tests {
         }
     }
 
-    async fn post(router: &axum::Router, path: &str, body: Value) -> (StatusCode, Value) {
+    async fn post(
+        router: &axum::Router,
+        bearer: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let request = Request::post(path)
             .header("content-type", "application/json")
+            .header("authorization", bearer)
             .body(Body::from(body.to_string()))
             .unwrap();
         crate::http::testing::call(router, request).await
@@ -276,27 +282,23 @@ mod tests {
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other test of this binary installs a subscriber");
 
-        let (router, _db) = crate::http::testing::sqlite_router(
+        let (router, db) = crate::http::testing::sqlite_router(
             &Config::default(),
             std::time::Duration::from_secs(10),
         )
         .await;
+        let admin = crate::http::testing::bearer(db.fabric(), &[identity::EVERY_ABILITY]).await;
         let product =
             json!({"sku": "T-1", "name": "T", "price_minor": 100, "currency": "EUR", "stock": 5});
         assert_eq!(
-            post(&router, "/api/products", product).await.0,
+            post(&router, &admin, "/api/products", product).await.0,
             StatusCode::CREATED
         );
-        let order = json!({"customer_id": "c", "lines": [{"sku": "T-1", "quantity": 1}]});
-        let (status, placed) = post(&router, "/api/orders", order).await;
+        let order = json!({"lines": [{"sku": "T-1", "quantity": 1}]});
+        let (status, placed) = post(&router, &admin, "/api/orders", order).await;
         assert_eq!(status, StatusCode::CREATED, "{placed}");
         // A refusal carries the trace id: the same id as the spans'.
-        let (status, refused) = post(
-            &router,
-            "/api/orders",
-            json!({"customer_id": "c", "lines": []}),
-        )
-        .await;
+        let (status, refused) = post(&router, &admin, "/api/orders", json!({"lines": []})).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         let refused_trace = refused["trace_id"].as_str().expect("a trace id").to_owned();
         provider.force_flush().unwrap();

@@ -8,16 +8,18 @@ mod audit_trail;
 mod events;
 mod expired_holds;
 mod login;
+mod notify;
 mod place_order;
 #[cfg(doctest)]
 mod readme;
 
 pub use audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
-pub use events::{ORDER_PLACED, subscribe};
+pub use events::{ORDER_PLACED, ORDER_PLACED_SUBSCRIBERS, subscribe};
 pub use expired_holds::ReleaseExpiredHolds;
 pub use login::{
     LOGIN_ATTEMPTED, Login, LoginError, LoginOutcome, LoginSettings, PasswordStep, TotpStep,
 };
+pub use notify::{DeliverNotifications, DeliveryPolicy, NotifyOrderConfirmed};
 pub use place_order::{
     MAX_PLACEMENT_KEY_LEN, PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome,
     PlaceOrderSettings, Placement, Refusal,

@@ -76,7 +76,7 @@ async fn killed_and_finished(url: DatabaseUrl, point: &str) {
         .check(&initial_stock())
         .unwrap_or_else(|e| panic!("{point}: {e}"));
     snapshot
-        .check_events(1)
+        .check_events()
         .unwrap_or_else(|e| panic!("{point}: {e}"));
     check_charges(&fabric, &snapshot)
         .await

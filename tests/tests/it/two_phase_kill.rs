@@ -75,7 +75,7 @@ async fn killed_at(point: &str, decided: bool) {
     let initial = initial_stock();
     let snapshot = StoreSnapshot::read(&fabric).await;
     snapshot.check(&initial).unwrap();
-    snapshot.check_events(1).unwrap();
+    snapshot.check_events().unwrap();
     tests::check_charges(&fabric, &snapshot).await.unwrap();
     assert_eq!(snapshot.order_count(), 2);
     fabric.close().await;

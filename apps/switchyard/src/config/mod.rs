@@ -41,6 +41,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Accounts, logins and sessions.
     pub identity: IdentityConfig,
+    /// Notifications and their delivery.
+    pub notifications: NotificationsConfig,
     /// Logging.
     pub log: LogConfig,
     /// Prometheus metrics.
@@ -176,6 +178,42 @@ impl Default for OrdersConfig {
             hold: Duration::from_secs(15 * 60),
             placement_wait: Duration::from_secs(5),
             release_holds_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Notifications: where the file sender writes them, and how delivery is retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The directory each notification is written to, one `<id>.eml` file each.
+    pub dir: std::path::PathBuf,
+    /// How often due notifications are looked for.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub deliver_every: Duration,
+    /// How long one delivery attempt may take.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub attempt_timeout: Duration,
+    /// The wait before the second attempt; it doubles with each failure.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub backoff_initial: Duration,
+    /// The longest wait between attempts.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub backoff_max: Duration,
+    /// Attempts before a notification is given up (dead).
+    pub max_attempts: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        let policy = workflows::DeliveryPolicy::default();
+        Self {
+            dir: std::path::PathBuf::from("data/mail"),
+            deliver_every: Duration::from_secs(1),
+            attempt_timeout: policy.attempt_timeout,
+            backoff_initial: policy.backoff_initial,
+            backoff_max: policy.backoff_max,
+            max_attempts: policy.max_attempts,
         }
     }
 }

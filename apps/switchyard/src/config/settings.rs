@@ -39,6 +39,8 @@ pub struct Settings {
     pub dispatcher: DispatcherOptions,
     /// How logins are checked and what they start.
     pub login: LoginSettings,
+    /// How notifications are delivered and retried.
+    pub delivery: workflows::DeliveryPolicy,
 }
 
 fn invalid(key: &str, reason: impl std::fmt::Display) -> ConfigError {
@@ -142,6 +144,24 @@ impl Config {
             ));
         }
         let login = self.login_settings()?;
+        let notifications = &self.notifications;
+        positive("notifications.deliver_every", notifications.deliver_every)?;
+        if notifications.max_attempts == 0 {
+            return Err(invalid("notifications.max_attempts", "must be at least 1"));
+        }
+        let delivery = workflows::DeliveryPolicy {
+            batch: 50,
+            attempt_timeout: positive(
+                "notifications.attempt_timeout",
+                notifications.attempt_timeout,
+            )?,
+            backoff_initial: positive(
+                "notifications.backoff_initial",
+                notifications.backoff_initial,
+            )?,
+            backoff_max: notifications.backoff_max.max(notifications.backoff_initial),
+            max_attempts: notifications.max_attempts,
+        };
         Ok(Settings {
             database: database_settings,
             in_doubt_timeout: database.in_doubt_timeout,
@@ -160,6 +180,7 @@ impl Config {
             charge_retry,
             dispatcher,
             login,
+            delivery,
         })
     }
 

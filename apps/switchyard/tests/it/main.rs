@@ -26,6 +26,11 @@ fn switchyard(database_url: &str) -> Command {
         .env("SWITCHYARD_DATABASE__URL", database_url)
         .env("SWITCHYARD_LOG__FILTER", "info,sqlx=warn,sea_orm=warn")
         .env("SWITCHYARD_LOG__FORMAT", "json")
+        // Notifications under the system's temporary directory, not the source tree.
+        .env(
+            "SWITCHYARD_NOTIFICATIONS__DIR",
+            std::env::temp_dir().join("switchyard-test-mail"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -217,9 +222,9 @@ fn assert_stopped_in_order(status: ExitStatus, seen: &[String]) {
     };
     assert!(position("SIGTERM received") < position("stopped accepting requests"));
     assert!(position("stopped accepting requests") < position("workers stopped"));
-    // Four workers: two-phase recovery, the outbox dispatcher, saga recovery and the
-    // expired-holds job.
-    assert!(log.contains("4 stopped"), "{log}");
+    // Five workers: two-phase recovery, the outbox dispatcher, saga recovery, the
+    // expired-holds job and notification delivery.
+    assert!(log.contains("5 stopped"), "{log}");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! undone), its idempotency, the audit trail, and the expired-holds job.
 
 mod login;
+mod notify;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -503,7 +504,9 @@ async fn a_placed_order_is_audited_once_its_event_is_delivered(db: TestDatabase)
     let order = placed(&placement);
     assert_eq!(event.order_id, order.id);
     let status = db.fabric().events().status().await.unwrap();
-    assert_eq!(status[0].pending, 1, "{status:?}");
+    // One message per subscriber of the event.
+    let subscribers = workflows::ORDER_PLACED_SUBSCRIBERS.len() as u64;
+    assert_eq!(status[0].pending, subscribers, "{status:?}");
     let host = dispatcher(db.fabric());
     let subject = audit::Subject::parse(&format!("order:{}", order.id)).unwrap();
     let audit_db = db.connection(audit::SCHEMA);

@@ -1,0 +1,169 @@
+//! Notifications from the workflows on every engine: a placed order notifies its
+//! customer once, through the file sender; a sender that keeps failing leaves the order
+//! as it was, and the notification is retried with backoff, then dead.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::Utc;
+use identity::{AccountKind, AccountStatus, DisplayName, Email, NewAccount};
+use notifications::{FileSender, Message, SendError, SendFuture, Sender, Status};
+use orchestration::host::{Host, Policy, Schedule};
+use orchestration::testing::{Scenario, TestDatabase};
+use orders::CustomerId;
+use workflows::{DeliverNotifications, DeliveryPolicy, PlaceOrderCommand};
+
+orchestration::engine_tests! {
+    boundaries: (migrations::all());
+    a_placed_order_notifies_its_customer_once,
+    a_failing_sender_is_retried_then_gives_up_and_the_order_stands,
+}
+
+/// A customer account; its id as the orders' customer id.
+async fn customer(db: &TestDatabase, email: &str) -> CustomerId {
+    let account = identity::create_account(
+        db.connection(identity::SCHEMA),
+        &NewAccount {
+            email: Email::parse(email).unwrap(),
+            display_name: DisplayName::parse("C").unwrap(),
+            kind: AccountKind::Customer,
+            status: AccountStatus::Active,
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    CustomerId::parse(&account.id.to_string()).unwrap()
+}
+
+fn quick(max_attempts: u32) -> DeliveryPolicy {
+    DeliveryPolicy {
+        batch: 10,
+        attempt_timeout: StdDuration::from_secs(5),
+        backoff_initial: StdDuration::from_millis(20),
+        backoff_max: StdDuration::from_millis(100),
+        max_attempts,
+    }
+}
+
+/// Places an order of one `A` for `customer` and delivers its events and
+/// notifications through `sender`.
+async fn place_and_deliver(
+    db: &TestDatabase,
+    customer: CustomerId,
+    sender: Arc<dyn Sender>,
+    policy: DeliveryPolicy,
+) -> (orchestration::host::RunningHost, uuid::Uuid) {
+    super::add(db, "A", 1250, "EUR", 10).await;
+    let workflow = super::workflow(db);
+    let command = PlaceOrderCommand {
+        customer_id: customer,
+        lines: vec![(super::sku("A"), inventory::Quantity::new(2).unwrap())],
+    };
+    let placement = workflow.place(None, &command, super::WAIT).await.unwrap();
+    let order = super::placed(&placement).id;
+    let mut host = Host::new(db.fabric().databases());
+    host.add(
+        orchestration::dispatch::Dispatcher::new(
+            db.fabric().events(),
+            orchestration::dispatch::DispatcherOptions {
+                poll_interval: StdDuration::from_millis(50),
+                ..orchestration::dispatch::DispatcherOptions::default()
+            },
+        ),
+        Policy::StopHost,
+    )
+    .unwrap();
+    host.add_job(
+        DeliverNotifications::new(db.fabric(), sender, policy),
+        Schedule::every(StdDuration::from_millis(20)),
+        Policy::StopHost,
+    )
+    .unwrap();
+    (host.start(), order)
+}
+
+async fn a_placed_order_notifies_its_customer_once(db: TestDatabase) {
+    let mail = tempfile::tempdir().unwrap();
+    let sender = FileSender::new(mail.path());
+    let customer = customer(&db, "ann@example.com").await;
+    let (host, order) = place_and_deliver(&db, customer, Arc::new(sender.clone()), quick(3)).await;
+    let conn = db.connection(notifications::SCHEMA);
+    let sent = Scenario::new(db.fabric())
+        .within(StdDuration::from_secs(30))
+        .wait_for_state(
+            "the confirmation sent",
+            async |_| {
+                notifications::for_recipient(conn, "ann@example.com", 10)
+                    .await
+                    .unwrap()
+            },
+            |sent| sent.iter().any(|n| n.status == Status::Sent),
+        )
+        .await;
+    host.shutdown().await;
+    assert_eq!(sent.len(), 1, "one notification: {sent:?}");
+    let text = std::fs::read_to_string(sender.path_of(sent[0].id)).unwrap();
+    assert!(text.contains("To: ann@example.com"), "{text}");
+    assert!(
+        text.contains(&format!("Subject: Your order {order} is confirmed")),
+        "{text}"
+    );
+    assert!(
+        text.contains("25.00 EUR") && text.contains("2 x A"),
+        "{text}"
+    );
+}
+
+/// Fails every send, counting them.
+#[derive(Debug, Default)]
+struct Refusing(Mutex<u32>);
+
+impl Sender for Refusing {
+    fn send<'a>(&'a self, _message: &'a Message) -> SendFuture<'a> {
+        Box::pin(async move {
+            *self.0.lock().unwrap() += 1;
+            Err(SendError::transient("the mail server is down"))
+        })
+    }
+}
+
+async fn a_failing_sender_is_retried_then_gives_up_and_the_order_stands(db: TestDatabase) {
+    let customer = customer(&db, "bob@example.com").await;
+    let refusing = Arc::new(Refusing::default());
+    let (host, order) = place_and_deliver(&db, customer, refusing.clone(), quick(3)).await;
+    let conn = db.connection(notifications::SCHEMA);
+    let dead = Scenario::new(db.fabric())
+        .within(StdDuration::from_secs(30))
+        .wait_for_state(
+            "the notification dead",
+            async |_| {
+                notifications::for_recipient(conn, "bob@example.com", 10)
+                    .await
+                    .unwrap()
+            },
+            |found| found.iter().any(|n| n.status == Status::Dead),
+        )
+        .await;
+    host.shutdown().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(
+        *refusing.0.lock().unwrap(),
+        3,
+        "three attempts, then no more"
+    );
+    let attempts = notifications::attempts_of(conn, dead[0].id).await.unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts.windows(2).all(|w| w[0].at <= w[1].at));
+    assert_eq!(
+        attempts[2].error.as_deref(),
+        Some("the mail server is down")
+    );
+    // The order is confirmed, whatever became of its notification.
+    let stored = orders::get(db.connection(orders::SCHEMA), order)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, orders::OrderStatus::Confirmed);
+}
