@@ -91,7 +91,7 @@ async fn wait_for(fabric: &Fabric, events: usize) {
 async fn switchyard(engine: Engine, concurrency: usize, events: usize) -> Option<f64> {
     let db = TestDatabase::create(engine, migrations::all()).await?;
     let fabric = db.fabric();
-    workflows::subscribe(fabric).expect("subscribe");
+    workflows::subscribe(fabric, &workflows::MailSettings::default()).expect("subscribe");
     emit_backlog(fabric, events).await;
     let mut host = Host::new(fabric.databases());
     let options = DispatcherOptions {
@@ -113,7 +113,7 @@ async fn switchyard(engine: Engine, concurrency: usize, events: usize) -> Option
 async fn hand_written(engine: Engine, concurrency: usize, events: usize) -> Option<f64> {
     let db = TestDatabase::create(engine, migrations::all()).await?;
     let fabric = db.fabric();
-    workflows::subscribe(fabric).expect("subscribe");
+    workflows::subscribe(fabric, &workflows::MailSettings::default()).expect("subscribe");
     emit_backlog(fabric, events).await;
     let connection = fabric.connection(orders::SCHEMA).expect("orders").clone();
     let started = Instant::now();

@@ -130,6 +130,7 @@ impl Application {
             fabric.clone(),
             place_order,
             workflows::Login::new(&fabric, settings.login),
+            workflows::Registration::new(&fabric, settings.registration),
             settings.placement_wait,
             host.health(),
             options.migrate,
@@ -301,7 +302,7 @@ async fn connect_with(
         ..settings.database.clone()
     };
     let fabric = Fabric::connect_with(&topology, &database, boundaries).await?;
-    workflows::subscribe(&fabric)?;
+    workflows::subscribe(&fabric, &settings.mail)?;
     Ok(fabric)
 }
 
@@ -372,6 +373,14 @@ fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host
         config
             .workers
             .policy(workflows::DeliverNotifications::NAME, Policy::default()),
+    )?;
+    // Removes registrations never verified.
+    host.add_job(
+        workflows::ExpireRegistrations::new(fabric, settings.mail.verification_ttl, 100),
+        Schedule::every(Duration::from_secs(60)).singleton(),
+        config
+            .workers
+            .policy(workflows::ExpireRegistrations::NAME, Policy::default()),
     )?;
     config.workers.check_names(&host.names())?;
     Ok(host)

@@ -19,6 +19,7 @@ mod credentials;
 mod entities;
 mod error;
 mod events;
+mod registrations;
 mod roles;
 mod sessions;
 mod throttle;
@@ -35,7 +36,10 @@ pub use credentials::{
     upgrade_password_hash, verify_password,
 };
 pub use error::{Error, Invalid, Result};
-pub use events::LoginAttempted;
+pub use events::{AccountRegistered, AccountVerified, LoginAttempted};
+pub use registrations::{
+    VerificationToken, expire_registrations, issue_verification, verify_email,
+};
 pub use roles::{abilities_of, define_role, grant_role, revoke_role, roles_of};
 pub use sessions::{
     Authenticated, LAST_USE_PRECISION, Session, SessionToken, authenticate, list_sessions,

@@ -7,10 +7,17 @@ use minijinja::Environment;
 use crate::{Error, Invalid, Result};
 
 /// Every template, by name.
-pub const TEMPLATES: [(&str, &str); 1] = [(
-    "order_confirmed",
-    include_str!("../templates/order_confirmed.txt"),
-)];
+pub const TEMPLATES: [(&str, &str); 3] = [
+    (
+        "order_confirmed",
+        include_str!("../templates/order_confirmed.txt"),
+    ),
+    (
+        "verify_email",
+        include_str!("../templates/verify_email.txt"),
+    ),
+    ("welcome", include_str!("../templates/welcome.txt")),
+];
 
 /// A rendered notification.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,9 @@ use orders::OrderPlaced;
 use crate::LOGIN_ATTEMPTED;
 use crate::audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
 use crate::notify::NotifyOrderConfirmed;
+use crate::registration::{
+    ACCOUNT_REGISTERED, ACCOUNT_VERIFIED, MailSettings, SendVerification, SendWelcome,
+};
 
 /// An order was placed (published by `orders`).
 pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAME);
@@ -16,12 +19,13 @@ pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAM
 pub const ORDER_PLACED_SUBSCRIBERS: [&str; 2] =
     [AuditOrderPlaced::NAME, NotifyOrderConfirmed::NAME];
 
-/// Subscribes every workflow subscriber to its events on `fabric`. Call it once, when
-/// composing the application, before any unit of work emits.
+/// Subscribes every workflow subscriber to its events on `fabric`, the registration
+/// mails saying what `mail` says. Call it once, when composing the application, before
+/// any unit of work emits.
 ///
 /// # Errors
 /// A subscriber is already registered under the same name.
-pub fn subscribe(fabric: &Fabric) -> Result<(), FabricError> {
+pub fn subscribe(fabric: &Fabric, mail: &MailSettings) -> Result<(), FabricError> {
     let events = fabric.events();
     events.subscribe(ORDER_PLACED, AuditOrderPlaced::NAME, AuditOrderPlaced)?;
     events.subscribe(
@@ -29,5 +33,11 @@ pub fn subscribe(fabric: &Fabric) -> Result<(), FabricError> {
         NotifyOrderConfirmed::NAME,
         NotifyOrderConfirmed,
     )?;
+    events.subscribe(
+        ACCOUNT_REGISTERED,
+        SendVerification::NAME,
+        SendVerification(mail.clone()),
+    )?;
+    events.subscribe(ACCOUNT_VERIFIED, SendWelcome::NAME, SendWelcome)?;
     events.subscribe(LOGIN_ATTEMPTED, AuditLoginAttempt::NAME, AuditLoginAttempt)
 }

@@ -12,6 +12,7 @@ mod notify;
 mod place_order;
 #[cfg(doctest)]
 mod readme;
+mod registration;
 
 pub use audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
 pub use events::{ORDER_PLACED, ORDER_PLACED_SUBSCRIBERS, subscribe};
@@ -23,4 +24,9 @@ pub use notify::{DeliverNotifications, DeliveryPolicy, NotifyOrderConfirmed};
 pub use place_order::{
     MAX_PLACEMENT_KEY_LEN, PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome,
     PlaceOrderSettings, Placement, Refusal,
+};
+pub use registration::{
+    ACCOUNT_REGISTERED, ACCOUNT_VERIFIED, ExpireRegistrations, MailSettings, Registering,
+    Registration, RegistrationError, RegistrationOutcome, RegistrationSettings, SendVerification,
+    SendWelcome, VerificationOutcome,
 };

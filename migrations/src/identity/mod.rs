@@ -2,6 +2,7 @@
 
 mod m20261201_000001_accounts;
 mod m20261202_000001_built_in_roles;
+mod m20261202_000002_verification_tokens;
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261201_000001_accounts::Migration),
             Box::new(m20261202_000001_built_in_roles::Migration),
+            Box::new(m20261202_000002_verification_tokens::Migration),
         ]
     }
 }

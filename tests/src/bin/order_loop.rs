@@ -39,7 +39,7 @@ async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn s
     }
     let fabric = Fabric::connect(&topology, migrations::all()).await?;
     // Events are written for the app's subscribers; this process never delivers them.
-    workflows::subscribe(&fabric)?;
+    workflows::subscribe(&fabric, &workflows::MailSettings::default())?;
     fabric.databases().migrate().await?;
     let catalog = fabric.connection(inventory::SCHEMA)?;
     for sku in SKUS {

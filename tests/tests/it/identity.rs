@@ -15,6 +15,7 @@ orchestration::engine_tests! {
     suspension_and_a_new_password_end_sessions_at_once,
     failed_logins_are_throttled_per_email,
     logins_racing_suspensions_never_leave_a_working_session,
+    a_customer_registers_verifies_from_the_mail_and_orders,
 }
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -392,5 +393,86 @@ async fn logins_racing_suspensions_never_leave_a_working_session(db: TestDatabas
             StatusCode::UNAUTHORIZED
         );
     }
+    app.stop().await;
+}
+
+/// The files under the app's `notifications.dir` whose text contains `needle`, once
+/// there are `count`.
+async fn mails_with(app: &TestApp, db: &TestDatabase, needle: &str, count: usize) -> Vec<String> {
+    orchestration::testing::Scenario::new(db.fabric())
+        .within(std::time::Duration::from_secs(30))
+        .wait_for_state(
+            &format!("{count} mails with {needle:?}"),
+            async |_| {
+                std::fs::read_dir(app.mail_dir())
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                            .filter(|text| text.contains(needle))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            },
+            |mails| mails.len() >= count,
+        )
+        .await
+}
+
+async fn a_customer_registers_verifies_from_the_mail_and_orders(db: TestDatabase) {
+    let app = TestApp::spawn(&db).await;
+    app.create_product("REG-1", 10).await;
+    let register = |email: &str| {
+        reqwest::Client::new()
+            .post(app.url("/api/registrations"))
+            .json(&json!({"email": email, "display_name": "Hana", "password": PASSWORD}))
+            .send()
+    };
+    let registered = register("hana@example.com").await.unwrap();
+    assert_eq!(registered.status(), StatusCode::ACCEPTED);
+    let answer: Value = registered.json().await.unwrap();
+    // An email with an active account gets the same answer.
+    let taken = register("admin@tests.example").await.unwrap();
+    assert_eq!(taken.status(), StatusCode::ACCEPTED);
+    assert_eq!(taken.json::<Value>().await.unwrap(), answer);
+    // Pending: it cannot log in yet.
+    let (status, refused) = password_login(&app, "hana@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(refused["status"], 403);
+
+    let mail = mails_with(&app, &db, "To: hana@example.com", 1).await;
+    let token = mail[0]
+        .lines()
+        .find_map(|line| line.strip_prefix("Your verification token: "))
+        .expect("a token in the mail")
+        .trim()
+        .to_owned();
+    let verify = |token: &str| {
+        reqwest::Client::new()
+            .post(app.url("/api/registrations/verify"))
+            .json(&json!({"token": token}))
+            .send()
+    };
+    let wrong = verify(&"0".repeat(64)).await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = wrong.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:switchyard:problem:invalid-token");
+    let verified = verify(&token).await.unwrap();
+    assert_eq!(verified.status(), StatusCode::OK);
+    let account: Value = verified.json().await.unwrap();
+    assert_eq!(account["status"], "active");
+    assert_eq!(account["kind"], "customer");
+    mails_with(&app, &db, "Subject: Welcome to Switchyard", 1).await;
+
+    let (status, started) = password_login(&app, "hana@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let hana = client_with(started["token"].as_str().unwrap());
+    let placed = hana
+        .post(app.url("/api/orders"))
+        .json(&json!({"lines": [{"sku": "REG-1", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    mails_with(&app, &db, "is confirmed", 1).await;
     app.stop().await;
 }

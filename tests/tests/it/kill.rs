@@ -50,7 +50,7 @@ async fn sigkill_never_tears_a_cross_boundary_commit() {
 
         // Another instance finishes the placement the kill interrupted.
         let fabric = Fabric::connect(&topology, migrations::all()).await.unwrap();
-        workflows::subscribe(&fabric).unwrap();
+        workflows::subscribe(&fabric, &workflows::MailSettings::default()).unwrap();
         tests::order_loop::place_order(&fabric).unwrap();
         finish_runs(&fabric).await;
         let snapshot = StoreSnapshot::read(&fabric).await;

@@ -50,7 +50,7 @@ async fn killed_and_finished(url: DatabaseUrl, point: &str) {
     let fabric = Fabric::connect(&Topology::new(url), migrations::all())
         .await
         .unwrap();
-    workflows::subscribe(&fabric).unwrap();
+    workflows::subscribe(&fabric, &workflows::MailSettings::default()).unwrap();
     tests::order_loop::place_order(&fabric).unwrap();
     let unfinished = fabric
         .sagas()

@@ -67,7 +67,7 @@ async fn killed_at(point: &str, decided: bool) {
     // The interrupted commit was the second placement's hold (the first placement
     // committed its hold and its confirmation): rolled back or committed, another
     // instance finishes that placement from its last checkpoint.
-    workflows::subscribe(&fabric).unwrap();
+    workflows::subscribe(&fabric, &workflows::MailSettings::default()).unwrap();
     tests::order_loop::place_order(&fabric).unwrap();
     let held = fabric.sagas().run(unfinished(&fabric).await).await.unwrap();
     assert_eq!(held.steps.len(), usize::from(decided), "{held:?}");

@@ -202,6 +202,8 @@ pub struct NotificationsConfig {
     pub backoff_max: Duration,
     /// Attempts before a notification is given up (dead).
     pub max_attempts: u32,
+    /// Where clients reach the API, for the links in mails.
+    pub public_url: String,
 }
 
 impl Default for NotificationsConfig {
@@ -214,6 +216,7 @@ impl Default for NotificationsConfig {
             backoff_initial: policy.backoff_initial,
             backoff_max: policy.backoff_max,
             max_attempts: policy.max_attempts,
+            public_url: "http://localhost:8080".to_owned(),
         }
     }
 }
@@ -239,6 +242,12 @@ pub struct IdentityConfig {
     /// The argon2id cost of password hashes; stored hashes below it are renewed at
     /// login.
     pub password: PasswordConfig,
+    /// How long a registration's verification token works; a registration not
+    /// verified by then is removed.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub verification_ttl: Duration,
+    /// Registrations per client address in an hour.
+    pub max_registrations_per_client: u32,
 }
 
 /// The argon2id cost of password hashes (default: OWASP's recommendation).
@@ -275,6 +284,8 @@ impl Default for IdentityConfig {
             max_failures_per_client: login.per_client.max_failures,
             failure_window: std(login.per_email.window),
             password: PasswordConfig::default(),
+            verification_ttl: Duration::from_secs(24 * 3600),
+            max_registrations_per_client: 10,
         }
     }
 }

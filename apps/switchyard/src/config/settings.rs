@@ -41,6 +41,10 @@ pub struct Settings {
     pub login: LoginSettings,
     /// How notifications are delivered and retried.
     pub delivery: workflows::DeliveryPolicy,
+    /// How registrations are hashed and throttled.
+    pub registration: workflows::RegistrationSettings,
+    /// The registration mails' link and token lifetime.
+    pub mail: workflows::MailSettings,
 }
 
 fn invalid(key: &str, reason: impl std::fmt::Display) -> ConfigError {
@@ -144,6 +148,13 @@ impl Config {
             ));
         }
         let login = self.login_settings()?;
+        let registrations_per_client = self.identity.max_registrations_per_client;
+        if registrations_per_client == 0 {
+            return Err(invalid(
+                "identity.max_registrations_per_client",
+                "must be at least 1",
+            ));
+        }
         let notifications = &self.notifications;
         positive("notifications.deliver_every", notifications.deliver_every)?;
         if notifications.max_attempts == 0 {
@@ -179,6 +190,21 @@ impl Config {
             },
             charge_retry,
             dispatcher,
+            registration: workflows::RegistrationSettings {
+                password: login.password,
+                per_client: identity::ThrottlePolicy {
+                    max_failures: registrations_per_client,
+                    window: chrono::Duration::hours(1),
+                },
+            },
+            mail: workflows::MailSettings {
+                public_url: notifications.public_url.trim_end_matches('/').to_owned(),
+                verification_ttl: chrono::Duration::from_std(positive(
+                    "identity.verification_ttl",
+                    self.identity.verification_ttl,
+                )?)
+                .map_err(|err| invalid("identity.verification_ttl", err))?,
+            },
             login,
             delivery,
         })

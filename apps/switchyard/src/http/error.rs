@@ -79,6 +79,7 @@ pub(crate) enum ProblemType {
     DuplicateEmail,
     UnknownRole,
     TotpAlreadyEnabled,
+    InvalidToken,
     Unavailable,
     Timeout,
     PayloadTooLarge,
@@ -88,7 +89,7 @@ pub(crate) enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for the document.
-    pub(crate) const ALL: [Self; 36] = [
+    pub(crate) const ALL: [Self; 37] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::BadBody,
@@ -120,6 +121,7 @@ impl ProblemType {
         Self::DuplicateEmail,
         Self::UnknownRole,
         Self::TotpAlreadyEnabled,
+        Self::InvalidToken,
         Self::Unavailable,
         Self::Timeout,
         Self::PayloadTooLarge,
@@ -161,6 +163,7 @@ impl ProblemType {
             Self::DuplicateEmail => "duplicate-email",
             Self::UnknownRole => "unknown-role",
             Self::TotpAlreadyEnabled => "totp-already-enabled",
+            Self::InvalidToken => "invalid-token",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::PayloadTooLarge => "payload-too-large",
@@ -218,6 +221,7 @@ impl ProblemType {
             Self::DuplicateEmail => "An account with this email exists.",
             Self::UnknownRole => "No role of this name is defined.",
             Self::TotpAlreadyEnabled => "TOTP is on for the account already.",
+            Self::InvalidToken => "A verification token that is unknown, used or expired.",
             Self::Unavailable => {
                 "A database cannot be used right now (`Retry-After` says when to try again)."
             }
@@ -240,7 +244,8 @@ impl ProblemType {
             | Self::InvalidOrder
             | Self::StockOverflow
             | Self::InvalidAuditEntry
-            | Self::UnknownRole => &[422],
+            | Self::UnknownRole
+            | Self::InvalidToken => &[422],
             Self::UnsupportedMediaType => &[415],
             Self::NotFound => &[404],
             Self::MethodNotAllowed => &[405],

@@ -234,6 +234,7 @@ mod tests {
             fabric.clone(),
             crate::application::place_order(&settings, &fabric).unwrap(),
             workflows::Login::new(&fabric, settings.login),
+            workflows::Registration::new(&fabric, settings.registration),
             std::time::Duration::from_secs(1),
             host.health(),
             false,

@@ -12,6 +12,7 @@ mod ops;
 mod orders;
 mod page;
 mod products;
+mod registrations;
 mod sessions;
 // cargo xtask new-module: route files above this line.
 pub(crate) mod server;
@@ -32,7 +33,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use workflows::{Login, PlaceOrder};
+use workflows::{Login, PlaceOrder, Registration};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -40,6 +41,7 @@ pub(crate) struct AppState {
     fabric: Fabric,
     place_order: PlaceOrder,
     login: Login,
+    registration: Registration,
     /// How long a placement request waits before answering `202 Accepted`.
     placement_wait: std::time::Duration,
     /// The background workers' health.
@@ -58,6 +60,7 @@ impl AppState {
         fabric: Fabric,
         place_order: PlaceOrder,
         login: Login,
+        registration: Registration,
         placement_wait: std::time::Duration,
         workers: HostHealth,
         migrated: bool,
@@ -66,6 +69,7 @@ impl AppState {
             fabric,
             place_order,
             login,
+            registration,
             placement_wait,
             workers,
             migrated: Arc::new(AtomicBool::new(migrated)),
@@ -88,6 +92,7 @@ impl AppState {
 /// document. `cargo xtask new-module NAME` adds a module's file and its line.
 const MODULES: &[fn() -> OpenApiRouter<AppState>] = &[
     sessions::routes,
+    registrations::routes,
     accounts::routes,
     products::routes,
     orders::routes,
@@ -206,6 +211,7 @@ pub(crate) mod testing {
             fabric.clone(),
             crate::application::place_order(&config.settings().unwrap(), &fabric).unwrap(),
             workflows::Login::new(&fabric, config.settings().unwrap().login),
+            workflows::Registration::new(&fabric, config.settings().unwrap().registration),
             placement_wait,
             orchestration::host::Host::new(fabric.databases()).health(),
             true,

@@ -106,7 +106,7 @@ pub(crate) struct TotpRequired {
 
 /// The client's address, as the server accepted the connection.
 #[derive(Debug)]
-pub(crate) struct Client(String);
+pub(crate) struct Client(pub(crate) String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;

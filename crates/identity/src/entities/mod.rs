@@ -9,3 +9,4 @@ pub(crate) mod recovery_codes;
 pub(crate) mod roles;
 pub(crate) mod sessions;
 pub(crate) mod totp_secrets;
+pub(crate) mod verification_tokens;

@@ -88,7 +88,7 @@ async fn timed(db: &TestDatabase) -> (Fabric, TimeMachine) {
 }
 
 async fn a_right_password_starts_a_session_and_every_attempt_is_an_audit_intent(db: TestDatabase) {
-    workflows::subscribe(db.fabric()).unwrap();
+    workflows::subscribe(db.fabric(), &workflows::MailSettings::default()).unwrap();
     let fabric = db.fabric();
     let id = account(fabric, "alice@example.com", AccountStatus::Active).await;
     let login = Login::new(fabric, settings());
@@ -115,7 +115,7 @@ async fn a_right_password_starts_a_session_and_every_attempt_is_an_audit_intent(
 }
 
 async fn an_unknown_email_and_a_wrong_password_get_the_same_answer(db: TestDatabase) {
-    workflows::subscribe(db.fabric()).unwrap();
+    workflows::subscribe(db.fabric(), &workflows::MailSettings::default()).unwrap();
     let fabric = db.fabric();
     account(fabric, "bob@example.com", AccountStatus::Active).await;
     let login = Login::new(fabric, settings());

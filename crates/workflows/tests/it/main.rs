@@ -4,6 +4,7 @@
 
 mod login;
 mod notify;
+mod registration;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -106,7 +107,7 @@ fn workflow_retrying(
 ) -> PlaceOrder {
     let fabric = db.fabric();
     if fabric.events().subscribers().is_empty() {
-        workflows::subscribe(fabric).unwrap();
+        workflows::subscribe(fabric, &workflows::MailSettings::default()).unwrap();
     }
     let settings = PlaceOrderSettings {
         hold: Duration::minutes(15),
@@ -359,7 +360,7 @@ async fn workflow_on_new_instance(db: &TestDatabase) -> (PlaceOrder, Fabric) {
     let fabric = Fabric::connect(db.topology(), migrations::all())
         .await
         .unwrap();
-    workflows::subscribe(&fabric).unwrap();
+    workflows::subscribe(&fabric, &workflows::MailSettings::default()).unwrap();
     let settings = PlaceOrderSettings {
         hold: Duration::minutes(15),
         gateway: Arc::new(SimulatedGateway::new(
