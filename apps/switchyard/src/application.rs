@@ -366,7 +366,7 @@ fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host
     host.add_job(
         workflows::DeliverNotifications::new(
             fabric,
-            Arc::new(notifications::FileSender::new(&notifications.dir)),
+            Arc::clone(&settings.sender),
             settings.delivery,
         ),
         Schedule::every(notifications.deliver_every),

@@ -18,7 +18,7 @@ pub use notifications::{
     Attempt, AttemptRecord, NewNotification, Notification, Recipient, Status, attempts_of, claim,
     due, enqueue, for_recipient, get, record_attempt,
 };
-pub use sender::{FileSender, Message, SendError, SendFuture, Sender};
+pub use sender::{FileSender, Message, SendError, SendFuture, Sender, SmtpSender};
 pub use templates::{Rendered, TEMPLATES, render};
 
 /// The boundary's name, which is also its schema: the crate's name (the architecture test

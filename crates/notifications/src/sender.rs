@@ -120,3 +120,82 @@ impl Sender for FileSender {
         })
     }
 }
+
+/// Sends each message by SMTP to a relay (`host:port`, plain SMTP without TLS or
+/// authentication: a local relay or a sidecar that forwards), from `from`. A 5xx
+/// answer (a refused address) is permanent; anything else (the relay unreachable, a
+/// 4xx, a timeout) transient.
+#[derive(Clone)]
+pub struct SmtpSender {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+    relay: String,
+}
+
+impl fmt::Debug for SmtpSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSender")
+            .field("relay", &self.relay)
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpSender {
+    /// A sender through the relay at `host:port`, from `from`, giving up on one
+    /// message after `timeout`.
+    ///
+    /// # Errors
+    /// `from` is not a mailbox (`Name <address>` or `address`).
+    pub fn new(
+        host: &str,
+        port: u16,
+        from: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, crate::Invalid> {
+        let from = from.parse().map_err(|_| {
+            crate::Invalid("the sender must be a mailbox: `Name <address>` or `address`")
+        })?;
+        let transport =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host)
+                .port(port)
+                .timeout(Some(timeout))
+                .build();
+        Ok(Self {
+            transport,
+            from,
+            relay: format!("{host}:{port}"),
+        })
+    }
+}
+
+impl Sender for SmtpSender {
+    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
+        use lettre::AsyncTransport as _;
+        Box::pin(async move {
+            let to = message.to.parse().map_err(|err| {
+                SendError::permanent(format!("cannot send to {}: {err}", message.to))
+            })?;
+            let email = lettre::Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(message.subject.clone())
+                .message_id(Some(format!("<{}@switchyard>", message.id)))
+                .date(message.created_at.into())
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(message.body.clone())
+                .map_err(|err| SendError::permanent(format!("cannot build the mail: {err}")))?;
+            match self.transport.send(email).await {
+                Ok(_) => Ok(()),
+                Err(err) if err.is_permanent() => Err(SendError::permanent(format!(
+                    "{} refused the mail: {err}",
+                    self.relay
+                ))),
+                Err(err) => Err(SendError::transient(format!(
+                    "cannot send through {}: {err}",
+                    self.relay
+                ))),
+            }
+        })
+    }
+}

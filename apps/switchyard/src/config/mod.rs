@@ -186,8 +186,13 @@ impl Default for OrdersConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationsConfig {
-    /// The directory each notification is written to, one `<id>.eml` file each.
+    /// How notifications leave: `file` (one `<id>.eml` file each under `dir`) or
+    /// `smtp` (through the relay `smtp.host`:`smtp.port`).
+    pub sender: SenderName,
+    /// The directory the file sender writes to.
     pub dir: std::path::PathBuf,
+    /// The SMTP relay, for `sender = "smtp"`.
+    pub smtp: SmtpConfig,
     /// How often due notifications are looked for.
     #[serde(deserialize_with = "duration::deserialize")]
     pub deliver_every: Duration,
@@ -206,10 +211,45 @@ pub struct NotificationsConfig {
     pub public_url: String,
 }
 
+/// Which sender delivers notifications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderName {
+    /// Files under `notifications.dir`.
+    #[default]
+    File,
+    /// SMTP through `notifications.smtp`.
+    Smtp,
+}
+
+/// An SMTP relay: plain SMTP, no TLS or authentication (a local relay or a sidecar).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The relay's host.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The sender mailbox: `Name <address>` or `address`.
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: 25,
+            from: "Switchyard <switchyard@localhost>".to_owned(),
+        }
+    }
+}
+
 impl Default for NotificationsConfig {
     fn default() -> Self {
         let policy = workflows::DeliveryPolicy::default();
         Self {
+            sender: SenderName::File,
+            smtp: SmtpConfig::default(),
             dir: std::path::PathBuf::from("data/mail"),
             deliver_every: Duration::from_secs(1),
             attempt_timeout: policy.attempt_timeout,

@@ -45,6 +45,8 @@ pub struct Settings {
     pub registration: workflows::RegistrationSettings,
     /// The registration mails' link and token lifetime.
     pub mail: workflows::MailSettings,
+    /// What delivers notifications.
+    pub sender: std::sync::Arc<dyn notifications::Sender>,
 }
 
 fn invalid(key: &str, reason: impl std::fmt::Display) -> ConfigError {
@@ -155,23 +157,37 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let notifications = &self.notifications;
-        positive("notifications.deliver_every", notifications.deliver_every)?;
-        if notifications.max_attempts == 0 {
+        let notices = &self.notifications;
+        positive("notifications.deliver_every", notices.deliver_every)?;
+        if notices.max_attempts == 0 {
             return Err(invalid("notifications.max_attempts", "must be at least 1"));
         }
         let delivery = workflows::DeliveryPolicy {
             batch: 50,
-            attempt_timeout: positive(
-                "notifications.attempt_timeout",
-                notifications.attempt_timeout,
-            )?,
-            backoff_initial: positive(
-                "notifications.backoff_initial",
-                notifications.backoff_initial,
-            )?,
-            backoff_max: notifications.backoff_max.max(notifications.backoff_initial),
-            max_attempts: notifications.max_attempts,
+            attempt_timeout: positive("notifications.attempt_timeout", notices.attempt_timeout)?,
+            backoff_initial: positive("notifications.backoff_initial", notices.backoff_initial)?,
+            backoff_max: notices.backoff_max.max(notices.backoff_initial),
+            max_attempts: notices.max_attempts,
+        };
+        let sender: std::sync::Arc<dyn notifications::Sender> = match notices.sender {
+            super::SenderName::File => {
+                std::sync::Arc::new(notifications::FileSender::new(&notices.dir))
+            }
+            super::SenderName::Smtp => {
+                let smtp = &notices.smtp;
+                if smtp.host.trim().is_empty() {
+                    return Err(invalid("notifications.smtp.host", "must not be empty"));
+                }
+                std::sync::Arc::new(
+                    notifications::SmtpSender::new(
+                        &smtp.host,
+                        smtp.port,
+                        &smtp.from,
+                        delivery.attempt_timeout,
+                    )
+                    .map_err(|err| invalid("notifications.smtp.from", err))?,
+                )
+            }
         };
         Ok(Settings {
             database: database_settings,
@@ -198,7 +214,7 @@ impl Config {
                 },
             },
             mail: workflows::MailSettings {
-                public_url: notifications.public_url.trim_end_matches('/').to_owned(),
+                public_url: notices.public_url.trim_end_matches('/').to_owned(),
                 verification_ttl: chrono::Duration::from_std(positive(
                     "identity.verification_ttl",
                     self.identity.verification_ttl,
@@ -207,6 +223,7 @@ impl Config {
             },
             login,
             delivery,
+            sender,
         })
     }
 

@@ -138,11 +138,48 @@ fn values_that_cannot_work_are_refused_at_load_naming_the_key() {
             "2",
             "payments.gateway.failure_rate",
         ),
+        (
+            "SWITCHYARD_IDENTITY__PASSWORD__MEMORY_KIB",
+            "1",
+            "identity.password",
+        ),
+        (
+            "SWITCHYARD_IDENTITY__MAX_FAILURES_PER_EMAIL",
+            "0",
+            "identity.max_failures_per_email",
+        ),
+        (
+            "SWITCHYARD_NOTIFICATIONS__MAX_ATTEMPTS",
+            "0",
+            "notifications.max_attempts",
+        ),
+        (
+            "SWITCHYARD_NOTIFICATIONS__SENDER",
+            "pigeon",
+            "NOTIFICATIONS.SENDER",
+        ),
     ] {
         let err = load_error(None, &[(variable, value)])
             .unwrap_or_else(|| panic!("{variable}={value} was accepted"));
         assert!(err.contains(key), "{err}");
     }
+}
+
+#[test]
+fn an_smtp_sender_needs_a_mailbox_to_send_from() {
+    let err = load_error(
+        None,
+        &[
+            ("SWITCHYARD_NOTIFICATIONS__SENDER", "smtp"),
+            ("SWITCHYARD_NOTIFICATIONS__SMTP__FROM", "not a mailbox"),
+        ],
+    )
+    .expect("refused");
+    assert!(err.contains("notifications.smtp.from"), "{err}");
+    assert!(
+        load_error(None, &[("SWITCHYARD_NOTIFICATIONS__SENDER", "smtp")]).is_none(),
+        "the default relay and sender are valid"
+    );
 }
 
 #[test]

@@ -244,3 +244,100 @@ async fn the_file_sender_writes_a_message_a_person_can_read_once_per_id() {
         "{err}"
     );
 }
+
+/// A minimal SMTP server on a free local port, as a relay: it answers each session's
+/// commands, refusing every recipient with 550 when `refuse` is set, and hands over
+/// each accepted message's text.
+async fn smtp_relay(refuse: bool) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (received, messages) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 relay.test ESMTP\r\n").await.unwrap();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let command = line.to_ascii_uppercase();
+                    let reply: &[u8] = if command.starts_with("EHLO") || command.starts_with("HELO")
+                    {
+                        b"250 relay.test\r\n"
+                    } else if command.starts_with("RCPT") && refuse {
+                        b"550 5.1.1 no such user\r\n"
+                    } else if command.starts_with("DATA") {
+                        write.write_all(b"354 end with .\r\n").await.unwrap();
+                        let mut text = String::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                            text.push_str(&line);
+                            text.push('\n');
+                        }
+                        let _ = received.send(text);
+                        b"250 2.0.0 queued\r\n"
+                    } else if command.starts_with("QUIT") {
+                        write.write_all(b"221 bye\r\n").await.unwrap();
+                        break;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, messages)
+}
+
+fn message() -> Message {
+    Message {
+        id: uuid::Uuid::now_v7(),
+        to: "ann@example.com".to_owned(),
+        subject: "Your order is confirmed".to_owned(),
+        body: "Thank you.\n".to_owned(),
+        created_at: now(),
+    }
+}
+
+#[tokio::test]
+async fn the_smtp_sender_delivers_through_a_relay_and_tells_refusals_from_outages() {
+    let timeout = std::time::Duration::from_secs(5);
+    let (port, mut received) = smtp_relay(false).await;
+    let sender =
+        notifications::SmtpSender::new("127.0.0.1", port, "Switchyard <shop@example.com>", timeout)
+            .unwrap();
+    let sent = message();
+    sender.send(&sent).await.unwrap();
+    let text = received.recv().await.unwrap();
+    assert!(text.contains("To: ann@example.com"), "{text}");
+    assert!(
+        text.contains("From: Switchyard <shop@example.com>"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: Your order is confirmed"), "{text}");
+    assert!(
+        text.contains(&format!("Message-ID: <{}@switchyard>", sent.id)),
+        "{text}"
+    );
+    assert!(text.contains("Thank you."), "{text}");
+
+    // A refused recipient is permanent: retrying cannot help.
+    let (port, _) = smtp_relay(true).await;
+    let refusing =
+        notifications::SmtpSender::new("127.0.0.1", port, "shop@example.com", timeout).unwrap();
+    let err = refusing.send(&message()).await.unwrap_err();
+    assert!(err.permanent, "{err}");
+    // No relay at all: transient.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let down =
+        notifications::SmtpSender::new("127.0.0.1", port, "shop@example.com", timeout).unwrap();
+    let err = down.send(&message()).await.unwrap_err();
+    assert!(!err.permanent, "{err}");
+    assert!(notifications::SmtpSender::new("127.0.0.1", 25, "not a mailbox", timeout).is_err());
+}
