@@ -222,9 +222,9 @@ fn assert_stopped_in_order(status: ExitStatus, seen: &[String]) {
     };
     assert!(position("SIGTERM received") < position("stopped accepting requests"));
     assert!(position("stopped accepting requests") < position("workers stopped"));
-    // Five workers: two-phase recovery, the outbox dispatcher, saga recovery, the
-    // expired-holds job and notification delivery.
-    assert!(log.contains("5 stopped"), "{log}");
+    // Six workers: two-phase recovery, the outbox dispatcher, saga recovery, the
+    // expired-holds job, notification delivery and the expiry of registrations.
+    assert!(log.contains("6 stopped"), "{log}");
 }
 
 #[tokio::test]
