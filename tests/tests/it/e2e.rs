@@ -830,10 +830,15 @@ async fn a_placed_order_is_mailed_to_its_customer(db: TestDatabase) {
         .wait_for_state(
             "the confirmation written",
             async |_| {
+                // Whole mails only: the sender writes `<id>.eml.partial`, then renames.
                 std::fs::read_dir(app.mail_dir())
                     .map(|entries| {
                         entries
-                            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                            .filter_map(|e| {
+                                let path = e.ok()?.path();
+                                let whole = path.extension().is_some_and(|x| x == "eml");
+                                whole.then(|| std::fs::read_to_string(path).ok()).flatten()
+                            })
                             .collect::<Vec<_>>()
                     })
                     .unwrap_or_default()

@@ -407,7 +407,12 @@ async fn mails_with(app: &TestApp, db: &TestDatabase, needle: &str, count: usize
                 std::fs::read_dir(app.mail_dir())
                     .map(|entries| {
                         entries
-                            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                            .filter_map(|e| {
+                                // Whole mails only: `<id>.eml.partial` is being written.
+                                let path = e.ok()?.path();
+                                let whole = path.extension().is_some_and(|x| x == "eml");
+                                whole.then(|| std::fs::read_to_string(path).ok()).flatten()
+                            })
                             .filter(|text| text.contains(needle))
                             .collect::<Vec<_>>()
                     })
