@@ -17,7 +17,9 @@ use orchestration::{
 use payments::SimulatedGateway;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use workflows::{PlaceOrder, PlaceOrderSettings, ReleaseExpiredHolds};
+use workflows::{
+    PlaceOrder, PlaceOrderSettings, RefundOrder, RefundOrderSettings, ReleaseExpiredHolds,
+};
 
 use crate::config::{Config, ConfigError, Settings};
 use crate::http;
@@ -110,7 +112,7 @@ impl Application {
         // Registering the saga checks that each of its steps can commit with its
         // checkpoint on this topology: a configuration error, refused now rather
         // than on every request.
-        let place_order = place_order(&settings, &fabric)?;
+        let workflows = workflows(&settings, &fabric)?;
         let report = orchestration::two_phase::recover_in_doubt(
             fabric.databases(),
             settings.in_doubt_timeout,
@@ -128,9 +130,7 @@ impl Application {
         let host = workers(config, &settings, &fabric)?;
         let state = http::AppState::new(
             fabric.clone(),
-            place_order,
-            workflows::Login::new(&fabric, settings.login),
-            workflows::Registration::new(&fabric, settings.registration),
+            workflows,
             settings.placement_wait,
             host.health(),
             options.migrate,
@@ -306,20 +306,34 @@ async fn connect_with(
     Ok(fabric)
 }
 
-/// The order placement saga, with the simulated payment gateway on the payments
-/// boundary's database.
-pub(crate) fn place_order(settings: &Settings, fabric: &Fabric) -> Result<PlaceOrder, StartError> {
-    let gateway = SimulatedGateway::new(
+/// The workflows the HTTP API runs: the order sagas (placement and refund, with the
+/// simulated payment gateway on the payments boundary's database), login and
+/// registration.
+pub(crate) fn workflows(
+    settings: &Settings,
+    fabric: &Fabric,
+) -> Result<http::Workflows, StartError> {
+    let gateway: Arc<dyn payments::PaymentGateway> = Arc::new(SimulatedGateway::new(
         fabric.connection(payments::SCHEMA)?.clone(),
         settings.gateway,
-    );
+    ));
     let placement = PlaceOrderSettings {
         hold: settings.order_hold,
-        gateway: Arc::new(gateway),
+        gateway: Arc::clone(&gateway),
         policy: settings.payment_policy,
         charge_retry: settings.charge_retry,
     };
-    Ok(PlaceOrder::register(fabric, placement)?)
+    let refund = RefundOrderSettings {
+        gateway,
+        customer_window: settings.refund_window,
+        retry: settings.charge_retry,
+    };
+    Ok(http::Workflows {
+        place_order: PlaceOrder::register(fabric, placement)?,
+        refund_order: RefundOrder::register(fabric, refund)?,
+        login: workflows::Login::new(fabric, settings.login),
+        registration: workflows::Registration::new(fabric, settings.registration),
+    })
 }
 
 /// The app's background workers, each supervised by its default policy unless

@@ -42,6 +42,18 @@ pub enum Error {
         /// The reservation.
         id: Uuid,
     },
+    /// Fewer units of the product are committed to the reference than are returned.
+    #[error("{reference} has {committed} of {sku} committed, fewer than the {returned} returned")]
+    NotCommitted {
+        /// The reference (e.g. the order id).
+        reference: String,
+        /// The product.
+        sku: Sku,
+        /// The units committed to it.
+        committed: i64,
+        /// The units returned.
+        returned: u32,
+    },
     /// Restocking would overflow the stock level.
     #[error("stock level of {sku} would overflow")]
     StockOverflow {

@@ -14,7 +14,8 @@ mod types;
 pub use error::{Error, Result};
 pub use products::{NewProduct, Product, add_product, find_products, get, list_products, restock};
 pub use reservations::{
-    Reservation, ReservationStatus, commit_holds, expired_holds, release, reservations_for, reserve,
+    Reservation, ReservationStatus, commit_holds, expired_holds, release, reservations_for,
+    reserve, return_stock,
 };
 pub use types::{Currency, Invalid, Money, ProductName, Quantity, Sku};
 

@@ -230,6 +230,82 @@ pub async fn commit_holds(
     Ok(committed)
 }
 
+/// Returns `quantity` units of `sku` committed to `reference` (a refunded order's) to
+/// available stock: the reference's committed reservations of the SKU shrink by that
+/// many, oldest first; one returned whole is released.
+///
+/// # Errors
+/// [`Error::NotCommitted`] when fewer units are committed to `reference`;
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn return_stock(
+    db: &impl ConnectionTrait,
+    reference: &str,
+    sku: &Sku,
+    quantity: Quantity,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    // Lock, decide, write, as `release` does. The stock row is locked after the
+    // reservations, in the order `commit_holds` and `release` lock them.
+    let rows = reservations::Entity::find()
+        .filter(reservations::Column::Reference.eq(reference))
+        .filter(reservations::Column::Sku.eq(sku.as_str()))
+        .filter(reservations::Column::Status.eq(ReservationStatus::Committed.as_str()))
+        .order_by_asc(reservations::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?;
+    let returned = quantity.get();
+    let committed: i64 = rows.iter().map(|row| row.quantity).sum();
+    if committed < i64::from(returned) {
+        return Err(Error::NotCommitted {
+            reference: reference.to_owned(),
+            sku: sku.clone(),
+            committed,
+            returned,
+        });
+    }
+    let mut rest = i64::from(returned);
+    for row in rows {
+        if rest == 0 {
+            break;
+        }
+        let take = Ord::min(rest, row.quantity);
+        rest -= take;
+        // A reservation returned whole is released with its quantity as it was.
+        let update = reservations::Entity::update_many()
+            .col_expr(reservations::Column::UpdatedAt, Expr::val(now));
+        let update = if take == row.quantity {
+            update.col_expr(
+                reservations::Column::Status,
+                Expr::val(ReservationStatus::Released.as_str()),
+            )
+        } else {
+            update.col_expr(
+                reservations::Column::Quantity,
+                Expr::col(reservations::Column::Quantity).sub(take),
+            )
+        };
+        update
+            .filter(reservations::Column::Id.eq(row.id))
+            .exec(db)
+            .await?;
+    }
+    stock_levels::Entity::update_many()
+        .col_expr(
+            stock_levels::Column::Available,
+            Expr::col(stock_levels::Column::Available).add(i64::from(returned)),
+        )
+        .col_expr(
+            stock_levels::Column::Reserved,
+            Expr::col(stock_levels::Column::Reserved).sub(i64::from(returned)),
+        )
+        .col_expr(stock_levels::Column::UpdatedAt, Expr::val(now))
+        .filter(stock_levels::Column::Sku.eq(sku.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Held reservations whose hold has lapsed (`expires_at <= now`), the earliest expiry
 /// first, at most `limit` of them: what an expiry worker releases.
 ///

@@ -7,10 +7,14 @@ use minijinja::Environment;
 use crate::{Error, Invalid, Result};
 
 /// Every template, by name.
-pub const TEMPLATES: [(&str, &str); 3] = [
+pub const TEMPLATES: [(&str, &str); 4] = [
     (
         "order_confirmed",
         include_str!("../templates/order_confirmed.txt"),
+    ),
+    (
+        "order_refunded",
+        include_str!("../templates/order_refunded.txt"),
     ),
     (
         "verify_email",

@@ -35,6 +35,9 @@ pub enum Error {
         /// The id.
         id: Uuid,
     },
+    /// The units asked for cannot be refunded.
+    #[error(transparent)]
+    RefundRefused(#[from] crate::refund::RefundRefused),
     /// A stored row breaks the boundary's invariants.
     #[error("corrupt order data: {0}")]
     Corrupt(String),

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Order, OrderLine};
+use crate::{Order, OrderLine, RefundLine};
 
 /// An order was placed: its stock is reserved and it awaits confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,5 +65,40 @@ impl From<&OrderLine> for PlacedLine {
             quantity: line.quantity,
             unit_price_minor: line.unit_price_minor,
         }
+    }
+}
+
+/// Units of an order were refunded: the money went back to the customer and the units
+/// back to stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefunded {
+    /// The order.
+    pub order_id: Uuid,
+    /// The refund (its saga run's id).
+    pub refund_id: Uuid,
+    /// Whose order it is.
+    pub customer_id: String,
+    /// Who asked for the refund (`customer:<id>` or `account:<id>` of staff).
+    pub requested_by: String,
+    /// The ISO 4217 currency of the amount.
+    pub currency: String,
+    /// The amount given back, in minor units.
+    pub amount_minor: i64,
+    /// The units given back.
+    pub lines: Vec<RefundLine>,
+    /// Whether every unit of the order is now refunded.
+    pub fully_refunded: bool,
+    /// When it was recorded.
+    pub refunded_at: DateTime<Utc>,
+}
+
+impl OrderRefunded {
+    /// The event type's name on the wire.
+    pub const NAME: &'static str = "orders.order_refunded";
+
+    /// Events about one order are ordered by its id.
+    #[must_use]
+    pub fn ordering_key(&self) -> String {
+        self.order_id.to_string()
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::Invalid;
@@ -43,44 +43,68 @@ impl CustomerId {
 }
 
 /// Where an order is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Placed; stock is held.
     Pending,
     /// Accepted for fulfilment.
     Confirmed,
+    /// Some of its units were refunded (and restocked); the rest may be.
+    PartlyRefunded,
+    /// Every unit was refunded; final.
+    Refunded,
     /// Called off; final.
     Cancelled,
 }
 
 impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::PartlyRefunded,
+        Self::Refunded,
+        Self::Cancelled,
+    ];
+
     /// Whether the lifecycle allows going from `self` to `to`.
     #[must_use]
     pub fn can_become(self, to: Self) -> bool {
         matches!(
             (self, to),
-            (Self::Pending, Self::Confirmed | Self::Cancelled) | (Self::Confirmed, Self::Cancelled)
+            (Self::Pending, Self::Confirmed | Self::Cancelled)
+                | (
+                    Self::Confirmed,
+                    Self::Cancelled | Self::PartlyRefunded | Self::Refunded
+                )
+                | (Self::PartlyRefunded, Self::PartlyRefunded | Self::Refunded)
         )
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Whether units of an order in this status may be refunded.
+    #[must_use]
+    pub fn is_refundable(self) -> bool {
+        matches!(self, Self::Confirmed | Self::PartlyRefunded)
+    }
+
+    /// The status as stored and serialized: `pending`, `confirmed`, `partly_refunded`,
+    /// `refunded` or `cancelled`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Confirmed => "confirmed",
+            Self::PartlyRefunded => "partly_refunded",
+            Self::Refunded => "refunded",
             Self::Cancelled => "cancelled",
         }
     }
 
-    /// The status named `s` (`pending`, `confirmed` or `cancelled`), if any.
+    /// The status named `s` (as [`Self::as_str`] names it), if any.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(Self::Pending),
-            "confirmed" => Some(Self::Confirmed),
-            "cancelled" => Some(Self::Cancelled),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 }
 
@@ -114,6 +138,16 @@ pub struct OrderLine {
     pub unit_price_minor: i64,
     /// `quantity × unit_price_minor`.
     pub line_total_minor: i64,
+    /// Units refunded so far (at most `quantity`).
+    pub refunded_quantity: u32,
+}
+
+impl OrderLine {
+    /// Units that may still be refunded.
+    #[must_use]
+    pub fn refundable(&self) -> u32 {
+        self.quantity.saturating_sub(self.refunded_quantity)
+    }
 }
 
 /// An order ready to be stored: lines priced in one currency, totals computed.
@@ -163,6 +197,7 @@ impl NewOrder {
                 quantity: line.quantity,
                 unit_price_minor: line.unit_price_minor,
                 line_total_minor: line_total,
+                refunded_quantity: 0,
             });
         }
         Ok(Self {
@@ -275,9 +310,13 @@ mod tests {
             (Pending, Confirmed),
             (Pending, Cancelled),
             (Confirmed, Cancelled),
+            (Confirmed, PartlyRefunded),
+            (Confirmed, Refunded),
+            (PartlyRefunded, PartlyRefunded),
+            (PartlyRefunded, Refunded),
         ];
-        for from in [Pending, Confirmed, Cancelled] {
-            for to in [Pending, Confirmed, Cancelled] {
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
                 assert_eq!(
                     from.can_become(to),
                     allowed.contains(&(from, to)),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, SqlErr,
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::entities::{order_lines, orders};
 use crate::error::{Error, Result};
 use crate::order::{CustomerId, NewOrder, Order, OrderLine, OrderStatus};
+use crate::refund::RefundPlan;
 
 /// Stores `order` under `id` as pending.
 ///
@@ -52,6 +53,7 @@ pub async fn create(
             quantity: Set(i64::from(line.quantity)),
             unit_price_minor: Set(line.unit_price_minor),
             line_total_minor: Set(line.line_total_minor),
+            refunded_quantity: Set(0),
         });
     order_lines::Entity::insert_many(lines)
         .exec_without_returning(db)
@@ -117,7 +119,7 @@ pub async fn list(
     }
     let rows = query
         .order_by_desc(orders::Column::Id)
-        .limit(limit.min(i64::MAX.unsigned_abs()))
+        .limit(Ord::min(limit, i64::MAX.unsigned_abs()))
         .all(db)
         .await?;
     let lines = order_lines::Entity::find()
@@ -153,6 +155,67 @@ pub async fn cancel(db: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> 
     transition(db, id, OrderStatus::Cancelled, now).await
 }
 
+/// Records the refund of `plan`'s units: each line's refunded units grow by the plan's,
+/// and the order becomes `refunded` when no unit is left, `partly_refunded` otherwise.
+/// The plan is checked again against the order as it stands, under its lock.
+///
+/// # Errors
+/// [`Error::UnknownOrder`]; [`Error::RefundRefused`] when the order no longer allows
+/// the plan (refunded or changed since); [`Error::Database`] otherwise.
+pub async fn record_refund(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    plan: &RefundPlan,
+    now: DateTime<Utc>,
+) -> Result<Order> {
+    orders::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or(Error::UnknownOrder { id })?;
+    let order = get(db, id).await?.ok_or(Error::UnknownOrder { id })?;
+    let asked: Vec<(String, u32)> = plan
+        .lines
+        .iter()
+        .map(|line| (line.sku.clone(), line.quantity))
+        .collect();
+    let again = order.refund(Some(&asked))?;
+    if again.lines != plan.lines {
+        return Err(Error::Corrupt(format!(
+            "order {id}: the refund's lines are not the order's"
+        )));
+    }
+    for line in &plan.lines {
+        order_lines::Entity::update_many()
+            .col_expr(
+                order_lines::Column::RefundedQuantity,
+                Expr::col(order_lines::Column::RefundedQuantity).add(i64::from(line.quantity)),
+            )
+            .filter(order_lines::Column::OrderId.eq(id))
+            .filter(order_lines::Column::LineNo.eq(i32::try_from(line.line_no).unwrap_or(i32::MAX)))
+            .exec(db)
+            .await?;
+    }
+    let left: u32 = order
+        .lines
+        .iter()
+        .map(crate::OrderLine::refundable)
+        .sum::<u32>()
+        - plan.lines.iter().map(|line| line.quantity).sum::<u32>();
+    let to = if left == 0 {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartlyRefunded
+    };
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::val(to.as_str()))
+        .col_expr(orders::Column::UpdatedAt, Expr::val(now))
+        .filter(orders::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    get(db, id).await?.ok_or(Error::UnknownOrder { id })
+}
+
 /// Moves an order to `to` if the lifecycle allows it from its current status.
 async fn transition(
     db: &impl ConnectionTrait,
@@ -186,11 +249,17 @@ fn to_order(row: orders::Model, lines: Vec<order_lines::Model>) -> Result<Order>
     let lines = lines
         .into_iter()
         .map(|line| {
+            let quantity = u32::try_from(line.quantity).map_err(|_| corrupt("bad quantity"))?;
+            let refunded_quantity = u32::try_from(line.refunded_quantity)
+                .ok()
+                .filter(|&refunded| refunded <= quantity)
+                .ok_or_else(|| corrupt("bad refunded quantity"))?;
             Ok(OrderLine {
-                quantity: u32::try_from(line.quantity).map_err(|_| corrupt("bad quantity"))?,
+                quantity,
                 sku: line.sku,
                 unit_price_minor: line.unit_price_minor,
                 line_total_minor: line.line_total_minor,
+                refunded_quantity,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -44,6 +44,40 @@ pub enum Error {
         /// The status asked for.
         to: PaymentStatus,
     },
+    /// The order has no charged payment to refund.
+    #[error("order {order_reference} has no charged payment")]
+    NothingPaid {
+        /// The order.
+        order_reference: String,
+    },
+    /// Another refund of the payment is open.
+    #[error("refund {refund_id} of this payment is still in progress")]
+    RefundInProgress {
+        /// The open refund.
+        refund_id: uuid::Uuid,
+    },
+    /// The refund would give back more than was charged and not refunded yet.
+    #[error("a refund of {requested_minor} asked for, {refundable_minor} may be refunded")]
+    OverRefund {
+        /// The amount asked for, in minor units.
+        requested_minor: i64,
+        /// What may still be given back, in minor units.
+        refundable_minor: i64,
+    },
+    /// No refund intent has this id.
+    #[error("no refund with id {id}")]
+    UnknownRefund {
+        /// The id asked for.
+        id: uuid::Uuid,
+    },
+    /// The refund intent is closed with another outcome.
+    #[error("refund {id} is {status} already")]
+    RefundClosed {
+        /// The refund.
+        id: uuid::Uuid,
+        /// Its status.
+        status: crate::refunds::RefundStatus,
+    },
     /// A stored row breaks the boundary's invariants (e.g. an unknown status).
     #[error("corrupt payments data: {0}")]
     Corrupt(String),

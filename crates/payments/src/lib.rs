@@ -17,6 +17,7 @@ mod entities;
 mod error;
 mod gateway;
 mod payments;
+mod refunds;
 mod simulated;
 mod validate;
 mod verification;
@@ -30,11 +31,15 @@ pub use payments::{
     NewPayment, Payment, PaymentStatus, Refund, open, payment_by_key, payments_for_order,
     record_charge, record_refund, refunds_for,
 };
+pub use refunds::{
+    RefundIntent, RefundStatus, close_refund, lock_for_refund, record_refunded, refund_intent,
+    refund_intents_for_order, request_refund, settle_refund,
+};
 pub use simulated::{
     GatewayRequest, GatewayRequestKind, GatewayRequestOutcome, SimulatedGateway,
     SimulatedGatewayOptions, gateway_requests,
 };
-pub use verification::{PaymentPolicy, is_verified, verify_customer};
+pub use verification::{PaymentPolicy, is_verified, verified_at, verify_customer};
 
 /// The boundary's name, which is also its schema: the crate's name (the architecture test
 /// checks that `migrations` registers a boundary of this name).

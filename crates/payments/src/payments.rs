@@ -28,7 +28,9 @@ const MAX_DECLINE_REASON_CHARS: usize = 1000;
 ///
 /// `pending` → `charged` | `declined` (the gateway's answer to the charge);
 /// `charged` | `pending` → `refunded` (pending: the charge took effect but its answer
-/// was lost); `pending` | `declined` → `voided` (nothing was charged).
+/// was lost); `pending` | `declined` → `voided` (nothing was charged); `charged` |
+/// `partly_refunded` → `partly_refunded` | `refunded` as refunds of part of it are
+/// recorded ([`crate::record_refund_outcome`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -38,6 +40,8 @@ pub enum PaymentStatus {
     Charged,
     /// The gateway refused to take it.
     Declined,
+    /// Part of the money was given back; the rest may be.
+    PartlyRefunded,
     /// The money was taken and given back.
     Refunded,
     /// Closed with nothing charged.
@@ -52,16 +56,18 @@ impl PaymentStatus {
             Self::Pending => "pending",
             Self::Charged => "charged",
             Self::Declined => "declined",
+            Self::PartlyRefunded => "partly_refunded",
             Self::Refunded => "refunded",
             Self::Voided => "voided",
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "pending" => Some(Self::Pending),
             "charged" => Some(Self::Charged),
             "declined" => Some(Self::Declined),
+            "partly_refunded" => Some(Self::PartlyRefunded),
             "refunded" => Some(Self::Refunded),
             "voided" => Some(Self::Voided),
             _ => None,
@@ -397,7 +403,7 @@ pub async fn refunds_for(db: &impl ConnectionTrait, payment_id: Uuid) -> Result<
         .collect())
 }
 
-fn find_by_key(key: &str) -> Select<payments::Entity> {
+pub(crate) fn find_by_key(key: &str) -> Select<payments::Entity> {
     payments::Entity::find().filter(payments::Column::IdempotencyKey.eq(key))
 }
 
@@ -429,7 +435,7 @@ fn same_payment(existing: payments::Model, new: &NewPayment) -> Result<Payment> 
     to_payment(existing)
 }
 
-fn to_payment(row: payments::Model) -> Result<Payment> {
+pub(crate) fn to_payment(row: payments::Model) -> Result<Payment> {
     let status = PaymentStatus::parse(&row.status)
         .ok_or_else(|| Error::Corrupt(format!("payment {}: unknown status", row.id)))?;
     Ok(Payment {
@@ -457,6 +463,7 @@ mod tests {
             PaymentStatus::Pending,
             PaymentStatus::Charged,
             PaymentStatus::Declined,
+            PaymentStatus::PartlyRefunded,
             PaymentStatus::Refunded,
             PaymentStatus::Voided,
         ] {

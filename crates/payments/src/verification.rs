@@ -48,8 +48,8 @@ impl PaymentPolicy {
     }
 }
 
-/// Marks `customer_id` verified from `now`. Verifying a verified customer changes
-/// nothing (the first verification's time stays).
+/// Marks `customer_id` verified from `now`; whether it was not verified before.
+/// Verifying a verified customer changes nothing (the first verification's time stays).
 ///
 /// # Errors
 /// [`Error::Invalid`] for a customer id that is not 1–64 characters without surrounding
@@ -58,18 +58,34 @@ pub async fn verify_customer(
     db: &impl ConnectionTrait,
     customer_id: &str,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<bool> {
     validate::text("customer_id", customer_id, MAX_CUSTOMER_ID_CHARS)?;
     // ON CONFLICT DO NOTHING rather than catching the unique violation: on PostgreSQL a
-    // failed statement aborts the caller's whole transaction.
+    // failed statement aborts the caller's whole transaction. Whether this call inserted
+    // is read back from the stored time: MySQL counts a conflicting row as affected.
+    let now = now.trunc_subsecs(6);
     verified_customers::Entity::insert(verified_customers::ActiveModel {
         customer_id: Set(customer_id.to_owned()),
-        verified_at: Set(now.trunc_subsecs(6)),
+        verified_at: Set(now),
     })
     .on_conflict_do_nothing_on([verified_customers::Column::CustomerId])
     .exec_without_returning(db)
     .await?;
-    Ok(())
+    Ok(verified_at(db, customer_id).await? == Some(now))
+}
+
+/// When `customer_id` was verified, if they were.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn verified_at(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    Ok(verified_customers::Entity::find_by_id(customer_id)
+        .one(db)
+        .await?
+        .map(|row| row.verified_at))
 }
 
 /// Whether `customer_id` has been verified.

@@ -9,7 +9,7 @@ use orchestration::{
     dispatch::{Handler, HandlerError},
     outbox::Envelope,
 };
-use orders::OrderPlaced;
+use orders::{OrderPlaced, OrderRefunded};
 
 /// Records `order.placed` on subject `order:<id>`, by actor `customer:<id>`.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +39,46 @@ impl Handler<OrderPlaced> for AuditOrderPlaced {
                 "currency": event.currency,
                 "total_minor": event.total_minor,
                 "lines": event.lines,
+            }),
+        };
+        uow.step(audit::SCHEMA, "record_entry", async |tx| {
+            audit::record(tx, &entry).await
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Records `order.refunded` on subject `order:<id>`, by the actor who asked for the
+/// refund (`customer:<id>`, or `account:<id>` of staff).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditOrderRefunded;
+
+impl AuditOrderRefunded {
+    /// The subscriber's name.
+    pub const NAME: &'static str = "audit_order_refunded";
+}
+
+impl Handler<OrderRefunded> for AuditOrderRefunded {
+    async fn handle(
+        &self,
+        event: OrderRefunded,
+        envelope: &Envelope,
+        uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let entry = NewEntry {
+            actor: Actor::parse(&event.requested_by).map_err(HandlerError::permanent)?,
+            action: Action::parse("order.refunded").map_err(HandlerError::permanent)?,
+            subject: Subject::parse(&format!("order:{}", event.order_id))
+                .map_err(HandlerError::permanent)?,
+            occurred_at: event.refunded_at,
+            data: serde_json::json!({
+                "event_id": envelope.event_id,
+                "refund_id": event.refund_id,
+                "currency": event.currency,
+                "amount_minor": event.amount_minor,
+                "lines": event.lines,
+                "fully_refunded": event.fully_refunded,
             }),
         };
         uow.step(audit::SCHEMA, "record_entry", async |tx| {

@@ -2,11 +2,11 @@
 //! workflow subscriber on a fabric.
 
 use orchestration::{Fabric, FabricError, outbox::EventType};
-use orders::OrderPlaced;
+use orders::{OrderPlaced, OrderRefunded};
 
 use crate::LOGIN_ATTEMPTED;
-use crate::audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
-use crate::notify::NotifyOrderConfirmed;
+use crate::audit_trail::{AuditLoginAttempt, AuditOrderPlaced, AuditOrderRefunded};
+use crate::notify::{NotifyOrderConfirmed, NotifyOrderRefunded};
 use crate::registration::{
     ACCOUNT_REGISTERED, ACCOUNT_VERIFIED, MailSettings, SendVerification, SendWelcome,
 };
@@ -18,6 +18,13 @@ pub const ORDER_PLACED: EventType<OrderPlaced> = EventType::new(OrderPlaced::NAM
 /// each.
 pub const ORDER_PLACED_SUBSCRIBERS: [&str; 2] =
     [AuditOrderPlaced::NAME, NotifyOrderConfirmed::NAME];
+
+/// Units of an order were refunded (published by `orders`).
+pub const ORDER_REFUNDED: EventType<OrderRefunded> = EventType::new(OrderRefunded::NAME);
+
+/// The subscribers of [`ORDER_REFUNDED`].
+pub const ORDER_REFUNDED_SUBSCRIBERS: [&str; 2] =
+    [AuditOrderRefunded::NAME, NotifyOrderRefunded::NAME];
 
 /// Subscribes every workflow subscriber to its events on `fabric`, the registration
 /// mails saying what `mail` says. Call it once, when composing the application, before
@@ -32,6 +39,12 @@ pub fn subscribe(fabric: &Fabric, mail: &MailSettings) -> Result<(), FabricError
         ORDER_PLACED,
         NotifyOrderConfirmed::NAME,
         NotifyOrderConfirmed,
+    )?;
+    events.subscribe(ORDER_REFUNDED, AuditOrderRefunded::NAME, AuditOrderRefunded)?;
+    events.subscribe(
+        ORDER_REFUNDED,
+        NotifyOrderRefunded::NAME,
+        NotifyOrderRefunded,
     )?;
     events.subscribe(
         ACCOUNT_REGISTERED,

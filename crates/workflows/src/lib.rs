@@ -12,18 +12,25 @@ mod notify;
 mod place_order;
 #[cfg(doctest)]
 mod readme;
+mod refund_order;
 mod registration;
 
-pub use audit_trail::{AuditLoginAttempt, AuditOrderPlaced};
-pub use events::{ORDER_PLACED, ORDER_PLACED_SUBSCRIBERS, subscribe};
+pub use audit_trail::{AuditLoginAttempt, AuditOrderPlaced, AuditOrderRefunded};
+pub use events::{
+    ORDER_PLACED, ORDER_PLACED_SUBSCRIBERS, ORDER_REFUNDED, ORDER_REFUNDED_SUBSCRIBERS, subscribe,
+};
 pub use expired_holds::ReleaseExpiredHolds;
 pub use login::{
     LOGIN_ATTEMPTED, Login, LoginError, LoginOutcome, LoginSettings, PasswordStep, TotpStep,
 };
-pub use notify::{DeliverNotifications, DeliveryPolicy, NotifyOrderConfirmed};
+pub use notify::{DeliverNotifications, DeliveryPolicy, NotifyOrderConfirmed, NotifyOrderRefunded};
 pub use place_order::{
     MAX_PLACEMENT_KEY_LEN, PlaceOrder, PlaceOrderCommand, PlaceOrderError, PlaceOrderOutcome,
     PlaceOrderSettings, Placement, Refusal,
+};
+pub use refund_order::{
+    OrderRefund, RefundOrder, RefundOrderCommand, RefundOrderError, RefundOrderOutcome,
+    RefundOrderSettings, RefundRefusal, RefundRun, Requester,
 };
 pub use registration::{
     ACCOUNT_REGISTERED, ACCOUNT_VERIFIED, ExpireRegistrations, MailSettings, Registering,

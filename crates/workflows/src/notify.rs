@@ -14,7 +14,7 @@ use orchestration::{
     host::{Job, Tick, WorkerContext, WorkerError},
     outbox::Envelope,
 };
-use orders::OrderPlaced;
+use orders::{OrderPlaced, OrderRefunded};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -42,39 +42,81 @@ impl Handler<OrderPlaced> for NotifyOrderConfirmed {
         envelope: &Envelope,
         uow: &mut UnitOfWork<HandlerError>,
     ) -> Result<(), HandlerError> {
-        // A customer that is not an account (an id given by another system) has no
-        // address to notify.
-        let Ok(account) = Uuid::parse_str(&event.customer_id) else {
-            return Ok(());
-        };
-        let account = uow
-            .step(identity::SCHEMA, "find_customer", async |tx| {
-                identity::get_account(tx, identity::AccountId(account)).await
-            })
-            .await?;
-        let Some(account) = account else {
-            return Ok(());
-        };
-        let notification = NewNotification {
-            cause: envelope.event_id.to_string(),
-            recipient: Recipient::parse(account.email.as_str()).map_err(HandlerError::permanent)?,
-            template: "order_confirmed".to_owned(),
-            data: json!({
-                "order_id": event.order_id,
-                "currency": event.currency,
-                "total": amount(event.total_minor),
-                "lines": event.lines.iter()
-                    .map(|line| json!({"sku": line.sku, "quantity": line.quantity}))
-                    .collect::<Vec<_>>(),
-            }),
-        };
-        let now = envelope.occurred_at;
-        uow.step(notifications::SCHEMA, "queue_notification", async |tx| {
-            notifications::enqueue(tx, &notification, now).await
+        let data = json!({
+            "order_id": event.order_id,
+            "currency": event.currency,
+            "total": amount(event.total_minor),
+            "lines": event.lines.iter()
+                .map(|line| json!({"sku": line.sku, "quantity": line.quantity}))
+                .collect::<Vec<_>>(),
+        });
+        notify_customer(uow, envelope, &event.customer_id, "order_confirmed", data).await
+    }
+}
+
+/// Queues `order_refunded` to the customer of a refunded order, when the customer is an
+/// account.
+#[derive(Debug, Clone, Copy)]
+pub struct NotifyOrderRefunded;
+
+impl NotifyOrderRefunded {
+    /// The subscriber's name.
+    pub const NAME: &'static str = "notify_order_refunded";
+}
+
+impl Handler<OrderRefunded> for NotifyOrderRefunded {
+    async fn handle(
+        &self,
+        event: OrderRefunded,
+        envelope: &Envelope,
+        uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let data = json!({
+            "order_id": event.order_id,
+            "currency": event.currency,
+            "amount": amount(event.amount_minor),
+            "fully_refunded": event.fully_refunded,
+            "lines": event.lines.iter()
+                .map(|line| json!({"sku": line.sku, "quantity": line.quantity}))
+                .collect::<Vec<_>>(),
+        });
+        notify_customer(uow, envelope, &event.customer_id, "order_refunded", data).await
+    }
+}
+
+/// Queues `template` with `data` to `customer_id`'s email, caused by `envelope`'s
+/// event. A customer that is not an account (an id given by another system) has no
+/// address to notify: nothing is queued.
+async fn notify_customer(
+    uow: &mut UnitOfWork<HandlerError>,
+    envelope: &Envelope,
+    customer_id: &str,
+    template: &str,
+    data: serde_json::Value,
+) -> Result<(), HandlerError> {
+    let Ok(account) = Uuid::parse_str(customer_id) else {
+        return Ok(());
+    };
+    let account = uow
+        .step(identity::SCHEMA, "find_customer", async |tx| {
+            identity::get_account(tx, identity::AccountId(account)).await
         })
         .await?;
-        Ok(())
-    }
+    let Some(account) = account else {
+        return Ok(());
+    };
+    let notification = NewNotification {
+        cause: envelope.event_id.to_string(),
+        recipient: Recipient::parse(account.email.as_str()).map_err(HandlerError::permanent)?,
+        template: template.to_owned(),
+        data,
+    };
+    let now = envelope.occurred_at;
+    uow.step(notifications::SCHEMA, "queue_notification", async |tx| {
+        notifications::enqueue(tx, &notification, now).await
+    })
+    .await?;
+    Ok(())
 }
 
 /// How notifications are delivered and retried.

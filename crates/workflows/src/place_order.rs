@@ -148,6 +148,15 @@ pub enum PlaceOrderError {
         /// The placement that holds it.
         placement: Uuid,
     },
+    /// The placement is not running any more: only a running placement can be
+    /// cancelled (a placed order is refunded instead).
+    #[error("placement {placement} is {state}: only a running placement can be cancelled")]
+    NotRunning {
+        /// The placement.
+        placement: Uuid,
+        /// Its run's state.
+        state: RunState,
+    },
     /// The saga could not start or be read.
     #[error(transparent)]
     Saga(SagaError),
@@ -174,7 +183,9 @@ impl PlaceOrderError {
     #[must_use]
     pub fn placement(&self) -> Option<Uuid> {
         match self {
-            Self::KeyReused { placement, .. } => Some(*placement),
+            Self::KeyReused { placement, .. } | Self::NotRunning { placement, .. } => {
+                Some(*placement)
+            }
             Self::Saga(SagaError::Unread { run_id, .. }) => Some(*run_id),
             _ => None,
         }
@@ -301,6 +312,41 @@ impl PlaceOrder {
             Ok(_) | Err(SagaError::UnknownRun(_)) => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Cancels placement `id` while it is running: it stops before its next step and
+    /// undoes what took effect (the charge refunded, the hold released), through the
+    /// saga's compensation. Waits up to `wait` for it to end; `None` if there is no
+    /// placement with this id.
+    ///
+    /// # Errors
+    /// [`PlaceOrderError::NotRunning`] for a placement that ended (or is being undone
+    /// already), or an infrastructure failure.
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        wait: Duration,
+    ) -> Result<Option<Placement>, PlaceOrderError> {
+        let run = match self.saga.run(id).await {
+            Ok(run) if run.run.saga == Self::SAGA => run,
+            Ok(_) | Err(SagaError::UnknownRun(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let not_running = |state| PlaceOrderError::NotRunning {
+            placement: id,
+            state,
+        };
+        if run.run.state != RunState::Running {
+            return Err(not_running(run.run.state));
+        }
+        match self.fabric.sagas().cancel(id).await {
+            Ok(_) => {}
+            // It moved on between the read and the cancel.
+            Err(SagaError::InvalidState { state, .. }) => return Err(not_running(state)),
+            Err(err) => return Err(err.into()),
+        }
+        let run = self.saga.wait(id, wait).await?;
+        self.placement(run).await.map(Some)
     }
 
     async fn placement(&self, run: RunDetails) -> Result<Placement, PlaceOrderError> {

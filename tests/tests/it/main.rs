@@ -9,6 +9,7 @@ mod load;
 mod outbox_kill;
 mod placement;
 mod readme;
+mod refunds;
 mod saga_kill;
 mod two_phase_kill;
 

@@ -170,6 +170,10 @@ pub struct OrdersConfig {
     /// How often expired holds are looked for.
     #[serde(deserialize_with = "duration::deserialize")]
     pub release_holds_every: Duration,
+    /// How long after placing an order its customer may refund it (staff with
+    /// `orders.refund` may at any time).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub refund_window: Duration,
 }
 
 impl Default for OrdersConfig {
@@ -178,6 +182,7 @@ impl Default for OrdersConfig {
             hold: Duration::from_secs(15 * 60),
             placement_wait: Duration::from_secs(5),
             release_holds_every: Duration::from_secs(60),
+            refund_window: Duration::from_secs(14 * 24 * 60 * 60),
         }
     }
 }

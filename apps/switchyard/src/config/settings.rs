@@ -29,6 +29,8 @@ pub struct Settings {
     pub placement_wait: Duration,
     /// How long stock stays held for a placement.
     pub order_hold: chrono::Duration,
+    /// How long after placing an order its customer may refund it.
+    pub refund_window: chrono::Duration,
     /// The rule for unverified customers.
     pub payment_policy: PaymentPolicy,
     /// The simulated gateway's behaviour.
@@ -90,6 +92,8 @@ impl Config {
         }
         let order_hold = chrono::Duration::from_std(positive("orders.hold", self.orders.hold)?)
             .map_err(|err| invalid("orders.hold", err))?;
+        let refund_window = chrono::Duration::from_std(self.orders.refund_window)
+            .map_err(|err| invalid("orders.refund_window", err))?;
         let payments = &self.payments;
         if payments.verification_threshold_minor < 0 {
             return Err(invalid(
@@ -196,6 +200,7 @@ impl Config {
             request_timeout,
             placement_wait,
             order_hold,
+            refund_window,
             payment_policy: PaymentPolicy {
                 verification_threshold_minor: payments.verification_threshold_minor,
             },

@@ -70,6 +70,10 @@ pub(crate) enum ProblemType {
     VerificationRequired,
     PaymentDeclined,
     PlacementAbandoned,
+    PlacementEnded,
+    RefundRefused,
+    RefundWindowClosed,
+    RefundFailed,
     Unauthenticated,
     Forbidden,
     InvalidCredentials,
@@ -89,7 +93,7 @@ pub(crate) enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for the document.
-    pub(crate) const ALL: [Self; 37] = [
+    pub(crate) const ALL: [Self; 41] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::BadBody,
@@ -112,6 +116,10 @@ impl ProblemType {
         Self::VerificationRequired,
         Self::PaymentDeclined,
         Self::PlacementAbandoned,
+        Self::PlacementEnded,
+        Self::RefundRefused,
+        Self::RefundWindowClosed,
+        Self::RefundFailed,
         Self::Unauthenticated,
         Self::Forbidden,
         Self::InvalidCredentials,
@@ -154,6 +162,10 @@ impl ProblemType {
             Self::VerificationRequired => "verification-required",
             Self::PaymentDeclined => "payment-declined",
             Self::PlacementAbandoned => "placement-abandoned",
+            Self::PlacementEnded => "placement-ended",
+            Self::RefundRefused => "refund-refused",
+            Self::RefundWindowClosed => "refund-window-closed",
+            Self::RefundFailed => "refund-failed",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::InvalidCredentials => "invalid-credentials",
@@ -208,6 +220,18 @@ impl ProblemType {
             Self::VerificationRequired => "The customer must be verified before paying this much.",
             Self::PaymentDeclined => "The payment gateway declined the charge.",
             Self::PlacementAbandoned => "A placement that was undone; nothing was charged.",
+            Self::PlacementEnded => {
+                "A placement that has ended: an order is refunded, not cancelled."
+            }
+            Self::RefundRefused => {
+                "A refund the order does not allow (`refusal` says why); nothing changed."
+            }
+            Self::RefundWindowClosed => {
+                "The customer's refund window has closed; staff with `orders.refund` may refund."
+            }
+            Self::RefundFailed => {
+                "The payment gateway refused the refund or kept failing; the order is unchanged."
+            }
             Self::Unauthenticated => {
                 "No valid session: send `Authorization: Bearer <token>` from `POST /api/sessions`."
             }
@@ -255,8 +279,14 @@ impl ProblemType {
             | Self::InvalidTransition
             | Self::ReservationNotHeld
             | Self::DuplicateEmail
-            | Self::TotpAlreadyEnabled => &[409],
-            Self::VerificationRequired | Self::Forbidden | Self::AccountNotActive => &[403],
+            | Self::TotpAlreadyEnabled
+            | Self::PlacementEnded => &[409],
+            Self::RefundRefused => &[409, 422],
+            Self::VerificationRequired
+            | Self::Forbidden
+            | Self::AccountNotActive
+            | Self::RefundWindowClosed => &[403],
+            Self::RefundFailed => &[502],
             Self::Unauthenticated | Self::InvalidCredentials | Self::InvalidCode => &[401],
             Self::Throttled => &[429],
             Self::PaymentDeclined => &[402],

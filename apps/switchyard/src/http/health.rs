@@ -232,9 +232,7 @@ mod tests {
         let settings = crate::Config::default().settings().unwrap();
         let state = AppState::new(
             fabric.clone(),
-            crate::application::place_order(&settings, &fabric).unwrap(),
-            workflows::Login::new(&fabric, settings.login),
-            workflows::Registration::new(&fabric, settings.registration),
+            crate::application::workflows(&settings, &fabric).unwrap(),
             std::time::Duration::from_secs(1),
             host.health(),
             false,

@@ -4,6 +4,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod customers;
 mod error;
 mod health;
 pub(crate) mod metrics;
@@ -12,6 +13,7 @@ mod ops;
 mod orders;
 mod page;
 mod products;
+mod refunds;
 mod registrations;
 mod sessions;
 // cargo xtask new-module: route files above this line.
@@ -33,13 +35,23 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use workflows::{Login, PlaceOrder, Registration};
+use workflows::{Login, PlaceOrder, RefundOrder, Registration};
+
+/// The workflows the handlers run.
+#[derive(Debug, Clone)]
+pub(crate) struct Workflows {
+    pub(crate) place_order: PlaceOrder,
+    pub(crate) refund_order: RefundOrder,
+    pub(crate) login: Login,
+    pub(crate) registration: Registration,
+}
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     fabric: Fabric,
     place_order: PlaceOrder,
+    refund_order: RefundOrder,
     login: Login,
     registration: Registration,
     /// How long a placement request waits before answering `202 Accepted`.
@@ -58,18 +70,17 @@ pub(crate) struct AppState {
 impl AppState {
     pub(crate) fn new(
         fabric: Fabric,
-        place_order: PlaceOrder,
-        login: Login,
-        registration: Registration,
+        workflows: Workflows,
         placement_wait: std::time::Duration,
         workers: HostHealth,
         migrated: bool,
     ) -> Self {
         Self {
             fabric,
-            place_order,
-            login,
-            registration,
+            place_order: workflows.place_order,
+            refund_order: workflows.refund_order,
+            login: workflows.login,
+            registration: workflows.registration,
             placement_wait,
             workers,
             migrated: Arc::new(AtomicBool::new(migrated)),
@@ -96,6 +107,8 @@ const MODULES: &[fn() -> OpenApiRouter<AppState>] = &[
     accounts::routes,
     products::routes,
     orders::routes,
+    refunds::routes,
+    customers::routes,
     audit::routes,
     ops::routes,
     health::routes,
@@ -209,9 +222,7 @@ pub(crate) mod testing {
         let fabric = db.fabric().clone();
         let state = AppState::new(
             fabric.clone(),
-            crate::application::place_order(&config.settings().unwrap(), &fabric).unwrap(),
-            workflows::Login::new(&fabric, config.settings().unwrap().login),
-            workflows::Registration::new(&fabric, config.settings().unwrap().registration),
+            crate::application::workflows(&config.settings().unwrap(), &fabric).unwrap(),
             placement_wait,
             orchestration::host::Host::new(fabric.databases()).health(),
             true,

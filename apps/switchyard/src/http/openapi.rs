@@ -22,7 +22,8 @@ use super::error::ProblemType;
     tags(
         (name = "identity", description = "Logging in, sessions, TOTP and account administration"),
         (name = "products", description = "The catalog and its stock"),
-        (name = "orders", description = "Order placement (a saga) and orders"),
+        (name = "orders", description = "Order placement, refunds (sagas) and orders"),
+        (name = "payments", description = "Customer verification"),
         (name = "audit", description = "The audit log"),
         (name = "ops", description = "For operators"),
         (name = "health", description = "For load balancers and orchestrators"),

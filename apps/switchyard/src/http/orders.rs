@@ -41,7 +41,7 @@ pub(crate) struct PlaceOrderBody {
 
 /// One line of an order to place.
 #[derive(Debug, Deserialize, ToSchema)]
-struct LineBody {
+pub(super) struct LineBody {
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "WIDGET-1")]
     sku: String,
     #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
@@ -69,6 +69,8 @@ pub(crate) struct OrderView {
 enum OrderStatusView {
     Pending,
     Confirmed,
+    PartlyRefunded,
+    Refunded,
     Cancelled,
 }
 
@@ -80,6 +82,8 @@ struct OrderLineView {
     /// The price of one unit when the order was placed, in minor units.
     unit_price_minor: i64,
     line_total_minor: i64,
+    /// Units refunded so far.
+    refunded_quantity: u32,
 }
 
 impl From<Order> for OrderView {
@@ -90,6 +94,8 @@ impl From<Order> for OrderView {
             status: match order.status {
                 OrderStatus::Pending => OrderStatusView::Pending,
                 OrderStatus::Confirmed => OrderStatusView::Confirmed,
+                OrderStatus::PartlyRefunded => OrderStatusView::PartlyRefunded,
+                OrderStatus::Refunded => OrderStatusView::Refunded,
                 OrderStatus::Cancelled => OrderStatusView::Cancelled,
             },
             currency: order.currency,
@@ -102,6 +108,7 @@ impl From<Order> for OrderView {
                     quantity: line.quantity,
                     unit_price_minor: line.unit_price_minor,
                     line_total_minor: line.line_total_minor,
+                    refunded_quantity: line.refunded_quantity,
                 })
                 .collect(),
             created_at: order.created_at,
@@ -183,15 +190,21 @@ fn parse_command(
     customer_id: CustomerId,
     body: &PlaceOrderBody,
 ) -> Result<PlaceOrderCommand, ApiError> {
+    let lines = parse_lines(&body.lines)?;
+    Ok(PlaceOrderCommand { customer_id, lines })
+}
+
+/// 1 to 100 lines of SKU and quantity, each checked; every broken rule is named.
+pub(super) fn parse_lines(body: &[LineBody]) -> Result<Vec<(Sku, Quantity)>, ApiError> {
     let mut errors = Vec::new();
-    if body.lines.is_empty() || body.lines.len() > MAX_LINES {
+    if body.is_empty() || body.len() > MAX_LINES {
         errors.push(FieldError::new(
             "lines",
             format!("must have 1 to {MAX_LINES} lines"),
         ));
     }
-    let mut lines = Vec::with_capacity(body.lines.len());
-    for (i, line) in body.lines.iter().enumerate() {
+    let mut lines = Vec::with_capacity(body.len());
+    for (i, line) in body.iter().enumerate() {
         let sku = check(
             &mut errors,
             format!("lines[{i}].sku"),
@@ -209,14 +222,14 @@ fn parse_command(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    Ok(PlaceOrderCommand { customer_id, lines })
+    Ok(lines)
 }
 
 /// The header that makes a placement idempotent: the same key and body return the
 /// first placement's response and repeat nothing.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -282,7 +295,7 @@ pub(crate) async fn place(
     respond(placement, &body)
 }
 
-fn status_url(id: Uuid) -> String {
+pub(super) fn status_url(id: Uuid) -> String {
     format!("/api/orders/{id}")
 }
 
@@ -449,7 +462,7 @@ pub(crate) async fn show(
 }
 
 /// Who may see every customer's orders.
-const READ_ANY: &str = "orders.read.any";
+pub(super) const READ_ANY: &str = "orders.read.any";
 
 /// Lists orders, newest first, a page at a time: the caller's own, or (with
 /// `orders.read.any`) everyone's.
@@ -477,7 +490,8 @@ pub(crate) async fn list(
         filter.status = check(
             &mut errors,
             "status",
-            OrderStatus::parse(status).ok_or("must be pending, confirmed or cancelled"),
+            OrderStatus::parse(status)
+                .ok_or("must be pending, confirmed, partly_refunded, refunded or cancelled"),
         );
     }
     if let Some(customer_id) = &query.customer_id {
@@ -541,6 +555,8 @@ impl From<orders::Error> for ApiError {
             Error::DuplicateOrder { .. } => {
                 ApiError::conflict(ProblemType::DuplicateOrder, "Order exists", err.to_string())
             }
+            // Refunds are decided inside their saga, whose refusals are values.
+            Error::RefundRefused(_) => ApiError::internal(&err),
             Error::Database(ref cause) => {
                 ApiError::failure(&err, orchestration::failure::is_unavailable(cause))
             }
@@ -569,6 +585,13 @@ impl From<PlaceOrderError> for ApiError {
                 format!("{err}: send a new key for a different order"),
             )
             .with("placement", json!(placement)),
+            PlaceOrderError::NotRunning { placement, state } => ApiError::conflict(
+                ProblemType::PlacementEnded,
+                "Placement ended",
+                err.to_string(),
+            )
+            .with("placement", json!(placement))
+            .with("placement_state", json!(state.to_string())),
             PlaceOrderError::Orders(err) => err.into(),
             PlaceOrderError::Saga(err) => ApiError::internal(&err),
         }

@@ -321,7 +321,8 @@ impl From<inventory::Error> for ApiError {
             Error::Database(ref cause) => {
                 ApiError::failure(&err, orchestration::failure::is_unavailable(cause))
             }
-            Error::Corrupt(_) => ApiError::internal(&err),
+            // Only a refund returns committed stock, inside its saga.
+            Error::NotCommitted { .. } | Error::Corrupt(_) => ApiError::internal(&err),
         }
     }
 }

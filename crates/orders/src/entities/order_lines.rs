@@ -13,6 +13,7 @@ pub(crate) struct Model {
     pub(crate) quantity: i64,
     pub(crate) unit_price_minor: i64,
     pub(crate) line_total_minor: i64,
+    pub(crate) refunded_quantity: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,5 +2,6 @@
 
 pub(crate) mod gateway_requests;
 pub(crate) mod payments;
+pub(crate) mod refund_intents;
 pub(crate) mod refunds;
 pub(crate) mod verified_customers;

@@ -257,13 +257,25 @@ async fn large_payments_need_a_verified_customer(db: TestDatabase) {
             .is_none()
     );
 
-    payments::verify_customer(conn, "customer-1", at(1))
-        .await
-        .unwrap();
-    // Idempotent.
-    payments::verify_customer(conn, "customer-1", at(2))
-        .await
-        .unwrap();
+    assert!(
+        payments::verify_customer(conn, "customer-1", at(1))
+            .await
+            .unwrap()
+    );
+    // Idempotent: the first verification's time stays.
+    assert!(
+        !payments::verify_customer(conn, "customer-1", at(2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        payments::verified_at(conn, "customer-1").await.unwrap(),
+        Some(at(1))
+    );
+    assert_eq!(
+        payments::verified_at(conn, "customer-9").await.unwrap(),
+        None
+    );
     assert!(payments::is_verified(conn, "customer-1").await.unwrap());
     assert!(!payments::is_verified(conn, "Customer-1").await.unwrap());
     let large = payments::open(conn, &new_payment("large", "o", 100_001), &policy, at(3))

@@ -4,6 +4,7 @@
 
 mod login;
 mod notify;
+mod refund;
 mod registration;
 
 use std::sync::Arc;
