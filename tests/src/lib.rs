@@ -41,6 +41,30 @@ pub mod order_loop {
         workflows::PlaceOrder::register(fabric, settings)
     }
 
+    /// The refund saga as `order-loop` (with `ORDER_LOOP_REFUNDS=1`) and the tests that
+    /// finish its runs register it: the same simulated gateway, any time.
+    ///
+    /// # Errors
+    /// The saga cannot be registered on `fabric`.
+    pub fn refund_order(
+        fabric: &orchestration::Fabric,
+    ) -> Result<workflows::RefundOrder, orchestration::FabricError> {
+        let gateway = payments::SimulatedGateway::new(
+            fabric.connection(payments::SCHEMA)?.clone(),
+            payments::SimulatedGatewayOptions::default(),
+        );
+        let settings = workflows::RefundOrderSettings {
+            gateway: std::sync::Arc::new(gateway),
+            customer_window: chrono::Duration::days(14),
+            retry: orchestration::saga::RetryPolicy::default(),
+        };
+        workflows::RefundOrder::register(fabric, settings)
+    }
+
+    /// The variable that makes `order-loop` refund each order it places: one unit of
+    /// its first line, then the rest.
+    pub const REFUNDS_VAR: &str = "ORDER_LOOP_REFUNDS";
+
     /// Each SKU's starting stock, as [`crate::StoreSnapshot::check`] takes it.
     #[must_use]
     pub fn initial_stock() -> std::collections::BTreeMap<String, i64> {
@@ -360,6 +384,89 @@ pub async fn check_charges(fabric: &Fabric, snapshot: &StoreSnapshot) -> Result<
     Ok(())
 }
 
+/// Checks that no money was refunded twice or lost: per payment, the gateway's refunds
+/// of its charge add up to the refunds the ledger records, no more than was charged,
+/// and (when its order exists) to the refunded units of the order at their prices.
+///
+/// # Errors
+/// The first payment whose refunds disagree.
+///
+/// # Panics
+/// If a query fails.
+pub async fn check_refunds(fabric: &Fabric) -> Result<(), String> {
+    let db = fabric.connection(payments::SCHEMA).expect("payments");
+    let orders = fabric.connection(orders::SCHEMA).expect("orders");
+    let q = |table: &str| quote(db.get_database_backend(), table);
+    let requests = payments::gateway_requests(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ledger: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
+    for row in rows(
+        db,
+        &format!(
+            "SELECT payment_id, amount_minor FROM {}",
+            q("payments.refunds")
+        ),
+    )
+    .await
+    {
+        let id: uuid::Uuid = row.try_get("", "payment_id").expect("payment_id");
+        let amount: i64 = row.try_get("", "amount_minor").expect("amount_minor");
+        *ledger.entry(id).or_default() += amount;
+    }
+    let mut refunded_units: BTreeMap<String, i64> = BTreeMap::new();
+    for row in rows(
+        orders,
+        &format!(
+            "SELECT order_id, refunded_quantity, unit_price_minor FROM {}",
+            q("orders.order_lines")
+        ),
+    )
+    .await
+    {
+        let id: uuid::Uuid = row.try_get("", "order_id").expect("order_id");
+        let quantity: i64 = row.try_get("", "refunded_quantity").expect("quantity");
+        let price: i64 = row.try_get("", "unit_price_minor").expect("price");
+        *refunded_units.entry(id.to_string()).or_default() += quantity * price;
+    }
+    for row in rows(
+        db,
+        &format!(
+            "SELECT id, idempotency_key, order_reference, amount_minor FROM {}",
+            q("payments.payments")
+        ),
+    )
+    .await
+    {
+        let id: uuid::Uuid = row.try_get("", "id").expect("id");
+        let key: String = row.try_get("", "idempotency_key").expect("key");
+        let order: String = row.try_get("", "order_reference").expect("order");
+        let amount: i64 = row.try_get("", "amount_minor").expect("amount");
+        let at_gateway: i64 = requests
+            .iter()
+            .filter(|r| {
+                r.outcome == payments::GatewayRequestOutcome::Refunded
+                    && r.charge_key.as_deref() == Some(key.as_str())
+            })
+            .map(|r| r.amount_minor)
+            .sum();
+        let recorded = ledger.get(&id).copied().unwrap_or_default();
+        if at_gateway != recorded || recorded > amount {
+            return Err(format!(
+                "payment {key} of {amount}: the gateway refunded {at_gateway}, the ledger records {recorded}"
+            ));
+        }
+        if let Some(units) = refunded_units.get(&order)
+            && *units != recorded
+        {
+            return Err(format!(
+                "order {order}: its refunded units are worth {units}, the ledger records {recorded}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Everything the stock and order invariants are about, read straight from the tables.
 #[derive(Debug, Default)]
 pub struct StoreSnapshot {
@@ -367,10 +474,16 @@ pub struct StoreSnapshot {
     pub stock: BTreeMap<String, (i64, i64)>,
     /// Reserved quantity per (reference, SKU) over held and committed reservations.
     pub reserved: BTreeMap<(String, String), i64>,
-    /// Ordered quantity per (order id, SKU).
+    /// Ordered quantity not refunded per (order id, SKU), where some is left.
     pub ordered: BTreeMap<(String, String), i64>,
+    /// Every order's id.
+    pub orders: std::collections::BTreeSet<String>,
     /// `OrderPlaced` messages in the outbox per order id (one per subscriber).
     pub order_placed: BTreeMap<String, usize>,
+    /// Refunds applied to their order (their intents settled), by id.
+    pub applied_refunds: std::collections::BTreeSet<String>,
+    /// `OrderRefunded` messages in the outbox per refund id (one per subscriber).
+    pub order_refunded: BTreeMap<String, usize>,
 }
 
 impl StoreSnapshot {
@@ -411,7 +524,7 @@ impl StoreSnapshot {
         for row in rows(
             orders,
             &format!(
-                "SELECT order_id, sku, quantity FROM {}",
+                "SELECT order_id, sku, quantity, refunded_quantity FROM {}",
                 q("orders.order_lines")
             ),
         )
@@ -420,10 +533,39 @@ impl StoreSnapshot {
             let order_id: uuid::Uuid = row.try_get("", "order_id").expect("order_id");
             let sku: String = row.try_get("", "sku").expect("sku");
             let quantity: i64 = row.try_get("", "quantity").expect("quantity");
+            let refunded: i64 = row
+                .try_get("", "refunded_quantity")
+                .expect("refunded_quantity");
+            snapshot.orders.insert(order_id.to_string());
+            if quantity > refunded {
+                *snapshot
+                    .ordered
+                    .entry((order_id.to_string(), sku))
+                    .or_default() += quantity - refunded;
+            }
+        }
+        let payments = fabric.connection(payments::SCHEMA).expect("payments");
+        let sql = format!(
+            "SELECT id FROM {} WHERE applied_at IS NOT NULL",
+            q("payments.refund_intents")
+        );
+        for row in rows(payments, &sql).await {
+            let id: uuid::Uuid = row.try_get("", "id").expect("id");
+            snapshot.applied_refunds.insert(id.to_string());
+        }
+        let sql = format!(
+            "SELECT payload FROM {} WHERE event_type = '{}'",
+            q("outbox.messages"),
+            orders::OrderRefunded::NAME
+        );
+        for row in rows(orders, &sql).await {
+            let payload: String = row.try_get("", "payload").expect("payload");
+            let event: orders::OrderRefunded =
+                serde_json::from_str(&payload).expect("an OrderRefunded payload");
             *snapshot
-                .ordered
-                .entry((order_id.to_string(), sku))
-                .or_default() += quantity;
+                .order_refunded
+                .entry(event.refund_id.to_string())
+                .or_default() += 1;
         }
         let sql = format!(
             "SELECT payload FROM {} WHERE event_type = '{}'",
@@ -443,26 +585,47 @@ impl StoreSnapshot {
     }
 
     /// Checks that the outbox holds one `OrderPlaced` message per subscriber
-    /// ([`workflows::ORDER_PLACED_SUBSCRIBERS`]) for every order, and none for an order
-    /// that does not exist: each event committed with its order.
+    /// ([`workflows::ORDER_PLACED_SUBSCRIBERS`]) for every order and none for an order
+    /// that does not exist, and one `OrderRefunded` message per subscriber for every
+    /// applied refund and none for another: each event committed with its change.
     ///
     /// # Errors
-    /// The first order whose messages are missing or extra.
+    /// The first order or refund whose messages are missing or extra.
     pub fn check_events(&self) -> Result<(), String> {
         let per_order = workflows::ORDER_PLACED_SUBSCRIBERS.len();
-        let mut ids: Vec<&String> = self.ordered.keys().map(|(id, _)| id).collect();
-        ids.dedup();
-        for id in &ids {
-            let messages = self.order_placed.get(*id).copied().unwrap_or_default();
+        for id in &self.orders {
+            let messages = self.order_placed.get(id).copied().unwrap_or_default();
             if messages != per_order {
                 return Err(format!(
                     "order {id} has {messages} OrderPlaced messages, expected {per_order}"
                 ));
             }
         }
-        if let Some(id) = self.order_placed.keys().find(|id| !ids.contains(id)) {
+        if let Some(id) = self
+            .order_placed
+            .keys()
+            .find(|id| !self.orders.contains(*id))
+        {
             return Err(format!(
                 "an OrderPlaced message for order {id}, which does not exist"
+            ));
+        }
+        let per_refund = workflows::ORDER_REFUNDED_SUBSCRIBERS.len();
+        for id in &self.applied_refunds {
+            let messages = self.order_refunded.get(id).copied().unwrap_or_default();
+            if messages != per_refund {
+                return Err(format!(
+                    "refund {id} has {messages} OrderRefunded messages, expected {per_refund}"
+                ));
+            }
+        }
+        if let Some(id) = self
+            .order_refunded
+            .keys()
+            .find(|id| !self.applied_refunds.contains(*id))
+        {
+            return Err(format!(
+                "an OrderRefunded message for refund {id}, which was not applied"
             ));
         }
         Ok(())
@@ -471,13 +634,12 @@ impl StoreSnapshot {
     /// Number of distinct orders.
     #[must_use]
     pub fn order_count(&self) -> usize {
-        let mut ids: Vec<&String> = self.ordered.keys().map(|(id, _)| id).collect();
-        ids.dedup();
-        ids.len()
+        self.orders.len()
     }
 
     /// Checks that no order exists without its reservations, no reservation without its
-    /// order, and that stock is conserved: `available + reserved = initial` per SKU.
+    /// order (for the units not refunded), and that stock is conserved: `available +
+    /// reserved = initial` per SKU, so refunded units went back to stock exactly once.
     ///
     /// # Errors
     /// A description of the first broken invariant.

@@ -1,7 +1,9 @@
 //! Places orders in a loop until killed: `order-loop DATABASE_URL [INVENTORY_URL]`
 //! (the second places the inventory boundary on its own database). The kill tests run
 //! it as a child process and SIGKILL it (at random moments, or where it froze at a
-//! pause point), then check that every commit was all-or-nothing.
+//! pause point), then check that every commit was all-or-nothing. With
+//! `ORDER_LOOP_REFUNDS=1` it refunds each order after placing it: one unit of its first
+//! line, then the rest.
 
 use std::process::ExitCode;
 
@@ -9,8 +11,8 @@ use chrono::Utc;
 use inventory::{Currency, Money, NewProduct, ProductName, Quantity, Sku};
 use orchestration::{DatabaseUrl, Fabric, Topology};
 use orders::CustomerId;
-use tests::order_loop::{INITIAL_STOCK, SKUS};
-use workflows::PlaceOrderCommand;
+use tests::order_loop::{INITIAL_STOCK, REFUNDS_VAR, SKUS};
+use workflows::{PlaceOrderCommand, PlaceOrderOutcome, RefundOrderCommand, Requester};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -55,7 +57,10 @@ async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn s
         }
     }
     let workflow = tests::order_loop::place_order(&fabric)?;
+    let refunds = tests::order_loop::refund_order(&fabric)?;
+    let refunding = std::env::var_os(REFUNDS_VAR).is_some();
     let customer = CustomerId::parse("killer")?;
+    let wait = std::time::Duration::from_secs(3600);
     loop {
         let mut skus = SKUS.to_vec();
         fastrand::shuffle(&mut skus);
@@ -63,12 +68,25 @@ async fn run(database: &str, inventory: Option<&String>) -> Result<(), Box<dyn s
             .iter()
             .map(|sku| Ok((Sku::parse(sku)?, Quantity::new(fastrand::i64(1..=3))?)))
             .collect::<Result<Vec<_>, inventory::Invalid>>()?;
+        let first = lines[0].0.clone();
         let command = PlaceOrderCommand {
             customer_id: customer.clone(),
             lines,
         };
-        workflow
-            .place(None, &command, std::time::Duration::from_secs(3600))
-            .await?;
+        let placement = workflow.place(None, &command, wait).await?;
+        let PlaceOrderOutcome::Placed(order) = placement.outcome else {
+            continue;
+        };
+        if !refunding {
+            continue;
+        }
+        for lines in [Some(vec![(first.clone(), Quantity::new(1)?)]), None] {
+            let refund = RefundOrderCommand {
+                order_id: order.id,
+                lines,
+                requested_by: Requester::Customer(customer.clone()),
+            };
+            refunds.refund(None, &refund, wait).await?;
+        }
     }
 }

@@ -16,11 +16,17 @@ mod two_phase_kill;
 /// Runs `order-loop` with `args` until it freezes at pause point `point` for the
 /// `nth` time, then SIGKILLs it.
 async fn kill_order_loop_at(args: &[String], point: &str, nth: usize) {
+    kill_order_loop_at_with(args, point, nth, &[]).await;
+}
+
+/// [`kill_order_loop_at`], with `env` set for `order-loop`.
+async fn kill_order_loop_at_with(args: &[String], point: &str, nth: usize, env: &[(&str, &str)]) {
     use orchestration::testing::{PAUSE_AT_VAR, PAUSED};
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-loop"))
         .args(args)
+        .envs(env.iter().copied())
         .env(PAUSE_AT_VAR, format!("{point}@{nth}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -84,3 +84,100 @@ async fn killed_and_finished(url: DatabaseUrl, point: &str) {
     assert_eq!(snapshot.order_count(), 2, "{point}");
     fabric.close().await;
 }
+
+const REFUND_POINTS: [&str; 6] = [
+    "saga.record_intent.before_commit",
+    "saga.record_intent.after_commit",
+    "saga.refund.before_call",
+    "saga.refund.after_call",
+    "saga.apply_refund.before_commit",
+    "saga.apply_refund.after_commit",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_killed_at_any_step_boundary_is_finished_by_another_instance() {
+    for point in REFUND_POINTS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite {
+            dir: dir.path().to_owned(),
+        };
+        refund_killed_and_finished(url, point).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_refund_abandoned_by_a_killed_instance_is_finished_by_another() {
+    for point in ["saga.refund.after_call", "saga.apply_refund.before_commit"] {
+        let Some(db) = TestDatabase::create(Engine::Postgres, migrations::all()).await else {
+            return;
+        };
+        refund_killed_and_finished(db.topology().default_url().clone(), point).await;
+    }
+}
+
+/// `order-loop` refunding what it places, killed at `point` on its second refund;
+/// another instance finishes the run: no refund is paid twice, stock comes back
+/// exactly once, and each applied refund has its event.
+async fn refund_killed_and_finished(url: DatabaseUrl, point: &str) {
+    kill_refunding_order_loop_at(&[url.connection_string()], point, 2).await;
+
+    let fabric = Fabric::connect(&Topology::new(url), migrations::all())
+        .await
+        .unwrap();
+    workflows::subscribe(&fabric, &workflows::MailSettings::default()).unwrap();
+    tests::order_loop::place_order(&fabric).unwrap();
+    tests::order_loop::refund_order(&fabric).unwrap();
+    let unfinished = fabric
+        .sagas()
+        .runs(&RunFilter {
+            states: vec![RunState::Running],
+            limit: None,
+        })
+        .await
+        .unwrap();
+    // Killed after the last step's commit, the run is complete: that commit completed it.
+    let expected = usize::from(point != "saga.apply_refund.after_commit");
+    assert_eq!(unfinished.len(), expected, "{point}: {unfinished:?}");
+    finish_runs(&fabric).await;
+
+    // Every run completed, but for the refund of "the rest" of an order whose first
+    // refund took every unit: refused, nothing changed.
+    let runs = fabric.sagas().runs(&RunFilter::default()).await.unwrap();
+    let refused = |r: &orchestration::saga::RunStatus| {
+        r.state == RunState::Compensated
+            && r.rejection.as_ref().is_some_and(|rejection| {
+                rejection["kind"] == "not_refundable" && rejection["status"] == "refunded"
+            })
+    };
+    assert!(
+        runs.iter()
+            .all(|r| r.state == RunState::Completed || refused(r)),
+        "{point}: {runs:?}"
+    );
+    let applied = runs
+        .iter()
+        .filter(|r| r.saga == workflows::RefundOrder::SAGA && r.state == RunState::Completed)
+        .count();
+    assert!(applied >= 2, "{point}: {runs:?}");
+    let snapshot = StoreSnapshot::read(&fabric).await;
+    snapshot
+        .check(&initial_stock())
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    snapshot
+        .check_events()
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    assert_eq!(snapshot.applied_refunds.len(), applied, "{point}");
+    check_charges(&fabric, &snapshot)
+        .await
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    tests::check_refunds(&fabric)
+        .await
+        .unwrap_or_else(|e| panic!("{point}: {e}"));
+    fabric.close().await;
+}
+
+/// [`super::kill_order_loop_at`] with `order-loop` refunding each order it places.
+async fn kill_refunding_order_loop_at(args: &[String], point: &str, nth: usize) {
+    super::kill_order_loop_at_with(args, point, nth, &[(tests::order_loop::REFUNDS_VAR, "1")])
+        .await;
+}
