@@ -141,37 +141,51 @@ impl Registration {
         let hash =
             tokio::task::spawn_blocking(move || identity::hash_password(&password, &hashing))
                 .await??;
-        let existing = identity::find_account_by_email(conn, &email).await?;
-        self.fabric
-            .unit_of_work("register")
-            .run(async |uow| -> Result<_, RegistrationError> {
-                uow.step(identity::SCHEMA, "count_registration", async |tx| {
-                    identity::record_failure(tx, &key, &policy, now).await
-                })
-                .await?;
-                let pending = match existing {
-                    None => Some(open_pending(uow, &email, &display_name, &hash, now).await?),
-                    Some(account) if account.status == AccountStatus::Pending => Some(account),
-                    // Active, suspended or disabled: nothing to send.
-                    Some(_) => None,
-                };
-                if let Some(account) = pending {
-                    let event = AccountRegistered {
-                        account_id: account.id.to_string(),
-                        email: account.email.as_str().to_owned(),
-                        registered_at: now,
+        // Twice at most: a registration of the same new email that commits first makes
+        // this one a re-registration of its pending account, answered the same.
+        let mut raced = false;
+        loop {
+            let existing = identity::find_account_by_email(conn, &email).await?;
+            let registered = self
+                .fabric
+                .unit_of_work("register")
+                .run(async |uow| -> Result<_, RegistrationError> {
+                    uow.step(identity::SCHEMA, "count_registration", async |tx| {
+                        identity::record_failure(tx, &key, &policy, now).await
+                    })
+                    .await?;
+                    let pending = match existing {
+                        None => Some(open_pending(uow, &email, &display_name, &hash, now).await?),
+                        Some(account) if account.status == AccountStatus::Pending => Some(account),
+                        // Active, suspended or disabled: nothing to send.
+                        Some(_) => None,
                     };
-                    uow.emit(
-                        identity::SCHEMA,
-                        ACCOUNT_REGISTERED,
-                        event.ordering_key(),
-                        &event,
-                    )?;
+                    if let Some(account) = pending {
+                        let event = AccountRegistered {
+                            account_id: account.id.to_string(),
+                            email: account.email.as_str().to_owned(),
+                            registered_at: now,
+                        };
+                        uow.emit(
+                            identity::SCHEMA,
+                            ACCOUNT_REGISTERED,
+                            event.ordering_key(),
+                            &event,
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match registered {
+                Ok(_) => return Ok(RegistrationOutcome::Accepted),
+                Err(RegistrationError::Identity(identity::Error::DuplicateEmail { .. }))
+                    if !raced =>
+                {
+                    raced = true;
                 }
-                Ok(())
-            })
-            .await?;
-        Ok(RegistrationOutcome::Accepted)
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Verifies the email of the registration `token` was sent for.

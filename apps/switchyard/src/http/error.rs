@@ -398,6 +398,23 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, kind, title, detail)
     }
 
+    /// Too many attempts: 429 with `Retry-After` (at least a second), the detail
+    /// saying what (`"too many failed logins"`) and when to try again.
+    pub(crate) fn throttled(
+        title: &'static str,
+        what: &str,
+        retry_after: chrono::Duration,
+    ) -> Self {
+        let seconds = retry_after.num_seconds().max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ProblemType::Throttled,
+            title,
+            format!("{what}: try again in {seconds} s"),
+        )
+        .header(header::RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
     pub(crate) fn not_found(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

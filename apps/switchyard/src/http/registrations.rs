@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use identity::{DisplayName, Email, Password};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -88,16 +88,11 @@ pub(crate) async fn register(
                 status: "verification_sent",
             }),
         )),
-        RegistrationOutcome::Throttled { retry_after } => {
-            let seconds = retry_after.num_seconds().max(1);
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ProblemType::Throttled,
-                "Too many registrations",
-                format!("too many registrations from this client: try again in {seconds} s"),
-            )
-            .header(header::RETRY_AFTER, HeaderValue::from(seconds)))
-        }
+        RegistrationOutcome::Throttled { retry_after } => Err(ApiError::throttled(
+            "Too many registrations",
+            "too many registrations from this client",
+            retry_after,
+        )),
     }
 }
 

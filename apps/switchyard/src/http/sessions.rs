@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use identity::{Password, Session, TotpConfirmation};
@@ -213,16 +213,11 @@ pub(crate) async fn log_in(
             format!("the account is {status} and may not log in"),
         )
         .with("status", json!(status.as_str()))),
-        LoginOutcome::Throttled { retry_after } => {
-            let seconds = retry_after.num_seconds().max(1);
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ProblemType::Throttled,
-                "Too many failed logins",
-                format!("too many failed logins: try again in {seconds} s"),
-            )
-            .header(header::RETRY_AFTER, HeaderValue::from(seconds)))
-        }
+        LoginOutcome::Throttled { retry_after } => Err(ApiError::throttled(
+            "Too many failed logins",
+            "too many failed logins",
+            retry_after,
+        )),
     }
 }
 

@@ -22,6 +22,7 @@ orchestration::engine_tests! {
     a_registration_is_verified_by_the_token_mailed_to_it,
     registering_again_resends_to_a_pending_email_and_tells_nothing_of_an_active_one,
     registrations_are_throttled_per_client,
+    concurrent_registrations_of_one_new_email_are_answered_alike,
     registrations_never_verified_are_removed,
 }
 
@@ -268,6 +269,32 @@ async fn registrations_are_throttled_per_client(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(elsewhere, RegistrationOutcome::Accepted);
+}
+
+async fn concurrent_registrations_of_one_new_email_are_answered_alike(db: TestDatabase) {
+    let registration = registration(db.fabric(), 100);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let registration = registration.clone();
+            tokio::spawn(async move {
+                registration
+                    .register(registering("twin@example.com"), &format!("client-{i}"))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        assert!(
+            matches!(outcome, Ok(RegistrationOutcome::Accepted)),
+            "every one answered 202 alike: {outcome:?}"
+        );
+    }
+    assert_eq!(
+        status_of(&db, "twin@example.com").await,
+        Some(AccountStatus::Pending),
+        "one pending account"
+    );
 }
 
 async fn registrations_never_verified_are_removed(db: TestDatabase) {
