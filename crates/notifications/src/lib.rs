@@ -16,7 +16,7 @@ mod templates;
 pub use error::{Error, Invalid, Result};
 pub use notifications::{
     Attempt, AttemptRecord, NewNotification, Notification, Recipient, Status, attempts_of, claim,
-    due, enqueue, for_recipient, get, record_attempt,
+    due, enqueue, for_recipient, get, record_attempt, with_status,
 };
 pub use sender::{FileSender, Message, SendError, SendFuture, Sender, SmtpSender};
 pub use templates::{Rendered, TEMPLATES, render};

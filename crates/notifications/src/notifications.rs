@@ -64,7 +64,9 @@ impl Status {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// The status named `text` (as [`Self::as_str`] names it), if any.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
         match text {
             "pending" => Some(Self::Pending),
             "sent" => Some(Self::Sent),
@@ -350,6 +352,33 @@ pub async fn for_recipient(
         .filter(notifications::Column::Recipient.eq(recipient))
         .order_by_asc(notifications::Column::Id)
         .limit(limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Notification::try_from)
+        .collect()
+}
+
+/// Up to `limit` notifications in `status`, newest first, older than `before` if
+/// given: what an operator looks through (dead ones, say).
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn with_status(
+    conn: &impl ConnectionTrait,
+    status: Status,
+    before: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Notification>> {
+    let mut query =
+        notifications::Entity::find().filter(notifications::Column::Status.eq(status.as_str()));
+    if let Some(before) = before {
+        // Ids are hyphenated UUIDv7s: as text they sort as they were made.
+        query = query.filter(notifications::Column::Id.lt(before.to_string()));
+    }
+    query
+        .order_by_desc(notifications::Column::Id)
+        .limit(Ord::min(limit, i64::MAX.unsigned_abs()))
         .all(conn)
         .await?
         .into_iter()

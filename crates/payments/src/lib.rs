@@ -33,7 +33,7 @@ pub use payments::{
 };
 pub use refunds::{
     RefundIntent, RefundStatus, close_refund, lock_for_refund, record_refunded, refund_intent,
-    refund_intents_for_order, request_refund, settle_refund,
+    refund_intents_for_order, refund_intents_with_status, request_refund, settle_refund,
 };
 pub use simulated::{
     GatewayRequest, GatewayRequestKind, GatewayRequestOutcome, SimulatedGateway,

@@ -62,7 +62,7 @@ impl PaymentStatus {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str) -> Option<Self> {
         match s {
             "pending" => Some(Self::Pending),
             "charged" => Some(Self::Charged),
@@ -403,7 +403,7 @@ pub async fn refunds_for(db: &impl ConnectionTrait, payment_id: Uuid) -> Result<
         .collect())
 }
 
-pub(crate) fn find_by_key(key: &str) -> Select<payments::Entity> {
+fn find_by_key(key: &str) -> Select<payments::Entity> {
     payments::Entity::find().filter(payments::Column::IdempotencyKey.eq(key))
 }
 
@@ -435,7 +435,7 @@ fn same_payment(existing: payments::Model, new: &NewPayment) -> Result<Payment> 
     to_payment(existing)
 }
 
-pub(crate) fn to_payment(row: payments::Model) -> Result<Payment> {
+fn to_payment(row: payments::Model) -> Result<Payment> {
     let status = PaymentStatus::parse(&row.status)
         .ok_or_else(|| Error::Corrupt(format!("payment {}: unknown status", row.id)))?;
     Ok(Payment {

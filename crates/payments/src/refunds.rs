@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::entities::{payments, refund_intents, refunds};
 use crate::error::{Error, Result};
-use crate::payments::{PaymentStatus, to_payment};
+use crate::payments::PaymentStatus;
 use crate::validate::{self, MAX_GATEWAY_REFERENCE_CHARS};
 
 /// The most characters of a refusal or failure that are kept.
@@ -50,7 +50,9 @@ impl RefundStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The status named `s` (as [`Self::as_str`] names it), if any.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
         [Self::Requested, Self::Refunded, Self::Refused, Self::Failed]
             .into_iter()
             .find(|status| status.as_str() == s)
@@ -70,6 +72,8 @@ pub struct RefundIntent {
     pub id: Uuid,
     /// The payment refunded.
     pub payment_id: Uuid,
+    /// What the payment is for (the order's id).
+    pub order_reference: String,
     /// The key the gateway is asked under.
     pub gateway_key: String,
     /// The key the payment was charged under.
@@ -167,7 +171,7 @@ pub async fn request_refund(
     })
     .exec_without_returning(db)
     .await?;
-    to_intent(row, &payment.idempotency_key, &payment.currency)
+    to_intent(row, &payment)
 }
 
 /// Locks the charged payment of `order_reference` for a refund and checks that no
@@ -186,7 +190,7 @@ pub async fn lock_for_refund(db: &impl ConnectionTrait, order_reference: &str) -
 async fn lock_refundable(
     db: &impl ConnectionTrait,
     order_reference: &str,
-) -> Result<(crate::Payment, Vec<refund_intents::Model>)> {
+) -> Result<(payments::Model, Vec<refund_intents::Model>)> {
     let payment = payments::Entity::find()
         .filter(payments::Column::OrderReference.eq(order_reference))
         .filter(payments::Column::Status.is_in([
@@ -200,7 +204,6 @@ async fn lock_refundable(
         .ok_or_else(|| Error::NothingPaid {
             order_reference: order_reference.to_owned(),
         })?;
-    let payment = to_payment(payment)?;
     let intents = refund_intents::Entity::find()
         .filter(refund_intents::Column::PaymentId.eq(payment.id))
         .all(db)
@@ -370,7 +373,35 @@ pub async fn refund_intent(db: &impl ConnectionTrait, id: Uuid) -> Result<Option
         return Ok(None);
     };
     let payment = payment_of(db, &row).await?;
-    to_intent(row, &payment.idempotency_key, &payment.currency).map(Some)
+    to_intent(row, &payment).map(Some)
+}
+
+/// Up to `limit` refund intents in `status`, newest first, older than `before` if
+/// given: what an operator looks through (failed refunds, say).
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn refund_intents_with_status(
+    db: &impl ConnectionTrait,
+    status: RefundStatus,
+    before: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<RefundIntent>> {
+    let mut query =
+        refund_intents::Entity::find().filter(refund_intents::Column::Status.eq(status.as_str()));
+    if let Some(before) = before {
+        query = query.filter(refund_intents::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(refund_intents::Column::Id)
+        .limit(Ord::min(limit, i64::MAX.unsigned_abs()))
+        .all(db)
+        .await?;
+    let payments = payments::Entity::find()
+        .filter(payments::Column::Id.is_in(rows.iter().map(|row| row.payment_id)))
+        .all(db)
+        .await?;
+    with_payments(rows, &payments)
 }
 
 /// Every refund intent of the payments of `order_reference`, oldest first.
@@ -391,13 +422,20 @@ pub async fn refund_intents_for_order(
         .order_by_asc(refund_intents::Column::Id)
         .all(db)
         .await?;
+    with_payments(rows, &payments)
+}
+
+fn with_payments(
+    rows: Vec<refund_intents::Model>,
+    payments: &[payments::Model],
+) -> Result<Vec<RefundIntent>> {
     rows.into_iter()
         .map(|row| {
             let payment = payments
                 .iter()
                 .find(|p| p.id == row.payment_id)
                 .ok_or_else(|| Error::Corrupt(format!("refund {}: no payment", row.id)))?;
-            to_intent(row, &payment.idempotency_key, &payment.currency)
+            to_intent(row, payment)
         })
         .collect()
 }
@@ -422,7 +460,7 @@ async fn lock_intent(
         .one(db)
         .await?
         .ok_or(Error::UnknownRefund { id })?;
-    let intent = to_intent(row, &payment.idempotency_key, &payment.currency)?;
+    let intent = to_intent(row, &payment)?;
     Ok((intent, payment))
 }
 
@@ -447,16 +485,17 @@ async fn refunded_minor(db: &impl ConnectionTrait, payment_id: Uuid) -> Result<i
         .sum())
 }
 
-fn to_intent(row: refund_intents::Model, charge_key: &str, currency: &str) -> Result<RefundIntent> {
+fn to_intent(row: refund_intents::Model, payment: &payments::Model) -> Result<RefundIntent> {
     Ok(RefundIntent {
+        order_reference: payment.order_reference.clone(),
         status: RefundStatus::parse(&row.status)
             .ok_or_else(|| Error::Corrupt(format!("refund {}: unknown status", row.id)))?,
         id: row.id,
         payment_id: row.payment_id,
         gateway_key: row.gateway_key,
-        charge_key: charge_key.to_owned(),
+        charge_key: payment.idempotency_key.clone(),
         amount_minor: row.amount_minor,
-        currency: currency.to_owned(),
+        currency: payment.currency.clone(),
         error: row.error,
         gateway_reference: row.gateway_reference,
         applied_at: row.applied_at,

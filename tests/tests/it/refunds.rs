@@ -119,6 +119,25 @@ async fn an_order_is_refunded_in_parts_then_whole(db: TestDatabase) {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["refunded", "refunded"]);
+    // Operators see refunds by status across orders (failed ones by default).
+    let failed = app.get("/api/ops/refunds").await;
+    assert_eq!(failed["items"], json!([]), "{failed}");
+    let done = app.get("/api/ops/refunds?status=refunded&limit=1").await;
+    assert_eq!(done["items"][0]["order_id"], id.as_str(), "{done}");
+    assert_eq!(done["items"][0]["id"], rest["id"], "newest first: {done}");
+    let next = done["next"].as_str().expect("a second page");
+    let second = app.get(next).await;
+    assert_eq!(second["items"][0]["id"], first["id"], "{second}");
+    assert_eq!(second["next"], Value::Null);
+    let response = app
+        .http
+        .get(app.url("/api/ops/notifications?status=lost"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = dana.get(app.url("/api/ops/refunds")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
 
     // A placed order is refunded, not cancelled; an unknown one is not found.
     let (status, problem) = json_of(
