@@ -62,8 +62,34 @@ enum Command {
         #[command(subcommand)]
         action: AccountsAction,
     },
+    /// Import a product feed into inventory, or show the imports that ran.
+    Import {
+        #[command(subcommand)]
+        action: ImportAction,
+    },
     /// Print the OpenAPI document of the HTTP API (as `GET /openapi.json` serves it).
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportAction {
+    /// Import a CSV feed (`sku,name,price_minor,currency,stock`; other columns ignored):
+    /// new products added, changed ones updated, `stock` the units on hand (reserved
+    /// ones included). Resumable: run it again after a crash and it continues; the
+    /// same file again is skipped. Rejected rows go to `FILE.rejects.csv`.
+    Products {
+        /// The feed.
+        file: std::path::PathBuf,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        chunk_size: u32,
+    },
+    /// The feed imports that ran last, newest first.
+    Status {
+        /// At most this many.
+        #[arg(long, default_value_t = 10)]
+        limit: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +290,13 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
             fabric.close().await;
             Ok(result?)
         }
+        Command::Import { action } => {
+            let creates = matches!(action, ImportAction::Products { .. });
+            let fabric = application::connect(config, creates).await?;
+            let result = import(&fabric, action).await;
+            fabric.close().await;
+            result
+        }
         Command::Accounts { action } => {
             let creates = matches!(action, AccountsAction::Create { .. });
             let fabric = application::connect(config, creates).await?;
@@ -309,6 +342,59 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
             Ok(result?)
         }
     }
+}
+
+/// Runs an `import` action, printing what it did.
+async fn import(fabric: &orchestration::Fabric, action: ImportAction) -> Result<(), StartError> {
+    let failed = |err: crate::import::ImportError| StartError::Command(err.to_string());
+    match action {
+        ImportAction::Products { file, chunk_size } => {
+            // Migrating first, so that it works on a fresh database.
+            fabric.databases().migrate().await?;
+            let mut progress = crate::import::progress_for_stderr();
+            let summary = crate::import::import_products(
+                fabric,
+                &file,
+                chunk_size as usize,
+                progress.as_mut(),
+            )
+            .await
+            .map_err(failed)?;
+            print_lines(&[summary]);
+        }
+        ImportAction::Status { limit } => {
+            let conn = fabric.connection(inventory::SCHEMA)?;
+            let imports = inventory::recent_feed_imports(conn, limit)
+                .await
+                .map_err(|err| StartError::Command(err.to_string()))?;
+            if imports.is_empty() {
+                print_lines(&["no feed imported yet"]);
+            }
+            let lines: Vec<String> = imports
+                .iter()
+                .map(|record| {
+                    let c = record.counts;
+                    let state = match record.finished_at {
+                        Some(at) => format!("finished {at}"),
+                        None => {
+                            format!("unfinished after row {} (run it again)", record.position)
+                        }
+                    };
+                    format!(
+                        "{} {}: {state}; inserted {}, updated {}, unchanged {}, rejected {}",
+                        &record.feed[..12.min(record.feed.len())],
+                        record.source,
+                        c.inserted,
+                        c.updated,
+                        c.unchanged,
+                        c.rejected
+                    )
+                })
+                .collect();
+            print_lines(&lines);
+        }
+    }
+    Ok(())
 }
 
 /// Runs an `accounts` action; what it did, as lines.

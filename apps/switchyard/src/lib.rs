@@ -6,6 +6,7 @@ mod application;
 pub mod cli;
 pub mod config;
 mod http;
+pub mod import;
 mod telemetry;
 
 pub use application::{Application, ServeOptions, ShutdownSignal, StartError};

@@ -9,6 +9,7 @@ mod entities;
 mod error;
 mod products;
 mod reservations;
+mod sync;
 mod types;
 
 pub use error::{Error, Result};
@@ -16,6 +17,10 @@ pub use products::{NewProduct, Product, add_product, find_products, get, list_pr
 pub use reservations::{
     Reservation, ReservationStatus, commit_holds, expired_holds, release, reservations_for,
     reserve, return_stock,
+};
+pub use sync::{
+    FeedCounts, FeedImport, FeedReject, FeedRow, feed_import, feed_rejects, finish_feed,
+    import_feed_chunk, recent_feed_imports, start_feed,
 };
 pub use types::{Currency, Invalid, Money, ProductName, Quantity, Sku};
 

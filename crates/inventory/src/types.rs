@@ -100,21 +100,38 @@ impl Quantity {
     }
 }
 
-/// An ISO 4217 currency code: three uppercase letters.
+/// An ISO 4217 currency code: one of [`Currency::CODES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// The ISO 4217 codes (the active list, funds and precious metals included), in
+    /// order.
+    pub const CODES: [&'static str; 181] = [
+        "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+        "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+        "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE",
+        "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL",
+        "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR",
+        "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD",
+        "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK",
+        "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO",
+        "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON",
+        "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS",
+        "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD",
+        "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND",
+        "VUV", "WST", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XOF",
+        "XPD", "XPF", "XPT", "XSU", "XTS", "XUA", "XXX", "YER", "ZAR", "ZMW", "ZWG", "ZWL",
+    ];
+
     /// Parses a currency code.
     ///
     /// # Errors
-    /// Not exactly three uppercase ASCII letters.
+    /// Not one of the ISO 4217 codes ([`Currency::CODES`]).
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         match s.as_bytes() {
-            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Self([a, b, c])),
-            _ => Err(Invalid(
-                "must be an ISO 4217 code of three uppercase letters, e.g. EUR",
-            )),
+            &[a, b, c] if Self::CODES.binary_search(&s).is_ok() => Ok(Self([a, b, c])),
+            _ => Err(Invalid("must be an ISO 4217 currency code, e.g. EUR")),
         }
     }
 
@@ -168,6 +185,22 @@ impl Money {
             return Err(Invalid("must be more than zero"));
         }
         Ok(Self { minor, currency })
+    }
+}
+
+#[cfg(test)]
+mod currency_tests {
+    use super::Currency;
+
+    #[test]
+    fn only_iso_4217_codes_are_currencies() {
+        assert!(Currency::CODES.windows(2).all(|w| w[0] < w[1]), "sorted");
+        for code in ["EUR", "USD", "JPY", "XTS"] {
+            assert_eq!(Currency::parse(code).unwrap().as_str(), code);
+        }
+        for bad in ["EURO", "eur", "XYZ", "AAA", "", "E\0R"] {
+            assert!(Currency::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
 

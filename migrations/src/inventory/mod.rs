@@ -1,6 +1,7 @@
 //! Migrations of the inventory boundary.
 
 mod m20261121_000001_catalog_and_stock;
+mod m20261203_000001_feed_imports;
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_catalog_and_stock::Migration)]
+        vec![
+            Box::new(m20261121_000001_catalog_and_stock::Migration),
+            Box::new(m20261203_000001_feed_imports::Migration),
+        ]
     }
 }

@@ -3,6 +3,7 @@
 //! whose policy stops the host makes it exit non-zero, naming the worker. The modules
 //! cover start-up refusals and the process under load, killed and restarted.
 
+mod import;
 mod limits;
 mod load;
 mod secrets;

@@ -17,6 +17,8 @@ orchestration::engine_tests! {
     committed_holds_keep_their_stock_and_cannot_be_released,
     expired_holds_are_listed_earliest_expiry_first,
     products_are_listed_by_prefix_a_page_at_a_time,
+    a_feed_inserts_updates_leaves_unchanged_and_rejects,
+    a_feed_never_oversells_stock_reserved_beside_it,
 }
 
 fn sku(s: &str) -> Sku {
@@ -436,4 +438,180 @@ async fn products_are_listed_by_prefix_a_page_at_a_time(db: TestDatabase) {
     }
     assert_eq!(walked, all);
     assert!(page(None, None, 0).await.is_empty());
+}
+
+fn feed_row(
+    line: u64,
+    sku: &str,
+    name: &str,
+    price: &str,
+    currency: &str,
+    stock: &str,
+) -> inventory::FeedRow {
+    inventory::FeedRow {
+        line,
+        sku: sku.to_owned(),
+        name: name.to_owned(),
+        price_minor: price.to_owned(),
+        currency: currency.to_owned(),
+        stock: stock.to_owned(),
+    }
+}
+
+/// Imports `rows` as one chunk of feed `feed` in a unit of work.
+async fn import_chunk(
+    db: &TestDatabase,
+    feed: &str,
+    rows: &[inventory::FeedRow],
+) -> Result<inventory::FeedCounts, RunError> {
+    let now = Utc::now();
+    db.fabric()
+        .unit_of_work("import")
+        .run(async |uow| -> Result<_, RunError> {
+            uow.step(inventory::SCHEMA, "import_chunk", async |tx| {
+                inventory::import_feed_chunk(tx, feed, rows, now).await
+            })
+            .await
+        })
+        .await
+        .map(|done| done.value)
+}
+
+async fn a_feed_inserts_updates_leaves_unchanged_and_rejects(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    let now = Utc::now();
+    inventory::add_product(conn, &widget("OLD-1", 5), now)
+        .await
+        .unwrap();
+    inventory::reserve(
+        conn,
+        &sku("OLD-1"),
+        qty(3),
+        "order-1",
+        now + Duration::minutes(5),
+        now,
+    )
+    .await
+    .unwrap();
+    inventory::start_feed(conn, "v1", "feed.csv", now)
+        .await
+        .unwrap();
+    let rows = [
+        feed_row(2, "NEW-1", "New", "300", "EUR", "7"),
+        // On hand 10, 3 of them reserved: 7 available.
+        feed_row(3, "OLD-1", "Widget", "1250", "EUR", "10"),
+        feed_row(4, "BAD-1", "Bad", "300", "XYZ", "1"),
+        feed_row(5, "BAD-2", "Bad", "300", "EUR", "-1"),
+        feed_row(6, "bad sku", "Bad", "300", "EUR", "1"),
+        feed_row(7, "BAD-3", "Nul \0", "300", "EUR", "1"),
+        feed_row(8, "BAD-4", "Free", "0", "EUR", "1"),
+        feed_row(9, "NEW-2", "Twice", "100", "EUR", "1"),
+        feed_row(10, "NEW-2", "Twice", "200", "EUR", "2"),
+    ];
+    let counts = import_chunk(&db, "v1", &rows).await.unwrap();
+    assert_eq!(
+        (
+            counts.inserted,
+            counts.updated,
+            counts.unchanged,
+            counts.rejected
+        ),
+        (2, 1, 0, 6),
+        "{counts:?}"
+    );
+    let old = inventory::get(conn, &sku("OLD-1")).await.unwrap().unwrap();
+    assert_eq!((old.available, old.reserved), (7, 3));
+    let twice = inventory::get(conn, &sku("NEW-2")).await.unwrap().unwrap();
+    assert_eq!(
+        (twice.price.minor, twice.available),
+        (200, 2),
+        "the last row wins"
+    );
+    let rejects = inventory::feed_rejects(conn, "v1", 0, 100).await.unwrap();
+    let lines: Vec<u64> = rejects.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [4, 5, 6, 7, 8, 9], "{rejects:?}");
+    assert!(rejects[0].reason.starts_with("currency:"), "{rejects:?}");
+    assert!(rejects[1].reason.starts_with("stock:"), "{rejects:?}");
+    assert!(rejects[2].reason.starts_with("sku:"), "{rejects:?}");
+    assert!(rejects[3].reason.starts_with("name:"), "{rejects:?}");
+    assert!(rejects[4].reason.starts_with("price_minor:"), "{rejects:?}");
+    assert!(rejects[5].reason.contains("line 10"), "{rejects:?}");
+
+    // The same rows again (the next version of the feed): nothing changes. Below what
+    // is reserved: rejected, the product as it was.
+    inventory::start_feed(conn, "v2", "feed.csv", now)
+        .await
+        .unwrap();
+    let again = import_chunk(
+        &db,
+        "v2",
+        &[
+            feed_row(2, "NEW-1", "New", "300", "EUR", "7"),
+            feed_row(3, "OLD-1", "Widget", "1250", "EUR", "2"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.unchanged, again.rejected), (1, 1), "{again:?}");
+    let old = inventory::get(conn, &sku("OLD-1")).await.unwrap().unwrap();
+    assert_eq!((old.available, old.reserved), (7, 3));
+    let record = inventory::finish_feed(conn, "v2", now).await.unwrap();
+    assert_eq!(record.position, 2);
+    assert_eq!(record.counts, again);
+    assert!(record.finished_at.is_some());
+    let v1 = inventory::feed_import(conn, "v1").await.unwrap().unwrap();
+    assert_eq!((v1.position, v1.finished_at), (9, None));
+}
+
+async fn a_feed_never_oversells_stock_reserved_beside_it(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    let now = Utc::now();
+    inventory::add_product(conn, &widget("HOT", 40), now)
+        .await
+        .unwrap();
+    inventory::start_feed(conn, "hot", "feed", now)
+        .await
+        .unwrap();
+    let reservations: Vec<_> = (0..30)
+        .map(|i| {
+            let fabric = db.fabric().clone();
+            tokio::spawn(async move {
+                fabric
+                    .unit_of_work("reserve")
+                    .run(async |uow| -> Result<_, RunError> {
+                        uow.step(inventory::SCHEMA, "reserve", async |tx| {
+                            inventory::reserve(
+                                tx,
+                                &sku("HOT"),
+                                qty(1),
+                                &format!("order-{i}"),
+                                now + Duration::minutes(5),
+                                now,
+                            )
+                            .await
+                        })
+                        .await
+                    })
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    // The feed says 50 on hand, five times over, while the reservations run.
+    for line in 0..5 {
+        let row = feed_row(line + 2, "HOT", "Widget", "1250", "EUR", "50");
+        import_chunk(&db, "hot", std::slice::from_ref(&row))
+            .await
+            .unwrap();
+    }
+    let mut held = 0;
+    for task in reservations {
+        held += i64::from(task.await.unwrap());
+    }
+    let product = inventory::get(conn, &sku("HOT")).await.unwrap().unwrap();
+    assert_eq!(product.reserved, held);
+    assert!(product.available >= 0);
+    // The last import set available = 50 − reserved; reservations after it moved units
+    // from available to reserved: on hand stays what the feed said.
+    assert_eq!(product.available + product.reserved, 50, "{product:?}");
 }

@@ -1,0 +1,381 @@
+//! `switchyard import products FILE`: a product feed (CSV with a header row:
+//! `sku,name,price_minor,currency,stock`, in any order, other columns ignored) read a
+//! record at a time and imported into inventory one transaction per chunk. The feed's
+//! version is the SHA-256 of its content: the same file imported again is skipped, and
+//! one killed at any point continues after its last committed chunk. Rows that cannot
+//! be imported are rejected with their line and reason, never aborting the import.
+
+use std::fmt;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use inventory::{FeedCounts, FeedImport, FeedRow};
+use orchestration::{Fabric, FabricError, UnitOfWorkError};
+use sha2::{Digest, Sha256};
+
+/// The columns a feed must have.
+pub const COLUMNS: [&str; 5] = ["sku", "name", "price_minor", "currency", "stock"];
+
+/// An import could not run (a bad row is not an error: it is rejected).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The feed cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The feed.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The feed is not CSV (an unterminated quote, say), or its header is not.
+    #[error("{path} is not a CSV feed: {source}")]
+    Csv {
+        /// The feed.
+        path: PathBuf,
+        /// Why.
+        source: csv::Error,
+    },
+    /// The header lacks a column.
+    #[error(
+        "{path} has no `{column}` column (a feed's header names sku, name, price_minor, currency and stock)"
+    )]
+    MissingColumn {
+        /// The feed.
+        path: PathBuf,
+        /// The column.
+        column: &'static str,
+    },
+    /// The rejects report cannot be written.
+    #[error("cannot write the rejects report {path}: {source}")]
+    Report {
+        /// The report.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Inventory failed.
+    #[error(transparent)]
+    Inventory(#[from] inventory::Error),
+    /// A chunk's unit of work failed; the chunks before it stay imported.
+    #[error(transparent)]
+    UnitOfWork(#[from] UnitOfWorkError),
+    /// The inventory boundary is not composed.
+    #[error(transparent)]
+    Fabric(#[from] FabricError),
+}
+
+/// What an import run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// The feed's version: the SHA-256 of its content, in hex.
+    pub feed: String,
+    /// Whether this version was imported to its end before: then nothing ran.
+    pub already_imported: bool,
+    /// Rows consumed by earlier runs that this one skipped.
+    pub resumed_from: u64,
+    /// Rows this run consumed.
+    pub rows: u64,
+    /// What every row of the feed did (this run's and earlier runs').
+    pub counts: FeedCounts,
+    /// Where the rejected rows are listed (when there are any).
+    pub rejects: Option<PathBuf>,
+    /// How long this run took.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = &self.feed[..12.min(self.feed.len())];
+        if self.already_imported {
+            write!(f, "feed {short} was imported already: nothing to do")?;
+        } else {
+            let seconds = self.elapsed.as_secs_f64();
+            #[allow(clippy::cast_precision_loss)]
+            let rate = if seconds > 0.0 {
+                self.rows as f64 / seconds
+            } else {
+                0.0
+            };
+            write!(
+                f,
+                "feed {short}: {} rows in {seconds:.1} s ({rate:.0} rows/s)",
+                self.rows
+            )?;
+            if self.resumed_from > 0 {
+                write!(f, ", resumed after row {}", self.resumed_from)?;
+            }
+        }
+        let c = self.counts;
+        write!(
+            f,
+            "\ninserted {}, updated {}, unchanged {}, rejected {}",
+            c.inserted, c.updated, c.unchanged, c.rejected
+        )?;
+        if let Some(path) = &self.rejects {
+            write!(f, " (listed in {})", path.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// How far an import is, for a person watching.
+pub trait Progress {
+    /// `done` of about `total` rows imported.
+    fn advance(&mut self, done: u64, total: u64);
+    /// The import ended.
+    fn finish(&mut self);
+}
+
+/// A progress bar on a terminal (rows, rate, ETA), or a plain line at most every few
+/// seconds otherwise.
+pub fn progress_for_stderr() -> Box<dyn Progress> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        Box::new(Bar(bar))
+    } else {
+        Box::new(Lines { last: None })
+    }
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn advance(&mut self, done: u64, total: u64) {
+        self.0.set_length(total.max(done));
+        self.0.set_position(done);
+    }
+
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+struct Lines {
+    last: Option<Instant>,
+}
+
+impl Progress for Lines {
+    fn advance(&mut self, done: u64, total: u64) {
+        if self
+            .last
+            .is_none_or(|last| last.elapsed() >= Duration::from_secs(2))
+        {
+            eprintln!("imported {done} of about {total} rows");
+            self.last = Some(Instant::now());
+        }
+    }
+
+    fn finish(&mut self) {}
+}
+
+/// The SHA-256 of `path`'s content (hex) and its number of lines, read once.
+fn fingerprint(path: &Path) -> Result<(String, u64), ImportError> {
+    let read = |source| ImportError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read)?;
+    let mut hasher = Sha256::new();
+    let mut lines = 0_u64;
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer).map_err(read)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        lines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    let hash = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((hash, lines))
+}
+
+/// Imports the product feed at `path`, `chunk_size` rows per transaction.
+///
+/// # Errors
+/// The feed cannot be read or is not CSV, its header lacks a column, or a database
+/// failed (the chunks committed before stay imported; run it again to continue).
+pub async fn import_products(
+    fabric: &Fabric,
+    path: &Path,
+    chunk_size: usize,
+    progress: &mut dyn Progress,
+) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    let (feed, lines) = fingerprint(path)?;
+    let conn = fabric.connection(inventory::SCHEMA)?;
+    let source = path.display().to_string();
+    let record = inventory::start_feed(conn, &feed, &source, fabric.clock().now()).await?;
+    let report_path = rejects_path(path);
+    if record.finished_at.is_some() {
+        return Ok(summary(record, true, 0, report_path, started));
+    }
+    let csv_error = |source| ImportError::Csv {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|source| ImportError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(1 << 16, file));
+    let header = reader.byte_headers().map_err(csv_error)?.clone();
+    let mut at = [0_usize; 5];
+    for (slot, column) in at.iter_mut().zip(COLUMNS) {
+        *slot = header
+            .iter()
+            .position(|name| name.trim_ascii() == column.as_bytes())
+            .ok_or_else(|| ImportError::MissingColumn {
+                path: path.to_owned(),
+                column,
+            })?;
+    }
+    let total = lines.saturating_sub(1);
+    let resumed_from = record.position;
+    let mut position = 0_u64;
+    let mut byte_record = csv::ByteRecord::new();
+    let field = |record: &csv::ByteRecord, i: usize| {
+        String::from_utf8_lossy(record.get(i).unwrap_or_default()).into_owned()
+    };
+    let chunk_size = chunk_size.max(1);
+    let mut chunk: Vec<FeedRow> = Vec::with_capacity(chunk_size);
+    loop {
+        let more = reader
+            .read_byte_record(&mut byte_record)
+            .map_err(csv_error)?;
+        if more {
+            position += 1;
+            if position <= resumed_from {
+                continue;
+            }
+            chunk.push(FeedRow {
+                line: byte_record
+                    .position()
+                    .map_or(position + 1, csv::Position::line),
+                sku: field(&byte_record, at[0]),
+                name: field(&byte_record, at[1]),
+                price_minor: field(&byte_record, at[2]),
+                currency: field(&byte_record, at[3]),
+                stock: field(&byte_record, at[4]),
+            });
+        }
+        if chunk.len() == chunk_size || (!more && !chunk.is_empty()) {
+            let now = fabric.clock().now();
+            fabric
+                .unit_of_work("import_products")
+                .run(async |uow| -> Result<_, ImportError> {
+                    uow.step(inventory::SCHEMA, "import_chunk", async |tx| {
+                        inventory::import_feed_chunk(tx, &feed, &chunk, now).await
+                    })
+                    .await
+                })
+                .await?;
+            chunk.clear();
+            progress.advance(position, total);
+        }
+        if !more {
+            break;
+        }
+    }
+    progress.finish();
+    let record = inventory::finish_feed(conn, &feed, fabric.clock().now()).await?;
+    let rows = record.position - resumed_from;
+    let mut summary = summary(record, false, resumed_from, report_path, started);
+    summary.rows = rows;
+    if let Some(report) = &summary.rejects {
+        write_rejects(fabric, &feed, report).await?;
+    }
+    Ok(summary)
+}
+
+fn rejects_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".rejects.csv");
+    PathBuf::from(name)
+}
+
+fn summary(
+    record: FeedImport,
+    already_imported: bool,
+    resumed_from: u64,
+    report: PathBuf,
+    started: Instant,
+) -> ImportSummary {
+    ImportSummary {
+        rejects: (record.counts.rejected > 0).then_some(report),
+        feed: record.feed,
+        already_imported,
+        resumed_from,
+        rows: 0,
+        counts: record.counts,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Writes every rejected row of `feed` (`line,sku,reason`) to `report`.
+async fn write_rejects(fabric: &Fabric, feed: &str, report: &Path) -> Result<(), ImportError> {
+    let failed = |source| ImportError::Report {
+        path: report.to_owned(),
+        source,
+    };
+    let conn = fabric.connection(inventory::SCHEMA)?;
+    let mut writer = csv::Writer::from_path(report).map_err(|err| failed(err.into()))?;
+    writer
+        .write_record(["line", "sku", "reason"])
+        .map_err(|err| failed(err.into()))?;
+    let mut after = 0;
+    loop {
+        let rejects = inventory::feed_rejects(conn, feed, after, 1000).await?;
+        let Some(last) = rejects.last() else {
+            break;
+        };
+        after = last.line;
+        for reject in &rejects {
+            writer
+                .write_record([
+                    reject.line.to_string().as_str(),
+                    reject.sku.as_deref().unwrap_or_default(),
+                    reject.reason.as_str(),
+                ])
+                .map_err(|err| failed(err.into()))?;
+        }
+    }
+    writer.flush().map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rejects_report_sits_beside_the_feed() {
+        assert_eq!(
+            rejects_path(Path::new("/tmp/feed.csv")),
+            PathBuf::from("/tmp/feed.csv.rejects.csv")
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_content_hash_and_line_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.csv");
+        std::fs::write(&path, "sku,name\nA,a\n").unwrap();
+        let (hash, lines) = fingerprint(&path).unwrap();
+        assert_eq!(lines, 2);
+        assert_eq!(hash.len(), 64);
+    }
+}
