@@ -396,6 +396,20 @@ fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host
             .workers
             .policy(workflows::ExpireRegistrations::NAME, Policy::default()),
     )?;
+    // Imports the vendor's product feed, when one is configured.
+    if let Some(feed) = &config.vendor_sync.feed {
+        host.add_job(
+            crate::import::VendorSync::new(
+                fabric,
+                feed.clone(),
+                config.vendor_sync.chunk_size as usize,
+            ),
+            Schedule::every(config.vendor_sync.every).singleton(),
+            config
+                .workers
+                .policy(crate::import::VendorSync::NAME, Policy::default()),
+        )?;
+    }
     config.workers.check_names(&host.names())?;
     Ok(host)
 }

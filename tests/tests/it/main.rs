@@ -3,6 +3,7 @@
 
 mod architecture;
 mod e2e;
+mod feeds;
 mod identity;
 mod kill;
 mod load;

@@ -43,6 +43,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Notifications and their delivery.
     pub notifications: NotificationsConfig,
+    /// The scheduled import of a vendor's product feed.
+    pub vendor_sync: VendorSyncConfig,
     /// Logging.
     pub log: LogConfig,
     /// Prometheus metrics.
@@ -183,6 +185,30 @@ impl Default for OrdersConfig {
             placement_wait: Duration::from_secs(5),
             release_holds_every: Duration::from_secs(60),
             refund_window: Duration::from_secs(14 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// The `vendor_sync` job: a product feed imported on a schedule, as
+/// `switchyard import products` does (an unchanged feed is skipped).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorSyncConfig {
+    /// The feed's path; without it the job does not run.
+    pub feed: Option<std::path::PathBuf>,
+    /// How often the feed is looked at.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub every: Duration,
+    /// Rows per transaction.
+    pub chunk_size: u32,
+}
+
+impl Default for VendorSyncConfig {
+    fn default() -> Self {
+        Self {
+            feed: None,
+            every: Duration::from_secs(60 * 60),
+            chunk_size: 1000,
         }
     }
 }

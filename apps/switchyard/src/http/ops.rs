@@ -1,4 +1,5 @@
-//! Operators' views: the background workers, refunds and notifications by status.
+//! Operators' views: the background workers, refunds and notifications by status, and
+//! the product feed imports with their rejected rows.
 
 use axum::Json;
 use axum::extract::State;
@@ -20,6 +21,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workers))
         .routes(routes!(refunds))
         .routes(routes!(notifications))
+        .routes(routes!(imports))
+        .routes(routes!(import_rejects))
         .routes(routes!(super::openapi::serve))
 }
 
@@ -332,4 +335,232 @@ pub(crate) async fn notifications(
         &[("status", Some(status.as_str()))],
         |item: &OpsNotificationView| item.id.to_string(),
     )))
+}
+
+/// `GET /api/ops/imports`.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RecentImports {
+    /// At most this many, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// A product feed import: one version of a feed, as far as it got.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ImportView {
+    /// The feed's version: the SHA-256 of its content.
+    feed: String,
+    /// Where it was read from.
+    source: String,
+    /// Rows consumed (the next run starts after them).
+    position: u64,
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    rejected: u64,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// When it was imported to its end; `null` while unfinished.
+    finished_at: Option<DateTime<Utc>>,
+}
+
+/// The product feed imports that ran last (`switchyard import products`, the
+/// `vendor_sync` job), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/ops/imports",
+    tag = "ops",
+    operation_id = "ops_imports",
+    security(("session" = ["ops.read"])),
+    params(RecentImports),
+    responses(
+        (status = 200, description = "The imports", body = Vec<ImportView>),
+        (status = 400, description = "`invalid-query`: a parameter that cannot be used, named in `errors`"),
+    ),
+)]
+pub(crate) async fn imports(
+    State(state): State<AppState>,
+    Params(query): Params<RecentImports>,
+) -> Result<Json<Vec<ImportView>>, ApiError> {
+    let mut errors = Vec::new();
+    let Some(limit) = page::limit(&mut errors, query.limit.as_deref()) else {
+        return Err(ApiError::invalid_query(errors));
+    };
+    let records =
+        inventory::recent_feed_imports(state.fabric.connection(inventory::SCHEMA)?, limit).await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|record| ImportView {
+                feed: record.feed,
+                source: record.source,
+                position: record.position,
+                inserted: record.counts.inserted,
+                updated: record.counts.updated,
+                unchanged: record.counts.unchanged,
+                rejected: record.counts.rejected,
+                started_at: record.started_at,
+                updated_at: record.updated_at,
+                finished_at: record.finished_at,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/ops/imports/{feed}/rejects`.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RejectsQuery {
+    /// Rows per page, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Where the page starts: from the `next` link of the page before.
+    #[param(pattern = "^[0-9]{1,18}$")]
+    cursor: Option<String>,
+}
+
+/// A row of a feed that was not imported.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RejectView {
+    /// Its line in the feed (the header is line 1).
+    line: u64,
+    /// Its SKU as given, control characters escaped.
+    sku: Option<String>,
+    /// Why, naming the field.
+    reason: String,
+}
+
+/// The rows of a feed import that were rejected, by line.
+#[utoipa::path(
+    get,
+    path = "/api/ops/imports/{feed}/rejects",
+    tag = "ops",
+    operation_id = "ops_import_rejects",
+    security(("session" = ["ops.read"])),
+    params(("feed" = String, Path, description = "The feed's version (from `/api/ops/imports`): 64 hex digits"), RejectsQuery),
+    responses(
+        (status = 200, description = "One page", body = Page<RejectView>),
+        (status = 400, description = "`invalid-query`: a parameter that cannot be used, named in `errors`"),
+        (status = 404, description = "`not-found`: no import of this feed"),
+    ),
+)]
+pub(crate) async fn import_rejects(
+    State(state): State<AppState>,
+    axum::extract::Path(feed): axum::extract::Path<String>,
+    Params(query): Params<RejectsQuery>,
+) -> Result<Json<Page<RejectView>>, ApiError> {
+    let mut errors = Vec::new();
+    let limit = page::limit(&mut errors, query.limit.as_deref());
+    let after = match &query.cursor {
+        None => Some(0),
+        Some(raw) => check(
+            &mut errors,
+            "cursor",
+            raw.parse::<u64>()
+                .ok()
+                .filter(|_| raw.len() <= 18)
+                .ok_or("is not a cursor of this collection"),
+        ),
+    };
+    let (Some(limit), Some(after)) = (limit, after) else {
+        return Err(ApiError::invalid_query(errors));
+    };
+    let not_found = || ApiError::not_found(format!("no import of feed {feed}"));
+    // A feed's version is a SHA-256 in hex; nothing else names one.
+    if feed.len() != 64 || !feed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let conn = state.fabric.connection(inventory::SCHEMA)?;
+    if inventory::feed_import(conn, &feed).await?.is_none() {
+        return Err(not_found());
+    }
+    let rejects = inventory::feed_rejects(conn, &feed, after, limit + 1).await?;
+    let path = format!("/api/ops/imports/{feed}/rejects");
+    Ok(Json(Page::new(
+        rejects
+            .into_iter()
+            .map(|reject| RejectView {
+                line: reject.line,
+                sku: reject.sku,
+                reason: reject.reason,
+            })
+            .collect(),
+        limit,
+        &path,
+        &[],
+        |reject: &RejectView| reject.line.to_string(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+
+    async fn get(router: &axum::Router, path: &str, bearer: &str) -> (StatusCode, Value) {
+        let request = Request::get(path).header("authorization", bearer);
+        crate::http::testing::call(router, request.body(Body::empty()).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn imports_and_their_rejects_are_shown_to_operators() {
+        let config = crate::Config::default();
+        let (router, db) =
+            crate::http::testing::sqlite_router(&config, std::time::Duration::from_secs(1)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let feed = dir.path().join("feed.csv");
+        std::fs::write(
+            &feed,
+            "sku,name,price_minor,currency,stock\nOPS-1,One,100,EUR,3\nOPS-2,Two,100,XYZ,1\n\
+             OPS-3,Three,-5,EUR,1\n",
+        )
+        .unwrap();
+        let summary = crate::import::import_products(
+            db.fabric(),
+            &feed,
+            10,
+            crate::import::progress_for_stderr().as_mut(),
+        )
+        .await
+        .unwrap();
+        let operator = crate::http::testing::bearer(db.fabric(), &["ops.read"]).await;
+
+        let (status, imports) = get(&router, "/api/ops/imports", &operator).await;
+        assert_eq!(status, StatusCode::OK, "{imports}");
+        assert_eq!(imports[0]["feed"], summary.feed.as_str());
+        assert_eq!(imports[0]["inserted"], 1);
+        assert_eq!(imports[0]["rejected"], 2);
+        assert_eq!(imports[0]["position"], 3);
+        assert!(imports[0]["finished_at"].is_string(), "{imports}");
+
+        let path = format!("/api/ops/imports/{}/rejects?limit=1", summary.feed);
+        let (status, first) = get(&router, &path, &operator).await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        assert_eq!(first["items"][0]["line"], 3);
+        assert!(
+            first["items"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("currency:")
+        );
+        let (_, second) = get(&router, first["next"].as_str().unwrap(), &operator).await;
+        assert_eq!(second["items"][0]["line"], 4, "{second}");
+        assert_eq!(second["next"], Value::Null);
+
+        for missing in [
+            "/api/ops/imports/nope/rejects".to_owned(),
+            format!("/api/ops/imports/{}/rejects", "0".repeat(64)),
+        ] {
+            let (status, _) = get(&router, &missing, &operator).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
+        let (status, problem) = get(&router, "/api/ops/imports?limit=0", &operator).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            problem["errors"],
+            json!([{"field": "limit", "message": "must be a whole number from 1 to 1000"}])
+        );
+    }
 }
