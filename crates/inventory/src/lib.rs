@@ -1,4 +1,5 @@
-//! The inventory boundary: the product catalog, stock levels and reservations.
+//! The inventory boundary: the product catalog, stock levels, reservations and product
+//! feeds imported into them.
 //!
 //! Every function takes the connection first (`&impl ConnectionTrait`), so the caller
 //! decides the transaction; nothing here commits. Functions that change state lock the
