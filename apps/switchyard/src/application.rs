@@ -398,13 +398,17 @@ fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host
     )?;
     // Imports the vendor's product feed, when one is configured.
     if let Some(feed) = &config.vendor_sync.feed {
+        let schedule = match &config.vendor_sync.cron {
+            Some(expression) => Schedule::cron(expression.clone()),
+            None => Schedule::every(config.vendor_sync.every),
+        };
         host.add_job(
             crate::import::VendorSync::new(
                 fabric,
                 feed.clone(),
                 config.vendor_sync.chunk_size as usize,
             ),
-            Schedule::every(config.vendor_sync.every).singleton(),
+            schedule.singleton(),
             config
                 .workers
                 .policy(crate::import::VendorSync::NAME, Policy::default()),

@@ -196,9 +196,12 @@ impl Default for OrdersConfig {
 pub struct VendorSyncConfig {
     /// The feed's path; without it the job does not run.
     pub feed: Option<std::path::PathBuf>,
-    /// How often the feed is looked at.
+    /// How often the feed is looked at (unless `cron` is set).
     #[serde(deserialize_with = "duration::deserialize")]
     pub every: Duration,
+    /// When the feed is looked at, as a cron expression in UTC (five fields, or six
+    /// with seconds first), instead of `every`.
+    pub cron: Option<String>,
     /// Rows per transaction.
     pub chunk_size: u32,
 }
@@ -208,6 +211,7 @@ impl Default for VendorSyncConfig {
         Self {
             feed: None,
             every: Duration::from_secs(60 * 60),
+            cron: None,
             chunk_size: 1000,
         }
     }
