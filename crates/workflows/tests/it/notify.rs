@@ -17,6 +17,7 @@ orchestration::engine_tests! {
     boundaries: (migrations::all());
     a_placed_order_notifies_its_customer_once,
     a_failing_sender_is_retried_then_gives_up_and_the_order_stands,
+    two_deliverers_send_each_notification_once,
 }
 
 /// A customer account; its id as the orders' customer id.
@@ -166,4 +167,72 @@ async fn a_failing_sender_is_retried_then_gives_up_and_the_order_stands(db: Test
         .unwrap()
         .unwrap();
     assert_eq!(stored.status, orders::OrderStatus::Confirmed);
+}
+
+/// Records what it sends.
+#[derive(Debug, Default)]
+struct Recording(Mutex<Vec<uuid::Uuid>>);
+
+impl Sender for Recording {
+    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
+        Box::pin(async move {
+            // Slow enough that the two deliverers' claims overlap.
+            tokio::time::sleep(StdDuration::from_millis(2)).await;
+            self.0.lock().unwrap().push(message.id);
+            Ok(())
+        })
+    }
+}
+
+async fn two_deliverers_send_each_notification_once(db: TestDatabase) {
+    let conn = db.connection(notifications::SCHEMA);
+    let now = Utc::now();
+    for i in 0..40 {
+        let notification = notifications::NewNotification {
+            cause: format!("event-{i}"),
+            recipient: notifications::Recipient::parse("pat@example.com").unwrap(),
+            template: "welcome".to_owned(),
+            data: serde_json::json!({"display_name": "Pat"}),
+        };
+        notifications::enqueue(conn, &notification, now)
+            .await
+            .unwrap();
+    }
+    let sent = Arc::new(Recording::default());
+    // Two instances on one database, each with its deliverer.
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let fabric = orchestration::Fabric::connect(db.topology(), migrations::all())
+            .await
+            .unwrap();
+        let mut host = Host::new(fabric.databases());
+        host.add_job(
+            DeliverNotifications::new(&fabric, sent.clone(), quick(3)),
+            Schedule::every(StdDuration::from_millis(10)),
+            Policy::StopHost,
+        )
+        .unwrap();
+        hosts.push((host.start(), fabric));
+    }
+    Scenario::new(db.fabric())
+        .within(StdDuration::from_secs(30))
+        .wait_for_state(
+            "every notification sent",
+            async |_| {
+                notifications::for_recipient(conn, "pat@example.com", 100)
+                    .await
+                    .unwrap()
+            },
+            |found| found.iter().all(|n| n.status == Status::Sent),
+        )
+        .await;
+    for (host, fabric) in hosts {
+        host.shutdown().await;
+        fabric.close().await;
+    }
+    let mut ids = sent.0.lock().unwrap().clone();
+    assert_eq!(ids.len(), 40, "each sent once: {ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
 }
