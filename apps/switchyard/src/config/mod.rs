@@ -291,7 +291,7 @@ impl Default for NotificationsConfig {
             backoff_initial: policy.backoff_initial,
             backoff_max: policy.backoff_max,
             max_attempts: policy.max_attempts,
-            public_url: "http://localhost:8080".to_owned(),
+            public_url: workflows::MailSettings::default().public_url,
         }
     }
 }
