@@ -405,7 +405,7 @@ fn workers(config: &Config, settings: &Settings, fabric: &Fabric) -> Result<Host
         host.add_job(
             crate::import::VendorSync::new(
                 fabric,
-                feed.clone(),
+                crate::import::FeedSource::parse(feed),
                 config.vendor_sync.chunk_size as usize,
             ),
             schedule.singleton(),

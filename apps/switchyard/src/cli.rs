@@ -73,13 +73,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ImportAction {
-    /// Import a CSV feed (`sku,name,price_minor,currency,stock`; other columns ignored):
-    /// new products added, changed ones updated, `stock` the units on hand (reserved
-    /// ones included). Resumable: run it again after a crash and it continues; the
-    /// same file again is skipped. Rejected rows go to `FILE.rejects.csv`.
+    /// Import a CSV feed (`sku,name,price_minor,currency,stock`; other columns ignored)
+    /// from a file or an `http(s)://` URL: new products added, changed ones updated,
+    /// `stock` the units on hand (reserved ones included). Resumable: run it again after
+    /// a crash and it continues; the same feed again is skipped. Rejected rows go to
+    /// `FILE.rejects.csv` (for a URL, `<its last segment>.rejects.csv` here).
     Products {
-        /// The feed.
-        file: std::path::PathBuf,
+        /// The feed: a path, or an `http://` or `https://` URL.
+        source: String,
         /// Rows per transaction.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         chunk_size: u32,
@@ -348,15 +349,18 @@ async fn run_command(command: Command, config: &Config) -> Result<(), StartError
 async fn import(fabric: &orchestration::Fabric, action: ImportAction) -> Result<(), StartError> {
     let failed = |err: crate::import::ImportError| StartError::Command(err.to_string());
     match action {
-        ImportAction::Products { file, chunk_size } => {
+        ImportAction::Products { source, chunk_size } => {
             // Migrating first, so that it works on a fresh database.
             fabric.databases().migrate().await?;
+            let source = crate::import::FeedSource::parse(&source);
+            let report = source.rejects_report();
             let mut progress = crate::import::progress_for_stderr();
             let summary = crate::import::import_products(
                 fabric,
-                &file,
+                &source,
                 chunk_size as usize,
                 progress.as_mut(),
+                Some(&report),
             )
             .await
             .map_err(failed)?;

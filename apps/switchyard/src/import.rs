@@ -1,9 +1,12 @@
-//! `switchyard import products FILE`: a product feed (CSV with a header row:
+//! `switchyard import products FILE|URL`: a product feed (CSV with a header row:
 //! `sku,name,price_minor,currency,stock`, in any order, other columns ignored) read a
 //! record at a time and imported into inventory one transaction per chunk. The feed's
 //! version is the SHA-256 of its content: the same file imported again is skipped, and
 //! one killed at any point continues after its last committed chunk. Rows that cannot
-//! be imported are rejected with their line and reason, never aborting the import.
+//! be imported are rejected with their line and reason, never aborting the import. A
+//! feed over HTTP(S) is downloaded first (to a temporary file, a chunk at a time), asked
+//! for with the `ETag` and `Last-Modified` of the version imported last: a server that
+//! answers `304 Not Modified` costs nothing more.
 
 use std::fmt;
 use std::io::{BufReader, Read};
@@ -45,6 +48,22 @@ pub enum ImportError {
         path: PathBuf,
         /// The column.
         column: &'static str,
+    },
+    /// The feed's server could not be reached, or the download broke off.
+    #[error("cannot fetch {url}: {source}")]
+    Fetch {
+        /// The feed.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The feed's server answered with an error.
+    #[error("{url} answered {status}")]
+    Status {
+        /// The feed.
+        url: String,
+        /// Its answer.
+        status: reqwest::StatusCode,
     },
     /// The rejects report cannot be written.
     #[error("cannot write the rejects report {path}: {source}")]
@@ -202,16 +221,167 @@ fn fingerprint(path: &Path) -> Result<(String, u64), ImportError> {
     Ok((hash, lines))
 }
 
-/// Imports the product feed at `path`, `chunk_size` rows per transaction.
+/// Where a feed is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedSource {
+    /// A file.
+    Path(PathBuf),
+    /// An `http://` or `https://` URL.
+    Url(reqwest::Url),
+}
+
+impl FeedSource {
+    /// `http://…` and `https://…` are URLs; anything else is a path.
+    #[must_use]
+    pub fn parse(text: &str) -> Self {
+        match reqwest::Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Self::Url(url),
+            _ => Self::Path(PathBuf::from(text)),
+        }
+    }
+
+    /// Where the rejects report of a command-line import goes: `FILE.rejects.csv` beside
+    /// a file, `<last path segment>.rejects.csv` in the current directory for a URL.
+    #[must_use]
+    pub fn rejects_report(&self) -> PathBuf {
+        match self {
+            Self::Path(path) => rejects_path(path),
+            Self::Url(url) => {
+                let name = url
+                    .path_segments()
+                    .and_then(|mut segments| segments.next_back())
+                    .filter(|name| !name.is_empty())
+                    .unwrap_or("feed");
+                rejects_path(Path::new(name))
+            }
+        }
+    }
+}
+
+impl fmt::Display for FeedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(path) => write!(f, "{}", path.display()),
+            Self::Url(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// A downloaded feed's temporary file, removed when dropped.
+struct Download(PathBuf);
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Imports the product feed at `source`, `chunk_size` rows per transaction, writing the
+/// rejected rows to `report` (when given and there are any).
 ///
 /// # Errors
-/// The feed cannot be read or is not CSV, its header lacks a column, or a database
-/// failed (the chunks committed before stay imported; run it again to continue).
+/// The feed cannot be fetched or read or is not CSV, its header lacks a column, or a
+/// database failed (the chunks committed before stay imported; run it again to
+/// continue).
 pub async fn import_products(
     fabric: &Fabric,
-    path: &Path,
+    source: &FeedSource,
     chunk_size: usize,
     progress: &mut dyn Progress,
+    report: Option<&Path>,
+) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    let url = match source {
+        FeedSource::Path(path) => {
+            return import_file(
+                fabric,
+                path,
+                &source.to_string(),
+                chunk_size,
+                progress,
+                report,
+            )
+            .await;
+        }
+        FeedSource::Url(url) => url,
+    };
+    let name = url.to_string();
+    let fetch_error = |source| ImportError::Fetch {
+        url: name.clone(),
+        source,
+    };
+    let conn = fabric.connection(inventory::SCHEMA)?;
+    let last = inventory::last_import_from(conn, &name).await?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(fetch_error)?;
+    let mut request = client.get(url.clone());
+    if let Some(last) = &last {
+        if let Some(etag) = &last.validators.etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &last.validators.last_modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
+        }
+    }
+    let mut response = request.send().await.map_err(fetch_error)?;
+    if response.status() == reqwest::StatusCode::NOT_MODIFIED
+        && let Some(last) = last
+    {
+        return Ok(summary(last, true, 0, None, started));
+    }
+    if !response.status().is_success() {
+        return Err(ImportError::Status {
+            url: name,
+            status: response.status(),
+        });
+    }
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let validators = inventory::Validators {
+        etag: header(reqwest::header::ETAG),
+        last_modified: header(reqwest::header::LAST_MODIFIED),
+    };
+    let download = Download(
+        std::env::temp_dir().join(format!("switchyard-feed-{}.csv", uuid::Uuid::now_v7())),
+    );
+    let written = |source| ImportError::Read {
+        path: download.0.clone(),
+        source,
+    };
+    let mut file = tokio::fs::File::create(&download.0)
+        .await
+        .map_err(written)?;
+    while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(written)?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(written)?;
+    drop(file);
+    let mut summary = import_file(fabric, &download.0, &name, chunk_size, progress, report).await?;
+    inventory::set_validators(conn, &summary.feed, &validators).await?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Imports the feed in the file at `path`, recording it as read from `source`.
+async fn import_file(
+    fabric: &Fabric,
+    path: &Path,
+    source: &str,
+    chunk_size: usize,
+    progress: &mut dyn Progress,
+    report: Option<&Path>,
 ) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let owned = path.to_owned();
@@ -222,11 +392,9 @@ pub async fn import_products(
             source: std::io::Error::other(err),
         })??;
     let conn = fabric.connection(inventory::SCHEMA)?;
-    let source = path.display().to_string();
-    let record = inventory::start_feed(conn, &feed, &source, fabric.clock().now()).await?;
-    let report_path = rejects_path(path);
+    let record = inventory::start_feed(conn, &feed, source, fabric.clock().now()).await?;
     if record.finished_at.is_some() {
-        return Ok(summary(record, true, 0, report_path, started));
+        return Ok(summary(record, true, 0, report, started));
     }
     let csv_error = |source| ImportError::Csv {
         path: path.to_owned(),
@@ -300,7 +468,7 @@ pub async fn import_products(
     progress.finish();
     let record = inventory::finish_feed(conn, &feed, fabric.clock().now()).await?;
     let rows = record.position - resumed_from;
-    let mut summary = summary(record, false, resumed_from, report_path, started);
+    let mut summary = summary(record, false, resumed_from, report, started);
     summary.rows = rows;
     if let Some(report) = &summary.rejects {
         write_rejects(fabric, &feed, report).await?;
@@ -318,11 +486,13 @@ fn summary(
     record: FeedImport,
     already_imported: bool,
     resumed_from: u64,
-    report: PathBuf,
+    report: Option<&Path>,
     started: Instant,
 ) -> ImportSummary {
     ImportSummary {
-        rejects: (record.counts.rejected > 0).then_some(report),
+        rejects: report
+            .filter(|_| record.counts.rejected > 0)
+            .map(Path::to_owned),
         feed: record.feed,
         already_imported,
         resumed_from,
@@ -386,14 +556,14 @@ mod tests {
     }
 }
 
-/// The `vendor_sync` job: imports the feed at a path on its schedule, one instance at a
+/// The `vendor_sync` job: imports the feed at a path or URL on its schedule, one instance at a
 /// time (a singleton), skipping a feed imported before and resuming one a crash cut
 /// short. Its runs are the feed imports `switchyard import status` and
 /// `GET /api/ops/imports` show.
 #[derive(Debug, Clone)]
 pub(crate) struct VendorSync {
     fabric: Fabric,
-    feed: PathBuf,
+    feed: FeedSource,
     chunk_size: usize,
 }
 
@@ -401,7 +571,7 @@ impl VendorSync {
     /// The job's name.
     pub(crate) const NAME: &'static str = "vendor_sync";
 
-    pub(crate) fn new(fabric: &Fabric, feed: PathBuf, chunk_size: usize) -> Self {
+    pub(crate) fn new(fabric: &Fabric, feed: FeedSource, chunk_size: usize) -> Self {
         Self {
             fabric: fabric.clone(),
             feed,
@@ -428,8 +598,9 @@ impl orchestration::host::Job for VendorSync {
         _tick: orchestration::host::Tick,
         _context: &orchestration::host::WorkerContext,
     ) -> Result<(), orchestration::host::WorkerError> {
+        // Its rejected rows are in `inventory.feed_rejects` and the ops API.
         let summary =
-            import_products(&self.fabric, &self.feed, self.chunk_size, &mut Silent).await?;
+            import_products(&self.fabric, &self.feed, self.chunk_size, &mut Silent, None).await?;
         if !summary.already_imported {
             let c = summary.counts;
             tracing::info!(

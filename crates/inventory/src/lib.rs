@@ -20,8 +20,9 @@ pub use reservations::{
     reserve, return_stock,
 };
 pub use sync::{
-    FeedCounts, FeedImport, FeedReject, FeedRow, feed_import, feed_rejects, finish_feed,
-    import_feed_chunk, recent_feed_imports, start_feed,
+    FeedCounts, FeedImport, FeedReject, FeedRow, Validators, feed_import, feed_rejects,
+    finish_feed, import_feed_chunk, last_import_from, recent_feed_imports, set_validators,
+    start_feed,
 };
 pub use types::{Currency, Invalid, Money, ProductName, Quantity, Sku};
 

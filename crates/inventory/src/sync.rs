@@ -106,6 +106,17 @@ pub struct FeedImport {
     pub updated_at: DateTime<Utc>,
     /// When its last row was imported, once it was.
     pub finished_at: Option<DateTime<Utc>>,
+    /// What its server said of it, for a feed fetched over HTTP.
+    pub validators: Validators,
+}
+
+/// A fetched feed's `ETag` and `Last-Modified`, as its server sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Validators {
+    /// The `ETag` header.
+    pub etag: Option<String>,
+    /// The `Last-Modified` header.
+    pub last_modified: Option<String>,
 }
 
 /// A row that was not imported.
@@ -144,6 +155,8 @@ pub async fn start_feed(
         started_at: Set(now),
         updated_at: Set(now),
         finished_at: Set(None),
+        etag: Set(None),
+        last_modified: Set(None),
     })
     .on_conflict_do_nothing_on([feed_imports::Column::Feed])
     .exec_without_returning(db)
@@ -396,6 +409,50 @@ pub async fn feed_import(db: &impl ConnectionTrait, feed: &str) -> Result<Option
         .transpose()
 }
 
+/// Records what the server of feed version `feed` said of it (at most 255 characters
+/// of each; longer ones are not kept, so they are never sent back cut short).
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn set_validators(
+    db: &impl ConnectionTrait,
+    feed: &str,
+    validators: &Validators,
+) -> Result<()> {
+    let keep = |v: &Option<String>| v.clone().filter(|v| v.chars().count() <= 255);
+    feed_imports::Entity::update_many()
+        .col_expr(
+            feed_imports::Column::Etag,
+            Expr::val(keep(&validators.etag)),
+        )
+        .col_expr(
+            feed_imports::Column::LastModified,
+            Expr::val(keep(&validators.last_modified)),
+        )
+        .filter(feed_imports::Column::Feed.eq(feed))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The last finished import from `source`, if any: the version to ask the server about.
+///
+/// # Errors
+/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+pub async fn last_import_from(
+    db: &impl ConnectionTrait,
+    source: &str,
+) -> Result<Option<FeedImport>> {
+    feed_imports::Entity::find()
+        .filter(feed_imports::Column::Source.eq(source))
+        .filter(feed_imports::Column::FinishedAt.is_not_null())
+        .order_by_desc(feed_imports::Column::FinishedAt)
+        .one(db)
+        .await?
+        .map(to_feed_import)
+        .transpose()
+}
+
 /// The feed imports that ran last, newest first, at most `limit`.
 ///
 /// # Errors
@@ -455,5 +512,9 @@ fn to_feed_import(row: feed_imports::Model) -> Result<FeedImport> {
         started_at: row.started_at,
         updated_at: row.updated_at,
         finished_at: row.finished_at,
+        validators: Validators {
+            etag: row.etag,
+            last_modified: row.last_modified,
+        },
     })
 }

@@ -2,6 +2,7 @@
 
 mod m20261121_000001_catalog_and_stock;
 mod m20261203_000001_feed_imports;
+mod m20261203_000002_feed_validators;
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_catalog_and_stock::Migration),
             Box::new(m20261203_000001_feed_imports::Migration),
+            Box::new(m20261203_000002_feed_validators::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
-//! The `vendor_sync` job in the app, on every engine: it imports the configured feed
-//! on its schedule, and skips it once imported.
+//! Product feeds on every engine: the `vendor_sync` job imports the configured feed on
+//! its schedule and skips it once imported; a feed over HTTP is asked for with the
+//! validators of the version imported last, and a `304` costs nothing more.
 
 use orchestration::testing::TestDatabase;
 use tests::TestApp;
@@ -7,6 +8,123 @@ use tests::TestApp;
 orchestration::engine_tests! {
     boundaries: (migrations::all());
     the_vendor_sync_job_imports_its_feed_once,
+    a_feed_over_http_is_fetched_again_only_when_it_changed,
+}
+
+/// A feed server: answers `GET` with `body` and `ETag: "<etag>"`, or `304` when the
+/// request's `If-None-Match` names that tag; `status` instead when set. Records each
+/// request's `If-None-Match`.
+#[derive(Debug, Default)]
+struct Served {
+    etag: String,
+    body: String,
+    status: Option<u16>,
+    asked_with: Vec<Option<String>>,
+}
+
+async fn serve(served: std::sync::Arc<std::sync::Mutex<Served>>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = served.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let mut if_none_match = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("if-none-match")
+                    {
+                        if_none_match = Some(value.trim().to_owned());
+                    }
+                }
+                let response = {
+                    let mut served = served.lock().unwrap();
+                    served.asked_with.push(if_none_match.clone());
+                    let tag = format!("\"{}\"", served.etag);
+                    match served.status {
+                        Some(status) => format!(
+                            "HTTP/1.1 {status} Oops\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        ),
+                        None if if_none_match.as_deref() == Some(tag.as_str()) => {
+                            "HTTP/1.1 304 Not Modified\r\nconnection: close\r\n\r\n".to_owned()
+                        }
+                        None => format!(
+                            "HTTP/1.1 200 OK\r\netag: {tag}\r\ncontent-type: text/csv\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                            served.body.len(),
+                            served.body
+                        ),
+                    }
+                };
+                let _ = write.write_all(response.as_bytes()).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+struct Quiet;
+
+impl switchyard::import::Progress for Quiet {
+    fn advance(&mut self, _done: u64, _total: u64) {}
+    fn finish(&mut self) {}
+}
+
+async fn a_feed_over_http_is_fetched_again_only_when_it_changed(db: TestDatabase) {
+    let served = std::sync::Arc::new(std::sync::Mutex::new(Served {
+        etag: "v1".to_owned(),
+        body: "sku,name,price_minor,currency,stock\nWEB-1,One,100,EUR,3\nWEB-2,Two,100,EUR,1\n"
+            .to_owned(),
+        ..Served::default()
+    }));
+    let addr = serve(served.clone()).await;
+    let source =
+        switchyard::import::FeedSource::parse(&format!("http://{addr}/feeds/products.csv"));
+    assert!(matches!(source, switchyard::import::FeedSource::Url(_)));
+    let import = async || {
+        switchyard::import::import_products(db.fabric(), &source, 100, &mut Quiet, None).await
+    };
+    db.fabric().databases().migrate().await.unwrap();
+
+    let first = import().await.unwrap();
+    assert!(!first.already_imported);
+    assert_eq!(first.counts.inserted, 2);
+    // Unchanged at the server: a 304, nothing imported.
+    let second = import().await.unwrap();
+    assert!(second.already_imported, "{second:?}");
+    // A new version.
+    {
+        let mut served = served.lock().unwrap();
+        served.etag = "v2".to_owned();
+        served.body = "sku,name,price_minor,currency,stock\nWEB-1,One,150,EUR,3\n".to_owned();
+    }
+    let third = import().await.unwrap();
+    assert!(!third.already_imported);
+    assert_eq!((third.counts.updated, third.counts.inserted), (1, 0));
+    let asked: Vec<Option<String>> = served.lock().unwrap().asked_with.clone();
+    assert_eq!(
+        asked,
+        [None, Some("\"v1\"".to_owned()), Some("\"v1\"".to_owned())]
+    );
+    let product = inventory::get(
+        db.connection(inventory::SCHEMA),
+        &inventory::Sku::parse("WEB-1").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(product.price.minor, 150);
+
+    // A server error is an error, naming the feed; nothing changes.
+    served.lock().unwrap().status = Some(500);
+    let err = import().await.unwrap_err();
+    assert!(err.to_string().contains("answered 500"), "{err}");
 }
 
 async fn the_vendor_sync_job_imports_its_feed_once(db: TestDatabase) {
@@ -19,7 +137,7 @@ async fn the_vendor_sync_job_imports_its_feed_once(db: TestDatabase) {
     .unwrap();
     let mut config = switchyard::Config::default();
     config.database.url = db.topology().default_url().connection_string();
-    config.vendor_sync.feed = Some(feed);
+    config.vendor_sync.feed = Some(feed.display().to_string());
     config.vendor_sync.every = std::time::Duration::from_millis(100);
     let app = TestApp::spawn_with(config).await;
     let imports = orchestration::testing::Scenario::new(db.fabric())

@@ -194,8 +194,9 @@ impl Default for OrdersConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VendorSyncConfig {
-    /// The feed's path; without it the job does not run.
-    pub feed: Option<std::path::PathBuf>,
+    /// The feed: a path, or an `http://` or `https://` URL; without it the job does not
+    /// run.
+    pub feed: Option<String>,
     /// How often the feed is looked at (unless `cron` is set).
     #[serde(deserialize_with = "duration::deserialize")]
     pub every: Duration,

@@ -519,9 +519,10 @@ mod tests {
         .unwrap();
         let summary = crate::import::import_products(
             db.fabric(),
-            &feed,
+            &crate::import::FeedSource::Path(feed),
             10,
             crate::import::progress_for_stderr().as_mut(),
+            None,
         )
         .await
         .unwrap();

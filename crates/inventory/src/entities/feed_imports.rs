@@ -17,6 +17,8 @@ pub(crate) struct Model {
     pub(crate) started_at: DateTimeUtc,
     pub(crate) updated_at: DateTimeUtc,
     pub(crate) finished_at: Option<DateTimeUtc>,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
