@@ -32,20 +32,20 @@ pub enum ImportError {
         source: std::io::Error,
     },
     /// The feed is not CSV (an unterminated quote, say), or its header is not.
-    #[error("{path} is not a CSV feed: {source}")]
+    #[error("{feed} is not a CSV feed: {source}")]
     Csv {
-        /// The feed.
-        path: PathBuf,
+        /// The feed (its path or URL).
+        feed: String,
         /// Why.
         source: csv::Error,
     },
     /// The header lacks a column.
     #[error(
-        "{path} has no `{column}` column (a feed's header names sku, name, price_minor, currency and stock)"
+        "{feed} has no `{column}` column (a feed's header names sku, name, price_minor, currency and stock)"
     )]
     MissingColumn {
-        /// The feed.
-        path: PathBuf,
+        /// The feed (its path or URL).
+        feed: String,
         /// The column.
         column: &'static str,
     },
@@ -396,9 +396,9 @@ async fn import_file(
     if record.finished_at.is_some() {
         return Ok(summary(record, true, 0, report, started));
     }
-    let csv_error = |source| ImportError::Csv {
-        path: path.to_owned(),
-        source,
+    let csv_error = |error| ImportError::Csv {
+        feed: source.to_owned(),
+        source: error,
     };
     let file = std::fs::File::open(path).map_err(|source| ImportError::Read {
         path: path.to_owned(),
@@ -414,7 +414,7 @@ async fn import_file(
             .iter()
             .position(|name| name.trim_ascii() == column.as_bytes())
             .ok_or_else(|| ImportError::MissingColumn {
-                path: path.to_owned(),
+                feed: source.to_owned(),
                 column,
             })?;
     }

@@ -125,6 +125,18 @@ async fn a_feed_over_http_is_fetched_again_only_when_it_changed(db: TestDatabase
     served.lock().unwrap().status = Some(500);
     let err = import().await.unwrap_err();
     assert!(err.to_string().contains("answered 500"), "{err}");
+    // A feed without a needed column is refused, naming the column and the URL.
+    {
+        let mut served = served.lock().unwrap();
+        served.status = None;
+        served.etag = "v3".to_owned();
+        served.body = "sku,name\nWEB-3,Three\n".to_owned();
+    }
+    let err = import().await.unwrap_err().to_string();
+    assert!(
+        err.contains("has no `price_minor` column") && err.contains(&format!("http://{addr}/")),
+        "{err}"
+    );
 }
 
 async fn the_vendor_sync_job_imports_its_feed_once(db: TestDatabase) {
