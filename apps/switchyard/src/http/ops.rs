@@ -135,16 +135,15 @@ pub(crate) async fn workers(State(state): State<AppState>) -> Json<Workers> {
     })
 }
 
-/// `GET /api/ops/refunds` and `GET /api/ops/notifications`: taken as text, so that a
-/// bad value is reported against its parameter.
+/// `GET /api/ops/refunds`: taken as text, so that a bad value is reported against its
+/// parameter.
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct ByStatus {
-    /// Only those in this status (refunds: `requested`, `refunded`, `refused` or
-    /// `failed`, default `failed`; notifications: `pending`, `sent` or `dead`, default
-    /// `dead`).
+pub(crate) struct RefundsQuery {
+    /// Only refunds in this status (default `failed`).
+    #[param(value_type = Option<String>, pattern = "^(requested|refunded|refused|failed)$")]
     status: Option<String>,
-    /// Items per page, 1 to 1000 (default 50).
+    /// Refunds per page, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where the page starts: from the `next` link of the page before.
@@ -152,7 +151,31 @@ pub(crate) struct ByStatus {
     cursor: Option<String>,
 }
 
-impl ByStatus {
+/// `GET /api/ops/notifications`: taken as text, so that a bad value is reported against
+/// its parameter.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NotificationsQuery {
+    /// Only notifications in this status (default `dead`).
+    #[param(value_type = Option<String>, pattern = "^(pending|sent|dead)$")]
+    status: Option<String>,
+    /// Notifications per page, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Where the page starts: from the `next` link of the page before.
+    #[param(value_type = Option<uuid::Uuid>)]
+    cursor: Option<String>,
+}
+
+/// The parameters both take, as given.
+#[derive(Debug)]
+struct ByStatus<'a> {
+    status: Option<&'a str>,
+    limit: Option<&'a str>,
+    cursor: Option<&'a str>,
+}
+
+impl ByStatus<'_> {
     /// The status (its default if absent), the limit and the cursor, or the problem
     /// naming every bad parameter.
     fn parse<S>(
@@ -162,8 +185,8 @@ impl ByStatus {
         names: &str,
     ) -> Result<(S, u64, Option<Uuid>), ApiError> {
         let mut errors = Vec::new();
-        let limit = page::limit(&mut errors, self.limit.as_deref());
-        let status = match &self.status {
+        let limit = page::limit(&mut errors, self.limit);
+        let status = match self.status {
             None => Some(default),
             Some(raw) => check(
                 &mut errors,
@@ -173,7 +196,6 @@ impl ByStatus {
         };
         let cursor = self
             .cursor
-            .as_deref()
             .map(|raw| {
                 check(
                     &mut errors,
@@ -220,7 +242,7 @@ pub(crate) struct OpsRefundView {
     tag = "ops",
     operation_id = "ops_refunds",
     security(("session" = ["ops.read"])),
-    params(ByStatus),
+    params(RefundsQuery),
     responses(
         (status = 200, description = "One page", body = Page<OpsRefundView>),
         (status = 400, description = "`invalid-query`: a parameter that cannot be used, named in `errors`"),
@@ -228,8 +250,13 @@ pub(crate) struct OpsRefundView {
 )]
 pub(crate) async fn refunds(
     State(state): State<AppState>,
-    Params(query): Params<ByStatus>,
+    Params(query): Params<RefundsQuery>,
 ) -> Result<Json<Page<OpsRefundView>>, ApiError> {
+    let query = ByStatus {
+        status: query.status.as_deref(),
+        limit: query.limit.as_deref(),
+        cursor: query.cursor.as_deref(),
+    };
     let (status, limit, before) = query.parse(
         payments::RefundStatus::Failed,
         payments::RefundStatus::parse,
@@ -291,7 +318,7 @@ pub(crate) struct OpsNotificationView {
     tag = "ops",
     operation_id = "ops_notifications",
     security(("session" = ["ops.read"])),
-    params(ByStatus),
+    params(NotificationsQuery),
     responses(
         (status = 200, description = "One page", body = Page<OpsNotificationView>),
         (status = 400, description = "`invalid-query`: a parameter that cannot be used, named in `errors`"),
@@ -299,8 +326,13 @@ pub(crate) struct OpsNotificationView {
 )]
 pub(crate) async fn notifications(
     State(state): State<AppState>,
-    Params(query): Params<ByStatus>,
+    Params(query): Params<NotificationsQuery>,
 ) -> Result<Json<Page<OpsNotificationView>>, ApiError> {
+    let query = ByStatus {
+        status: query.status.as_deref(),
+        limit: query.limit.as_deref(),
+        cursor: query.cursor.as_deref(),
+    };
     let (status, limit, before) = query.parse(
         notifications::Status::Dead,
         notifications::Status::parse,
