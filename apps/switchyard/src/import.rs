@@ -449,11 +449,12 @@ async fn import_file(
         }
         if chunk.len() == chunk_size || (!more && !chunk.is_empty()) {
             let now = fabric.clock().now();
+            let from = position - chunk.len() as u64;
             fabric
                 .unit_of_work("import_products")
                 .run(async |uow| -> Result<_, ImportError> {
                     uow.step(inventory::SCHEMA, "import_chunk", async |tx| {
-                        inventory::import_feed_chunk(tx, &feed, &chunk, now).await
+                        inventory::import_feed_chunk(tx, &feed, from, &chunk, now).await
                     })
                     .await
                 })

@@ -54,6 +54,16 @@ pub enum Error {
         /// The units returned.
         returned: u32,
     },
+    /// A feed is not where an import of it expected: another import of it ran meanwhile.
+    #[error("feed {feed} is at row {found}, not {expected}: another import of it ran meanwhile")]
+    FeedMoved {
+        /// The feed's version.
+        feed: String,
+        /// The position the import expected.
+        expected: u64,
+        /// The position it found.
+        found: u64,
+    },
     /// Restocking would overflow the stock level.
     #[error("stock level of {sku} would overflow")]
     StockOverflow {

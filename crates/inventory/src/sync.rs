@@ -166,29 +166,42 @@ pub async fn start_feed(
         .ok_or_else(|| Error::Corrupt(format!("feed import {feed} vanished")))
 }
 
-/// Imports `rows` (the next rows of `feed`, whose record [`start_feed`] made) and moves
-/// the feed's position past them: call it in one transaction per chunk, so the rows
-/// and the position commit together.
+/// Imports `rows`, the rows of `feed` after its first `from` (whose record
+/// [`start_feed`] made), and moves the feed's position past them: call it in one
+/// transaction per chunk, so the rows and the position commit together. The feed's
+/// record is locked first, so two imports of one feed queue up, and the second finds
+/// the feed moved on.
 ///
 /// # Errors
-/// [`Error::Database`], or [`Error::Corrupt`] for a row that breaks invariants.
+/// [`Error::FeedMoved`] when the feed is no longer at `from` (another import of it ran
+/// meanwhile); [`Error::Database`], or [`Error::Corrupt`] for a row that breaks
+/// invariants.
 pub async fn import_feed_chunk(
     db: &impl ConnectionTrait,
     feed: &str,
+    from: u64,
     rows: &[FeedRow],
     now: DateTime<Utc>,
 ) -> Result<FeedCounts> {
     let now = now.trunc_subsecs(6);
+    let record = feed_imports::Entity::find_by_id(feed)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::Corrupt(format!("feed import {feed} was never started")))?;
+    if record.position.unsigned_abs() != from {
+        return Err(Error::FeedMoved {
+            feed: feed.to_owned(),
+            expected: from,
+            found: record.position.unsigned_abs(),
+        });
+    }
     let mut rejects: Vec<FeedReject> = Vec::new();
-    let mut reject = |row: &FeedRow, reason: String| {
+    let mut reject = |line: u64, sku: &str, reason: String| {
         rejects.push(FeedReject {
-            line: row.line,
-            sku: (!row.sku.is_empty()).then(|| {
-                row.sku
-                    .escape_default()
-                    .take(MAX_REJECT_SKU_CHARS)
-                    .collect()
-            }),
+            line,
+            sku: (!sku.is_empty())
+                .then(|| sku.escape_default().take(MAX_REJECT_SKU_CHARS).collect()),
             reason,
         });
     };
@@ -198,17 +211,14 @@ pub async fn import_feed_chunk(
         match row.check() {
             Ok(product) => {
                 if let Some(earlier) = wanted.insert(product.sku.as_str().to_owned(), product) {
-                    let line = rows
-                        .iter()
-                        .find(|r| r.line == earlier.line)
-                        .expect("the earlier row is in the chunk");
                     reject(
-                        line,
+                        earlier.line,
+                        earlier.sku.as_str(),
                         format!("sku: given again on line {}, which is used", row.line),
                     );
                 }
             }
-            Err(reason) => reject(row, reason),
+            Err(reason) => reject(row.line, &row.sku, reason),
         }
     }
     let mut skus: Vec<String> = wanted.keys().cloned().collect();
@@ -248,12 +258,9 @@ pub async fn import_feed_chunk(
         match (catalog.get(sku), stock.get(sku)) {
             (Some(listed), Some(level)) => {
                 if product.stock < level.reserved {
-                    let line = rows
-                        .iter()
-                        .find(|r| r.line == product.line)
-                        .expect("the row is in the chunk");
                     reject(
-                        line,
+                        product.line,
+                        sku,
                         format!(
                             "stock: {} is below the {} units reserved for orders",
                             product.stock, level.reserved

@@ -126,6 +126,28 @@ pub enum PlaceOrderOutcome {
 /// id too.
 pub const MAX_PLACEMENT_KEY_LEN: usize = orchestration::saga::MAX_KEY_LEN - CustomerId::MAX_LEN - 1;
 
+/// The saga key of a caller's idempotency `key` within `scope` (a customer, an order):
+/// `<scope>/<key>`, or a fresh key when there is none, so that the same key in
+/// another scope names another run.
+///
+/// # Errors
+/// [`SagaError::InvalidKey`] for a key longer than [`MAX_PLACEMENT_KEY_LEN`].
+pub(crate) fn scoped_key(scope: &str, key: Option<&str>) -> Result<String, SagaError> {
+    match key {
+        Some(key) if key.len() > MAX_PLACEMENT_KEY_LEN => {
+            Err(SagaError::InvalidKey("it is longer than 190 bytes"))
+        }
+        Some(key) => Ok(format!("{scope}/{key}")),
+        None => Ok(format!("{scope}/{}", Uuid::now_v7())),
+    }
+}
+
+/// The lease of a run whose steps call a gateway under `retry`: a minute, or two of the
+/// slowest attempts with the longest backoff between if that is longer.
+pub(crate) fn gateway_lease(retry: &RetryPolicy) -> Duration {
+    Duration::from_secs(60).max((retry.timeout + retry.backoff.max) * 2)
+}
+
 /// A placement: its id (the order's id, once placed), whose it is, and how it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -238,9 +260,8 @@ impl PlaceOrder {
     /// commit with the run's checkpoint), or it is registered already.
     pub fn register(fabric: &Fabric, settings: PlaceOrderSettings) -> Result<Self, FabricError> {
         let retry = settings.charge_retry;
-        let lease = Duration::from_secs(60).max((retry.timeout + retry.backoff.max) * 2);
         let saga = Saga::new(Self::SAGA)
-            .lease(lease)
+            .lease(gateway_lease(&retry))
             .local(
                 HOLD_STOCK,
                 HoldStock {
@@ -278,17 +299,8 @@ impl PlaceOrder {
         wait: Duration,
     ) -> Result<Placement, PlaceOrderError> {
         // Keys are the customer's own: another customer's key names another placement.
-        let scoped = match key {
-            Some(key) => {
-                if key.len() > MAX_PLACEMENT_KEY_LEN {
-                    return Err(PlaceOrderError::Saga(SagaError::InvalidKey(
-                        "it is longer than 190 bytes",
-                    )));
-                }
-                format!("{}/{key}", command.customer_id.as_str())
-            }
-            None => format!("{}/{}", command.customer_id.as_str(), Uuid::now_v7()),
-        };
+        let scoped =
+            scoped_key(command.customer_id.as_str(), key).map_err(PlaceOrderError::Saga)?;
         let run = match self.saga.start(&scoped, &Input::from(command), wait).await {
             Ok(run) => run,
             Err(SagaError::KeyConflict { run_id, .. }) => {

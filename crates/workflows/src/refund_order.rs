@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::ORDER_REFUNDED;
-use crate::place_order::MAX_PLACEMENT_KEY_LEN;
+use crate::place_order::{gateway_lease, scoped_key};
 
 /// Who asks for a refund.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,9 +225,6 @@ pub enum RefundOrderError {
     /// Orders failed.
     #[error(transparent)]
     Orders(#[from] orders::Error),
-    /// Payments failed.
-    #[error(transparent)]
-    Payments(#[from] payments::Error),
 }
 
 impl RefundOrderError {
@@ -237,8 +234,7 @@ impl RefundOrderError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Saga(err) => err.is_unavailable(),
-            Self::Orders(orders::Error::Database(err))
-            | Self::Payments(payments::Error::Database(err)) => {
+            Self::Orders(orders::Error::Database(err)) => {
                 orchestration::failure::is_unavailable(err)
             }
             _ => false,
@@ -275,9 +271,8 @@ impl RefundOrder {
     /// commit with the run's checkpoint), or it is registered already.
     pub fn register(fabric: &Fabric, settings: RefundOrderSettings) -> Result<Self, FabricError> {
         let retry = settings.retry;
-        let lease = Duration::from_secs(60).max((retry.timeout + retry.backoff.max) * 2);
         let saga = Saga::new(Self::SAGA)
-            .lease(lease)
+            .lease(gateway_lease(&retry))
             .local(
                 RECORD_INTENT,
                 RecordIntent {
@@ -300,7 +295,7 @@ impl RefundOrder {
     }
 
     /// Refunds under idempotency `key` (a fresh one if `None`), which is scoped to the
-    /// order (at most [`MAX_PLACEMENT_KEY_LEN`] bytes), and waits up to `wait` for the
+    /// order (at most [`crate::MAX_PLACEMENT_KEY_LEN`] bytes), and waits up to `wait` for the
     /// outcome. A key used before for the same refund returns that refund and repeats
     /// nothing. Who may refund the order is the caller's to decide.
     ///
@@ -313,17 +308,8 @@ impl RefundOrder {
         command: &RefundOrderCommand,
         wait: Duration,
     ) -> Result<RefundRun, RefundOrderError> {
-        let scoped = match key {
-            Some(key) => {
-                if key.len() > MAX_PLACEMENT_KEY_LEN {
-                    return Err(RefundOrderError::Saga(SagaError::InvalidKey(
-                        "it is longer than 190 bytes",
-                    )));
-                }
-                format!("{}/{key}", command.order_id)
-            }
-            None => format!("{}/{}", command.order_id, Uuid::now_v7()),
-        };
+        let scoped =
+            scoped_key(&command.order_id.to_string(), key).map_err(RefundOrderError::Saga)?;
         let run = match self.saga.start(&scoped, &Input::from(command), wait).await {
             Ok(run) => run,
             Err(SagaError::KeyConflict { run_id, .. }) => {

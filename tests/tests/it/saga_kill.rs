@@ -119,7 +119,13 @@ async fn on_postgres_a_refund_abandoned_by_a_killed_instance_is_finished_by_anot
 /// another instance finishes the run: no refund is paid twice, stock comes back
 /// exactly once, and each applied refund has its event.
 async fn refund_killed_and_finished(url: DatabaseUrl, point: &str) {
-    kill_refunding_order_loop_at(&[url.connection_string()], point, 2).await;
+    super::kill_order_loop_at_with(
+        &[url.connection_string()],
+        point,
+        2,
+        &[(tests::order_loop::REFUNDS_VAR, "1")],
+    )
+    .await;
 
     let fabric = Fabric::connect(&Topology::new(url), migrations::all())
         .await
@@ -174,10 +180,4 @@ async fn refund_killed_and_finished(url: DatabaseUrl, point: &str) {
         .await
         .unwrap_or_else(|e| panic!("{point}: {e}"));
     fabric.close().await;
-}
-
-/// [`super::kill_order_loop_at`] with `order-loop` refunding each order it places.
-async fn kill_refunding_order_loop_at(args: &[String], point: &str, nth: usize) {
-    super::kill_order_loop_at_with(args, point, nth, &[(tests::order_loop::REFUNDS_VAR, "1")])
-        .await;
 }

@@ -167,17 +167,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Page<AccountView>>, ApiError> {
     let mut errors = Vec::new();
     let limit = page::limit(&mut errors, query.limit.as_deref());
-    let after = query.cursor.as_deref().and_then(|cursor| {
-        check(
-            &mut errors,
-            "cursor",
-            Uuid::try_parse(cursor)
-                .ok()
-                .filter(|_| cursor.len() == 36)
-                .map(AccountId)
-                .ok_or("is not a cursor of this collection"),
-        )
-    });
+    let after = page::uuid_cursor(&mut errors, query.cursor.as_deref()).map(AccountId);
     let Some(limit) = limit.filter(|_| errors.is_empty()) else {
         return Err(ApiError::invalid_query(errors));
     };

@@ -194,19 +194,7 @@ impl ByStatus<'_> {
                 parse(raw).ok_or_else(|| format!("must be one of {names}")),
             ),
         };
-        let cursor = self
-            .cursor
-            .map(|raw| {
-                check(
-                    &mut errors,
-                    "cursor",
-                    Uuid::try_parse(raw)
-                        .ok()
-                        .filter(|_| raw.len() == 36)
-                        .ok_or("is not a cursor of this collection"),
-                )
-            })
-            .unwrap_or(None);
+        let cursor = page::uuid_cursor(&mut errors, self.cursor);
         match (status, limit) {
             (Some(status), Some(limit)) if errors.is_empty() => Ok((status, limit, cursor)),
             _ => Err(ApiError::invalid_query(errors)),

@@ -497,17 +497,7 @@ pub(crate) async fn list(
     if let Some(customer_id) = &query.customer_id {
         filter.customer_id = check(&mut errors, "customer_id", CustomerId::parse(customer_id));
     }
-    if let Some(cursor) = &query.cursor {
-        filter.before = check(
-            &mut errors,
-            "cursor",
-            // The hyphenated form only, as the document's `format: uuid` says.
-            Uuid::try_parse(cursor)
-                .ok()
-                .filter(|_| cursor.len() == 36)
-                .ok_or("is not a cursor of this collection"),
-        );
-    }
+    filter.before = page::uuid_cursor(&mut errors, query.cursor.as_deref());
     let Some(limit) = limit.filter(|_| errors.is_empty()) else {
         return Err(ApiError::invalid_query(errors));
     };

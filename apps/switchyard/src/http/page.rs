@@ -28,6 +28,21 @@ pub(crate) fn limit(errors: &mut Vec<FieldError>, raw: Option<&str>) -> Option<u
     }
 }
 
+/// The `cursor` parameter of a collection keyed by UUID: the hyphenated form only, as
+/// the document's `format: uuid` says. `None` if absent, or with the reason recorded in
+/// `errors`.
+pub(crate) fn uuid_cursor(errors: &mut Vec<FieldError>, raw: Option<&str>) -> Option<uuid::Uuid> {
+    let raw = raw?;
+    check(
+        errors,
+        "cursor",
+        uuid::Uuid::try_parse(raw)
+            .ok()
+            .filter(|_| raw.len() == 36)
+            .ok_or("is not a cursor of this collection"),
+    )
+}
+
 /// One page of a collection.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Page<T> {

@@ -322,7 +322,10 @@ impl From<inventory::Error> for ApiError {
                 ApiError::failure(&err, orchestration::failure::is_unavailable(cause))
             }
             // Only a refund returns committed stock, inside its saga.
-            Error::NotCommitted { .. } | Error::Corrupt(_) => ApiError::internal(&err),
+            // Nor does a route import feeds.
+            Error::NotCommitted { .. } | Error::FeedMoved { .. } | Error::Corrupt(_) => {
+                ApiError::internal(&err)
+            }
         }
     }
 }

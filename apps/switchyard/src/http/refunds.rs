@@ -554,7 +554,7 @@ impl From<RefundOrderError> for ApiError {
             )
             .with("refund", json!(refund)),
             RefundOrderError::Orders(err) => err.into(),
-            RefundOrderError::Payments(_) | RefundOrderError::Saga(_) => ApiError::internal(&err),
+            RefundOrderError::Saga(_) => ApiError::internal(&err),
         }
     }
 }

@@ -19,6 +19,7 @@ orchestration::engine_tests! {
     products_are_listed_by_prefix_a_page_at_a_time,
     a_feed_inserts_updates_leaves_unchanged_and_rejects,
     a_feed_never_oversells_stock_reserved_beside_it,
+    imports_of_one_feed_racing_import_each_row_once,
 }
 
 fn sku(s: &str) -> Sku {
@@ -462,6 +463,7 @@ fn feed_row(
 async fn import_chunk(
     db: &TestDatabase,
     feed: &str,
+    from: u64,
     rows: &[inventory::FeedRow],
 ) -> Result<inventory::FeedCounts, RunError> {
     let now = Utc::now();
@@ -469,7 +471,7 @@ async fn import_chunk(
         .unit_of_work("import")
         .run(async |uow| -> Result<_, RunError> {
             uow.step(inventory::SCHEMA, "import_chunk", async |tx| {
-                inventory::import_feed_chunk(tx, feed, rows, now).await
+                inventory::import_feed_chunk(tx, feed, from, rows, now).await
             })
             .await
         })
@@ -508,7 +510,7 @@ async fn a_feed_inserts_updates_leaves_unchanged_and_rejects(db: TestDatabase) {
         feed_row(9, "NEW-2", "Twice", "100", "EUR", "1"),
         feed_row(10, "NEW-2", "Twice", "200", "EUR", "2"),
     ];
-    let counts = import_chunk(&db, "v1", &rows).await.unwrap();
+    let counts = import_chunk(&db, "v1", 0, &rows).await.unwrap();
     assert_eq!(
         (
             counts.inserted,
@@ -545,6 +547,7 @@ async fn a_feed_inserts_updates_leaves_unchanged_and_rejects(db: TestDatabase) {
     let again = import_chunk(
         &db,
         "v2",
+        0,
         &[
             feed_row(2, "NEW-1", "New", "300", "EUR", "7"),
             feed_row(3, "OLD-1", "Widget", "1250", "EUR", "2"),
@@ -600,7 +603,7 @@ async fn a_feed_never_oversells_stock_reserved_beside_it(db: TestDatabase) {
     // The feed says 50 on hand, five times over, while the reservations run.
     for line in 0..5 {
         let row = feed_row(line + 2, "HOT", "Widget", "1250", "EUR", "50");
-        import_chunk(&db, "hot", std::slice::from_ref(&row))
+        import_chunk(&db, "hot", line, std::slice::from_ref(&row))
             .await
             .unwrap();
     }
@@ -614,4 +617,52 @@ async fn a_feed_never_oversells_stock_reserved_beside_it(db: TestDatabase) {
     // The last import set available = 50 − reserved; reservations after it moved units
     // from available to reserved: on hand stays what the feed said.
     assert_eq!(product.available + product.reserved, 50, "{product:?}");
+}
+
+async fn imports_of_one_feed_racing_import_each_row_once(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    inventory::start_feed(conn, "race", "feed", Utc::now())
+        .await
+        .unwrap();
+    let rows: Vec<inventory::FeedRow> = (0..50)
+        .map(|i| feed_row(i + 2, &format!("RACE-{i}"), "Raced", "100", "EUR", "5"))
+        .collect();
+    // Eight runs of the same feed, each about to import its first chunk.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let db_rows = rows.clone();
+            let fabric = db.fabric().clone();
+            tokio::spawn(async move {
+                let now = Utc::now();
+                fabric
+                    .unit_of_work("import")
+                    .run(async |uow| -> Result<_, RunError> {
+                        uow.step(inventory::SCHEMA, "import_chunk", async |tx| {
+                            inventory::import_feed_chunk(tx, "race", 0, &db_rows, now).await
+                        })
+                        .await
+                    })
+                    .await
+                    .map(|done| done.value)
+            })
+        })
+        .collect();
+    let mut imported = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(counts) => {
+                assert_eq!(counts.inserted, 50);
+                imported += 1;
+            }
+            Err(RunError::Inventory(Error::FeedMoved {
+                expected: 0,
+                found: 50,
+                ..
+            })) => {}
+            Err(other) => panic!("unexpected failure: {other}"),
+        }
+    }
+    assert_eq!(imported, 1, "one run imported the chunk");
+    let record = inventory::feed_import(conn, "race").await.unwrap().unwrap();
+    assert_eq!((record.position, record.counts.inserted), (50, 50));
 }

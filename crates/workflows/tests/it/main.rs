@@ -475,6 +475,33 @@ async fn concurrent_placements_do_not_trip_over_each_other(db: TestDatabase) {
     assert_eq!(stock(&db, "A").await, (976, 24));
 }
 
+/// Delivers `fabric`'s events and its notifications, through `sender` under `policy`.
+fn deliver(
+    fabric: &Fabric,
+    sender: Arc<dyn notifications::Sender>,
+    policy: workflows::DeliveryPolicy,
+) -> RunningHost {
+    let mut host = Host::new(fabric.databases());
+    host.add(
+        Dispatcher::new(
+            fabric.events(),
+            DispatcherOptions {
+                poll_interval: StdDuration::from_millis(50),
+                ..DispatcherOptions::default()
+            },
+        ),
+        Policy::StopHost,
+    )
+    .unwrap();
+    host.add_job(
+        workflows::DeliverNotifications::new(fabric, sender, policy),
+        Schedule::every(StdDuration::from_millis(20)),
+        Policy::StopHost,
+    )
+    .unwrap();
+    host.start()
+}
+
 fn dispatcher(fabric: &Fabric) -> RunningHost {
     let mut host = Host::new(fabric.databases());
     let options = DispatcherOptions {

@@ -63,25 +63,7 @@ async fn place_and_deliver(
     };
     let placement = workflow.place(None, &command, super::WAIT).await.unwrap();
     let order = super::placed(&placement).id;
-    let mut host = Host::new(db.fabric().databases());
-    host.add(
-        orchestration::dispatch::Dispatcher::new(
-            db.fabric().events(),
-            orchestration::dispatch::DispatcherOptions {
-                poll_interval: StdDuration::from_millis(50),
-                ..orchestration::dispatch::DispatcherOptions::default()
-            },
-        ),
-        Policy::StopHost,
-    )
-    .unwrap();
-    host.add_job(
-        DeliverNotifications::new(db.fabric(), sender, policy),
-        Schedule::every(StdDuration::from_millis(20)),
-        Policy::StopHost,
-    )
-    .unwrap();
-    (host.start(), order)
+    (super::deliver(db.fabric(), sender, policy), order)
 }
 
 async fn a_placed_order_notifies_its_customer_once(db: TestDatabase) {

@@ -406,8 +406,6 @@ async fn concurrent_refunds_of_one_order_refund_it_once(db: TestDatabase) {
 
 async fn a_refunded_order_notifies_and_audits_once(db: TestDatabase) {
     use identity::{AccountKind, AccountStatus, DisplayName, Email, NewAccount};
-    use orchestration::host::{Host, Policy, Schedule};
-
     super::add(&db, "A", 1250, "EUR", 10).await;
     let account = identity::create_account(
         db.connection(identity::SCHEMA),
@@ -448,29 +446,11 @@ async fn a_refunded_order_notifies_and_audits_once(db: TestDatabase) {
 
     let mail = tempfile::tempdir().unwrap();
     let sender = notifications::FileSender::new(mail.path());
-    let mut host = Host::new(db.fabric().databases());
-    host.add(
-        orchestration::dispatch::Dispatcher::new(
-            db.fabric().events(),
-            orchestration::dispatch::DispatcherOptions {
-                poll_interval: StdDuration::from_millis(50),
-                ..orchestration::dispatch::DispatcherOptions::default()
-            },
-        ),
-        Policy::StopHost,
-    )
-    .unwrap();
-    host.add_job(
-        workflows::DeliverNotifications::new(
-            db.fabric(),
-            Arc::new(sender.clone()),
-            workflows::DeliveryPolicy::default(),
-        ),
-        Schedule::every(StdDuration::from_millis(20)),
-        Policy::StopHost,
-    )
-    .unwrap();
-    let host = host.start();
+    let host = super::deliver(
+        db.fabric(),
+        Arc::new(sender.clone()),
+        workflows::DeliveryPolicy::default(),
+    );
     let conn = db.connection(notifications::SCHEMA);
     let sent = Scenario::new(db.fabric())
         .within(StdDuration::from_secs(30))

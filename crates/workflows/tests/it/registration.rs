@@ -13,8 +13,8 @@ use orchestration::host::{Host, Policy, RunningHost, Schedule};
 use orchestration::testing::{Clock, Scenario, TestDatabase};
 use sea_orm::ConnectionTrait;
 use workflows::{
-    DeliverNotifications, ExpireRegistrations, MailSettings, Registering, Registration,
-    RegistrationOutcome, RegistrationSettings, VerificationOutcome,
+    ExpireRegistrations, MailSettings, Registering, Registration, RegistrationOutcome,
+    RegistrationSettings, VerificationOutcome,
 };
 
 orchestration::engine_tests! {
@@ -59,29 +59,11 @@ fn deliver(db: &TestDatabase, mail: &std::path::Path) -> RunningHost {
     if fabric.events().subscribers().is_empty() {
         workflows::subscribe(fabric, &MailSettings::default()).unwrap();
     }
-    let mut host = Host::new(fabric.databases());
-    host.add(
-        orchestration::dispatch::Dispatcher::new(
-            fabric.events(),
-            orchestration::dispatch::DispatcherOptions {
-                poll_interval: StdDuration::from_millis(50),
-                ..orchestration::dispatch::DispatcherOptions::default()
-            },
-        ),
-        Policy::StopHost,
+    super::deliver(
+        fabric,
+        Arc::new(FileSender::new(mail)),
+        workflows::DeliveryPolicy::default(),
     )
-    .unwrap();
-    host.add_job(
-        DeliverNotifications::new(
-            fabric,
-            Arc::new(FileSender::new(mail)),
-            workflows::DeliveryPolicy::default(),
-        ),
-        Schedule::every(StdDuration::from_millis(20)),
-        Policy::StopHost,
-    )
-    .unwrap();
-    host.start()
 }
 
 /// The sent mails to `email` with `template`, as their files' text, once there are
