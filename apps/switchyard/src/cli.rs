@@ -62,7 +62,9 @@ enum Command {
         #[command(subcommand)]
         action: AccountsAction,
     },
-    /// Import a product feed into inventory, or show the imports that ran.
+    /// Import a product feed into inventory, or show the imports that ran (those of
+    /// the `vendor_sync` job too: `switchyard sync status` is the same).
+    #[command(visible_alias = "sync")]
     Import {
         #[command(subcommand)]
         action: ImportAction,
@@ -82,7 +84,7 @@ enum ImportAction {
         /// The feed: a path, or an `http://` or `https://` URL.
         source: String,
         /// Rows per transaction.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
         chunk_size: u32,
     },
     /// The feed imports that ran last, newest first.

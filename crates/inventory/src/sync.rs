@@ -12,10 +12,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, extension::postgres::PgFunc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 use serde::Serialize;
 
@@ -224,37 +224,13 @@ pub async fn import_feed_chunk(
     let mut skus: Vec<String> = wanted.keys().cloned().collect();
     // In SKU order, as placements lock them, so the two cannot deadlock.
     skus.sort();
-    let stock: HashMap<String, stock_levels::Model> = stock_levels::Entity::find()
-        .filter(stock_levels::Column::Sku.is_in(skus.iter().map(String::as_str)))
-        .order_by_asc(stock_levels::Column::Sku)
-        .lock_exclusive()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| (row.sku.clone(), row))
-        .collect();
-    let catalog: HashMap<String, products::Model> = products::Entity::find()
-        .filter(products::Column::Sku.is_in(skus.iter().map(String::as_str)))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| (row.sku.clone(), row))
-        .collect();
+    let (stock, catalog) = current(db, &skus).await?;
 
     let mut counts = FeedCounts::default();
     let mut new_products = Vec::new();
-    let mut new_stock = Vec::new();
     let mut changed_products = Vec::new();
-    let mut changed_stock = Vec::new();
     for sku in &skus {
         let product = &wanted[sku];
-        let row = products::ActiveModel {
-            sku: Set(sku.clone()),
-            name: Set(product.name.as_str().to_owned()),
-            price_minor: Set(product.price.minor),
-            currency: Set(product.price.currency.as_str().to_owned()),
-            created_at: Set(now),
-        };
         match (catalog.get(sku), stock.get(sku)) {
             (Some(listed), Some(level)) => {
                 if product.stock < level.reserved {
@@ -278,23 +254,11 @@ pub async fn import_feed_chunk(
                     continue;
                 }
                 counts.updated += 1;
-                changed_products.push(row);
-                changed_stock.push(stock_levels::ActiveModel {
-                    sku: Set(sku.clone()),
-                    available: Set(available),
-                    reserved: Set(level.reserved),
-                    updated_at: Set(now),
-                });
+                changed_products.push((product, available));
             }
             (None, None) => {
                 counts.inserted += 1;
-                new_products.push(row);
-                new_stock.push(stock_levels::ActiveModel {
-                    sku: Set(sku.clone()),
-                    available: Set(product.stock),
-                    reserved: Set(0),
-                    updated_at: Set(now),
-                });
+                new_products.push((product, product.stock));
             }
             _ => {
                 return Err(Error::Corrupt(format!(
@@ -303,39 +267,7 @@ pub async fn import_feed_chunk(
             }
         }
     }
-    if !new_products.is_empty() {
-        products::Entity::insert_many(new_products)
-            .exec_without_returning(db)
-            .await?;
-        stock_levels::Entity::insert_many(new_stock)
-            .exec_without_returning(db)
-            .await?;
-    }
-    if !changed_products.is_empty() {
-        products::Entity::insert_many(changed_products)
-            .on_conflict(
-                OnConflict::column(products::Column::Sku)
-                    .update_columns([
-                        products::Column::Name,
-                        products::Column::PriceMinor,
-                        products::Column::Currency,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
-        stock_levels::Entity::insert_many(changed_stock)
-            .on_conflict(
-                OnConflict::column(stock_levels::Column::Sku)
-                    .update_columns([
-                        stock_levels::Column::Available,
-                        stock_levels::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
-    }
+    write_products(db, &new_products, &changed_products, now).await?;
     counts.rejected = rejects.len() as u64;
     if !rejects.is_empty() {
         feed_rejects::Entity::insert_many(rejects.into_iter().map(|reject| {
@@ -379,6 +311,198 @@ pub async fn import_feed_chunk(
         .exec(db)
         .await?;
     Ok(counts)
+}
+
+/// Rows per statement where rows are bound one value at a time (SQLite allows 32,766
+/// bound values in a statement, MySQL 65,535); PostgreSQL gets each column as one
+/// array instead.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The stock rows (locked, in SKU order) and catalog rows of `skus` (sorted).
+async fn current(
+    db: &impl ConnectionTrait,
+    skus: &[String],
+) -> Result<(
+    HashMap<String, stock_levels::Model>,
+    HashMap<String, products::Model>,
+)> {
+    let (mut stock, mut catalog) = (HashMap::new(), HashMap::new());
+    let batches: Vec<&[String]> = if db.get_database_backend() == DbBackend::Postgres {
+        vec![skus]
+    } else {
+        skus.chunks(ROWS_PER_STATEMENT).collect()
+    };
+    for batch in batches {
+        let among = |column: Expr| -> sea_orm::sea_query::SimpleExpr {
+            if db.get_database_backend() == DbBackend::Postgres {
+                column.eq(PgFunc::any(Expr::val(batch.to_vec())))
+            } else {
+                column.is_in(batch.iter().map(String::as_str))
+            }
+        };
+        let rows = stock_levels::Entity::find()
+            .filter(among(Expr::col(stock_levels::Column::Sku)))
+            .order_by_asc(stock_levels::Column::Sku)
+            .lock_exclusive()
+            .all(db)
+            .await?;
+        stock.extend(rows.into_iter().map(|row| (row.sku.clone(), row)));
+        let rows = products::Entity::find()
+            .filter(among(Expr::col(products::Column::Sku)))
+            .all(db)
+            .await?;
+        catalog.extend(rows.into_iter().map(|row| (row.sku.clone(), row)));
+    }
+    Ok((stock, catalog))
+}
+
+/// Inserts the new products with their stock and updates the changed ones (each with
+/// the units it has available).
+async fn write_products(
+    db: &impl ConnectionTrait,
+    new: &[(&FeedProduct, i64)],
+    changed: &[(&FeedProduct, i64)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        return write_products_postgres(db, new, changed, now).await;
+    }
+    let catalog_row = |product: &FeedProduct| products::ActiveModel {
+        sku: Set(product.sku.as_str().to_owned()),
+        name: Set(product.name.as_str().to_owned()),
+        price_minor: Set(product.price.minor),
+        currency: Set(product.price.currency.as_str().to_owned()),
+        created_at: Set(now),
+    };
+    let stock_row = |product: &FeedProduct, available: i64| stock_levels::ActiveModel {
+        sku: Set(product.sku.as_str().to_owned()),
+        available: Set(available),
+        reserved: Set(0),
+        updated_at: Set(now),
+    };
+    for batch in new.chunks(ROWS_PER_STATEMENT) {
+        products::Entity::insert_many(batch.iter().map(|(product, _)| catalog_row(product)))
+            .exec_without_returning(db)
+            .await?;
+        stock_levels::Entity::insert_many(
+            batch
+                .iter()
+                .map(|(product, available)| stock_row(product, *available)),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
+    for batch in changed.chunks(ROWS_PER_STATEMENT) {
+        products::Entity::insert_many(batch.iter().map(|(product, _)| catalog_row(product)))
+            .on_conflict(
+                OnConflict::column(products::Column::Sku)
+                    .update_columns([
+                        products::Column::Name,
+                        products::Column::PriceMinor,
+                        products::Column::Currency,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+        // `reserved` is not among the updated columns: it stays as locked.
+        stock_levels::Entity::insert_many(
+            batch
+                .iter()
+                .map(|(product, available)| stock_row(product, *available)),
+        )
+        .on_conflict(
+            OnConflict::column(stock_levels::Column::Sku)
+                .update_columns([
+                    stock_levels::Column::Available,
+                    stock_levels::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// [`write_products`] on PostgreSQL: one statement per table and kind, each column
+/// bound as one array and read back with `unnest`, so a chunk costs four statements
+/// whatever its size, with nothing to plan per row.
+async fn write_products_postgres(
+    db: &impl ConnectionTrait,
+    new: &[(&FeedProduct, i64)],
+    changed: &[(&FeedProduct, i64)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    type Columns = (Vec<String>, Vec<String>, Vec<i64>, Vec<String>, Vec<i64>);
+    let columns = |rows: &[(&FeedProduct, i64)]| -> Columns {
+        let mut c: Columns = Default::default();
+        for (product, available) in rows {
+            c.0.push(product.sku.as_str().to_owned());
+            c.1.push(product.name.as_str().to_owned());
+            c.2.push(product.price.minor);
+            c.3.push(product.price.currency.as_str().to_owned());
+            c.4.push(*available);
+        }
+        c
+    };
+    let run = async |sql: &str, values: Vec<Value>| -> Result<()> {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+        Ok(())
+    };
+    if !new.is_empty() {
+        let (skus, names, prices, currencies, available) = columns(new);
+        run(
+            "INSERT INTO inventory.products (sku, name, price_minor, currency, created_at) \
+             SELECT sku, name, price_minor, currency, $5 \
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) \
+             AS feed (sku, name, price_minor, currency)",
+            vec![
+                skus.clone().into(),
+                names.into(),
+                prices.into(),
+                currencies.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        run(
+            "INSERT INTO inventory.stock_levels (sku, available, reserved, updated_at) \
+             SELECT sku, available, 0, $3 FROM unnest($1::text[], $2::int8[]) \
+             AS feed (sku, available)",
+            vec![skus.into(), available.into(), now.into()],
+        )
+        .await?;
+    }
+    if !changed.is_empty() {
+        let (skus, names, prices, currencies, available) = columns(changed);
+        run(
+            "UPDATE inventory.products AS p \
+             SET name = feed.name, price_minor = feed.price_minor, currency = feed.currency \
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) \
+             AS feed (sku, name, price_minor, currency) WHERE p.sku = feed.sku",
+            vec![
+                skus.clone().into(),
+                names.into(),
+                prices.into(),
+                currencies.into(),
+            ],
+        )
+        .await?;
+        run(
+            "UPDATE inventory.stock_levels AS s SET available = feed.available, updated_at = $3 \
+             FROM unnest($1::text[], $2::int8[]) AS feed (sku, available) \
+             WHERE s.sku = feed.sku",
+            vec![skus.into(), available.into(), now.into()],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Marks feed version `feed` imported to its end.

@@ -213,7 +213,7 @@ impl Default for VendorSyncConfig {
             feed: None,
             every: Duration::from_secs(60 * 60),
             cron: None,
-            chunk_size: 1000,
+            chunk_size: 10_000,
         }
     }
 }

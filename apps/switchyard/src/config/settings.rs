@@ -93,10 +93,10 @@ impl Config {
         let order_hold = chrono::Duration::from_std(positive("orders.hold", self.orders.hold)?)
             .map_err(|err| invalid("orders.hold", err))?;
         positive("vendor_sync.every", self.vendor_sync.every)?;
-        if !(1..=10_000).contains(&self.vendor_sync.chunk_size) {
+        if !(1..=50_000).contains(&self.vendor_sync.chunk_size) {
             return Err(invalid(
                 "vendor_sync.chunk_size",
-                format!("{} must be from 1 to 10000", self.vendor_sync.chunk_size),
+                format!("{} must be from 1 to 50000", self.vendor_sync.chunk_size),
             ));
         }
         let refund_window = chrono::Duration::from_std(self.orders.refund_window)

@@ -139,6 +139,18 @@ async fn killed_and_resumed(url: DatabaseUrl) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(stdout.contains("was imported already"), "{stdout}");
+
+    // `sync status` lists it, as `import status` does.
+    let out = super::switchyard(&connection)
+        .args(["sync", "status"])
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(&done[0].feed[..12]), "{stdout}");
+    assert!(stdout.contains(&format!("inserted {ROWS},")), "{stdout}");
     fabric.close().await;
 }
 

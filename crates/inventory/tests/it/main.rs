@@ -20,6 +20,7 @@ orchestration::engine_tests! {
     a_feed_inserts_updates_leaves_unchanged_and_rejects,
     a_feed_never_oversells_stock_reserved_beside_it,
     imports_of_one_feed_racing_import_each_row_once,
+    a_chunk_larger_than_a_statement_imports_every_row,
 }
 
 fn sku(s: &str) -> Sku {
@@ -665,4 +666,68 @@ async fn imports_of_one_feed_racing_import_each_row_once(db: TestDatabase) {
     assert_eq!(imported, 1, "one run imported the chunk");
     let record = inventory::feed_import(conn, "race").await.unwrap().unwrap();
     assert_eq!((record.position, record.counts.inserted), (50, 50));
+}
+
+/// A chunk of 2,500 rows: more than one statement's worth where rows are bound one
+/// value at a time. Fresh, then every other row changed, then the same again.
+async fn a_chunk_larger_than_a_statement_imports_every_row(db: TestDatabase) {
+    let conn = db.connection(inventory::SCHEMA);
+    let now = Utc::now();
+    inventory::add_product(conn, &widget("BIG-00001", 5), now)
+        .await
+        .unwrap();
+    inventory::reserve(conn, &sku("BIG-00001"), qty(2), "order-1", now, now)
+        .await
+        .unwrap();
+    let rows = |version: u64| -> Vec<inventory::FeedRow> {
+        (0..2_500_u64)
+            .map(|i| {
+                let bump = if i % 2 == 0 { version } else { 0 };
+                feed_row(
+                    i + 2,
+                    &format!("BIG-{i:05}"),
+                    &format!("Big {i}"),
+                    &(100 + i + bump).to_string(),
+                    "EUR",
+                    &(10 + bump).to_string(),
+                )
+            })
+            .collect()
+    };
+    let mut counts = Vec::new();
+    for (feed, version) in [("big-1", 0), ("big-2", 1), ("big-3", 1)] {
+        inventory::start_feed(conn, feed, "feed.csv", now)
+            .await
+            .unwrap();
+        let c = import_chunk(&db, feed, 0, &rows(version)).await.unwrap();
+        counts.push((c.inserted, c.updated, c.unchanged, c.rejected));
+    }
+    // BIG-00001 existed (with another name), so the first import updates it.
+    assert_eq!(
+        counts,
+        [(2_499, 1, 0, 0), (0, 1_250, 1_250, 0), (0, 0, 2_500, 0)]
+    );
+    let first = inventory::get(conn, &sku("BIG-00000"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.price.minor, first.available), (101, 11));
+    let held = inventory::get(conn, &sku("BIG-00001"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (held.available, held.reserved),
+        (8, 2),
+        "on hand 10, 2 reserved"
+    );
+    let last = inventory::get(conn, &sku("BIG-02499"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((last.price.minor, last.available), (2_599, 10));
+    let listed = inventory::list_products(conn, Some("BIG-"), None, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2_500);
 }
