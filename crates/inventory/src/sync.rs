@@ -232,23 +232,23 @@ pub async fn import_feed_chunk(
     for sku in &skus {
         let product = &wanted[sku];
         match (catalog.get(sku), stock.get(sku)) {
-            (Some(listed), Some(level)) => {
-                if product.stock < level.reserved {
+            (Some((name, price_minor, currency)), Some(&(available_now, reserved))) => {
+                if product.stock < reserved {
                     reject(
                         product.line,
                         sku,
                         format!(
                             "stock: {} is below the {} units reserved for orders",
-                            product.stock, level.reserved
+                            product.stock, reserved
                         ),
                     );
                     continue;
                 }
-                let available = product.stock - level.reserved;
-                let same = listed.name == product.name.as_str()
-                    && listed.price_minor == product.price.minor
-                    && listed.currency == product.price.currency.as_str()
-                    && level.available == available;
+                let available = product.stock - reserved;
+                let same = name == product.name.as_str()
+                    && *price_minor == product.price.minor
+                    && currency == product.price.currency.as_str()
+                    && available_now == available;
                 if same {
                     counts.unchanged += 1;
                     continue;
@@ -318,14 +318,16 @@ pub async fn import_feed_chunk(
 /// array instead.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
-/// The stock rows (locked, in SKU order) and catalog rows of `skus` (sorted).
+/// A product's stock as locked: units available and reserved.
+type Level = (i64, i64);
+/// A product as listed: name, price in minor units, currency.
+type Listed = (String, i64, String);
+
+/// The stock (locked, in SKU order) and catalog entries of `skus` (sorted), by SKU.
 async fn current(
     db: &impl ConnectionTrait,
     skus: &[String],
-) -> Result<(
-    HashMap<String, stock_levels::Model>,
-    HashMap<String, products::Model>,
-)> {
+) -> Result<(HashMap<String, Level>, HashMap<String, Listed>)> {
     let (mut stock, mut catalog) = (HashMap::new(), HashMap::new());
     let batches: Vec<&[String]> = if db.get_database_backend() == DbBackend::Postgres {
         vec![skus]
@@ -340,18 +342,39 @@ async fn current(
                 column.is_in(batch.iter().map(String::as_str))
             }
         };
-        let rows = stock_levels::Entity::find()
+        let rows: Vec<(String, i64, i64)> = stock_levels::Entity::find()
+            .select_only()
+            .columns([
+                stock_levels::Column::Sku,
+                stock_levels::Column::Available,
+                stock_levels::Column::Reserved,
+            ])
             .filter(among(Expr::col(stock_levels::Column::Sku)))
             .order_by_asc(stock_levels::Column::Sku)
             .lock_exclusive()
+            .into_tuple()
             .all(db)
             .await?;
-        stock.extend(rows.into_iter().map(|row| (row.sku.clone(), row)));
-        let rows = products::Entity::find()
+        stock.extend(
+            rows.into_iter()
+                .map(|(sku, available, reserved)| (sku, (available, reserved))),
+        );
+        let rows: Vec<(String, String, i64, String)> = products::Entity::find()
+            .select_only()
+            .columns([
+                products::Column::Sku,
+                products::Column::Name,
+                products::Column::PriceMinor,
+                products::Column::Currency,
+            ])
             .filter(among(Expr::col(products::Column::Sku)))
+            .into_tuple()
             .all(db)
             .await?;
-        catalog.extend(rows.into_iter().map(|row| (row.sku.clone(), row)));
+        catalog.extend(
+            rows.into_iter()
+                .map(|(sku, name, price, currency)| (sku, (name, price, currency))),
+        );
     }
     Ok((stock, catalog))
 }
