@@ -9,6 +9,7 @@ orchestration::engine_tests! {
     boundaries: (migrations::all());
     the_vendor_sync_job_imports_its_feed_once,
     a_feed_over_http_is_fetched_again_only_when_it_changed,
+    placements_during_vendor_syncs_never_oversell,
 }
 
 /// A feed server: answers `GET` with `body` and `ETag: "<etag>"`, or `304` when the
@@ -168,5 +169,139 @@ async fn the_vendor_sync_job_imports_its_feed_once(db: TestDatabase) {
     let again = app.get("/api/ops/imports").await;
     assert_eq!(again.as_array().unwrap().len(), 1, "{again}");
     assert_eq!(again[0]["updated_at"], imports[0]["updated_at"], "{again}");
+    app.stop().await;
+}
+
+/// A feed that has `HOT-1` at 40 units on hand (among 500 other products, named for
+/// `version` so each version is a new import).
+fn hot_feed(version: u32) -> String {
+    use std::fmt::Write as _;
+    let mut feed = String::from("sku,name,price_minor,currency,stock\nHOT-1,Hot,100,EUR,40\n");
+    for i in 0..500 {
+        let _ = writeln!(feed, "FILL-{i:04},Filler {i} v{version},100,EUR,5");
+    }
+    feed
+}
+
+/// Customers order `HOT-1` over HTTP while `vendor_sync` imports new versions of a
+/// feed that says 40 units are on hand: the orders never take more than 40, and after
+/// a last import the units available and reserved add up to 40.
+async fn placements_during_vendor_syncs_never_oversell(db: TestDatabase) {
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("vendor.csv");
+    std::fs::write(&feed, hot_feed(0)).unwrap();
+    let mut config = switchyard::Config::default();
+    config.database.url = db.topology().default_url().connection_string();
+    config.vendor_sync.feed = Some(feed.display().to_string());
+    config.vendor_sync.every = std::time::Duration::from_millis(50);
+    config.vendor_sync.chunk_size = 100;
+    let app = TestApp::spawn_with(config).await;
+    let imported = async |at_least: usize| {
+        orchestration::testing::Scenario::new(db.fabric())
+            .within(std::time::Duration::from_secs(60))
+            .wait_for_state(
+                "the feed imported",
+                async |_| app.get("/api/ops/imports").await,
+                |imports| {
+                    let imports = imports.as_array().unwrap();
+                    imports.len() >= at_least && imports[0]["finished_at"].is_string()
+                },
+            )
+            .await
+    };
+    imported(1).await;
+
+    // A new version of the feed every 100 ms while the customers order.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, feed) = (stop.clone(), feed.clone());
+        tokio::spawn(async move {
+            let mut version = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                version += 1;
+                let next = feed.with_extension("next");
+                std::fs::write(&next, hot_feed(version)).unwrap();
+                std::fs::rename(&next, &feed).unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            version
+        })
+    };
+    let mut customers = Vec::new();
+    for n in 0..8 {
+        let email = format!("hot-{n}@tests.example");
+        customers.push(app.client_of(&email, &["customer"]).await.0);
+    }
+    let clients: Vec<_> = customers
+        .into_iter()
+        .map(|http| {
+            let (url, base) = (app.url("/api/orders"), app.url(""));
+            tokio::spawn(async move {
+                let mut units = 0;
+                for _ in 0..10 {
+                    let quantity = fastrand::i64(1..=3);
+                    let response = http
+                        .post(&url)
+                        .json(&json!({"lines": [{"sku": "HOT-1", "quantity": quantity}]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status();
+                    let mut body: Value = response.json().await.unwrap();
+                    if status == StatusCode::ACCEPTED {
+                        let status_url = format!("{base}{}", body["status_url"].as_str().unwrap());
+                        loop {
+                            body = http
+                                .get(&status_url)
+                                .send()
+                                .await
+                                .unwrap()
+                                .json()
+                                .await
+                                .unwrap();
+                            if body["status"] != "placing" {
+                                break;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                    match (status, body["status"].as_str()) {
+                        (StatusCode::CREATED, _) | (StatusCode::ACCEPTED, Some("confirmed")) => {
+                            units += quantity;
+                        }
+                        (StatusCode::CONFLICT, _) | (StatusCode::ACCEPTED, Some("refused")) => {}
+                        other => panic!("unexpected answer {other:?}: {body}"),
+                    }
+                }
+                units
+            })
+        })
+        .collect();
+    let mut ordered = 0;
+    for client in clients {
+        ordered += client.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let versions = writer.await.unwrap();
+    assert!(ordered > 0, "some orders were placed");
+    assert!(ordered <= 40, "{ordered} units ordered of 40 on hand");
+
+    // One more version after the orders: on hand is the feed's 40 again.
+    let before = app.get("/api/ops/imports").await.as_array().unwrap().len();
+    std::fs::write(&feed, hot_feed(versions + 1)).unwrap();
+    let imports = imported(before + 1).await;
+    assert!(
+        imports.as_array().unwrap().len() >= 3,
+        "imports ran beside the orders"
+    );
+    let hot = app.get("/api/products/HOT-1").await;
+    let (available, reserved) = (
+        hot["available"].as_i64().unwrap(),
+        hot["reserved"].as_i64().unwrap(),
+    );
+    assert_eq!(reserved, ordered, "{hot}");
+    assert_eq!(available + reserved, 40, "{hot}");
     app.stop().await;
 }
