@@ -16,7 +16,8 @@
 //! Every (engine, side, size) runs in a child process of its own, so each peak RSS
 //! (`VmHWM`, reset before each phase) is that import's alone.
 //!
-//! `cargo run --release -p benches --bin bulk-import [ROWS…]` (default 100000 1000000)
+//! `cargo run --release -p benches --bin bulk-import [ROWS…]` (default 100000 1000000;
+//! `BULK_IMPORT_CHUNK=N` for another chunk size than 10,000)
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -28,8 +29,13 @@ use orchestration::testing::{Engine, TestDatabase};
 use sqlx::Connection as _;
 use switchyard::import::{FeedSource, Progress, import_products};
 
-/// Rows per chunk (per transaction), both sides.
-const CHUNK: usize = 10_000;
+/// Rows per chunk (per transaction), both sides, unless `BULK_IMPORT_CHUNK` says.
+fn chunk_size() -> usize {
+    std::env::var("BULK_IMPORT_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
 /// Rows per multi-row statement on SQLite (its bind limit is 32,766).
 const SQLITE_ROWS_PER_STATEMENT: usize = 1_000;
 const PHASES: [&str; 3] = ["fresh", "updated", "unchanged"];
@@ -128,7 +134,8 @@ async fn for_each_chunk(path: &Path, mut each: impl AsyncFnMut(&[Row])) {
             .expect("the column")
     });
     let mut record = csv::ByteRecord::new();
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let size = chunk_size();
+    let mut chunk = Vec::with_capacity(size);
     let text = |record: &csv::ByteRecord, i: usize| {
         String::from_utf8_lossy(record.get(i).unwrap_or_default()).into_owned()
     };
@@ -143,7 +150,7 @@ async fn for_each_chunk(path: &Path, mut each: impl AsyncFnMut(&[Row])) {
                 stock: text(&record, at[4]).parse().expect("a stock"),
             });
         }
-        if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
+        if chunk.len() == size || (!more && !chunk.is_empty()) {
             each(&chunk).await;
             chunk.clear();
         }
@@ -328,7 +335,7 @@ async fn cell(engine: Engine, side: Side, rows: usize) {
                 let summary = import_products(
                     db.fabric(),
                     &FeedSource::Path(path.clone()),
-                    CHUNK,
+                    chunk_size(),
                     &mut Quiet,
                     None,
                 )
@@ -406,7 +413,8 @@ async fn main() {
             .collect()
     };
     println!(
-        "P5: importing a product feed, {CHUNK} rows per transaction; rows/s and peak RSS per import"
+        "P5: importing a product feed, {} rows per transaction; rows/s and peak RSS per import",
+        chunk_size()
     );
     println!();
     println!(
