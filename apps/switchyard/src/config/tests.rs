@@ -303,7 +303,7 @@ fn outbox_settings_that_would_deliver_twice_or_never_are_refused_naming_the_key(
     assert_eq!(options.lease, Duration::from_secs(60));
     for (change, key) in [
         (
-            (|c: &mut DispatcherOptions| c.lease = Duration::from_secs(40))
+            (|c: &mut DispatcherOptions| c.lease = Duration::from_secs(10))
                 as fn(&mut DispatcherOptions),
             "outbox.lease",
         ),

@@ -245,7 +245,7 @@ impl DatabaseOutbox {
             &subscribers,
             now,
             self.options.lease,
-            u64::from(self.options.batch_size),
+            self.options.claim_size(),
         );
         // A claim is given up at shutdown (its transaction rolls back, nothing is
         // claimed): on a large backlog without planner statistics it can take longer
