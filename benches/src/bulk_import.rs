@@ -185,17 +185,19 @@ const PG_UPSERT_STOCK: &str = "INSERT INTO inventory.stock_levels (sku, availabl
      updated_at = excluded.updated_at \
      WHERE excluded.available >= stock_levels.reserved \
      AND stock_levels.available <> excluded.available - stock_levels.reserved";
+/// The feed's cursor, as the import keeps it (`$N` parameters: both engines take them).
+const NEW_CURSOR: &str = "INSERT INTO inventory.feed_imports (feed, source, position, inserted, \
+     updated, unchanged, rejected, started_at, updated_at) \
+     VALUES ($1, 'bench', 0, 0, 0, 0, 0, $2, $2)";
 const CURSOR: &str = "UPDATE inventory.feed_imports SET position = position + $1 WHERE feed = $2";
 
 async fn hand_written_postgres(pool: &sqlx::PgPool, feed: &str, path: &Path) {
-    sqlx::query(
-        "INSERT INTO inventory.feed_imports (feed, source, position, inserted, updated, \
-         unchanged, rejected, started_at, updated_at) VALUES ($1, 'bench', 0, 0, 0, 0, 0, now(), now())",
-    )
-    .bind(feed)
-    .execute(pool)
-    .await
-    .expect("the cursor");
+    sqlx::query(NEW_CURSOR)
+        .bind(feed)
+        .bind(chrono::Utc::now())
+        .execute(pool)
+        .await
+        .expect("the cursor");
     let mut conn = pool.acquire().await.expect("a connection");
     sqlx::query(
         "CREATE TEMPORARY TABLE IF NOT EXISTS feed_stage (sku text, name text, \
@@ -247,15 +249,12 @@ fn values(rows: usize, columns: usize) -> String {
 }
 
 async fn hand_written_sqlite(pool: &sqlx::SqlitePool, feed: &str, path: &Path) {
-    sqlx::query(
-        "INSERT INTO inventory.feed_imports (feed, source, position, inserted, updated, \
-         unchanged, rejected, started_at, updated_at) VALUES (?, 'bench', 0, 0, 0, 0, 0, \
-         datetime('now'), datetime('now'))",
-    )
-    .bind(feed)
-    .execute(pool)
-    .await
-    .expect("the cursor");
+    sqlx::query(NEW_CURSOR)
+        .bind(feed)
+        .bind(chrono::Utc::now())
+        .execute(pool)
+        .await
+        .expect("the cursor");
     let products = |n| {
         format!(
             "INSERT INTO inventory.products (sku, name, price_minor, currency, created_at) \
@@ -300,14 +299,12 @@ async fn hand_written_sqlite(pool: &sqlx::SqlitePool, feed: &str, path: &Path) {
             }
             query.execute(&mut *tx).await.expect("stock");
         }
-        sqlx::query(sqlx::AssertSqlSafe(
-            CURSOR.replace("$1", "?").replace("$2", "?"),
-        ))
-        .bind(rows.len() as i64)
-        .bind(feed)
-        .execute(&mut *tx)
-        .await
-        .expect("cursor");
+        sqlx::query(CURSOR)
+            .bind(rows.len() as i64)
+            .bind(feed)
+            .execute(&mut *tx)
+            .await
+            .expect("cursor");
         tx.commit().await.expect("commit");
     })
     .await;

@@ -112,6 +112,37 @@ pub fn client_with(token: &str) -> reqwest::Client {
         .expect("a client")
 }
 
+/// How a placement answered `202 Accepted` ended: its status URL (from `accepted`, the
+/// 202's body, relative to `base`) polled every 50 ms until it is no longer `placing`;
+/// the last body.
+///
+/// # Panics
+/// If the body has no status URL or a request fails.
+pub async fn placement_outcome(
+    http: &reqwest::Client,
+    base: &str,
+    accepted: &serde_json::Value,
+) -> serde_json::Value {
+    let url = format!(
+        "{base}{}",
+        accepted["status_url"].as_str().expect("a status URL")
+    );
+    loop {
+        let now: serde_json::Value = http
+            .get(&url)
+            .send()
+            .await
+            .expect("GET the status URL")
+            .json()
+            .await
+            .expect("a JSON body");
+        if now["status"] != "placing" {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Opens an active account on `fabric` holding `roles`, and starts a session for it
 /// directly (the login itself is tested over HTTP); its id and token.
 ///

@@ -329,14 +329,15 @@ async fn current(
     skus: &[String],
 ) -> Result<(HashMap<String, Level>, HashMap<String, Listed>)> {
     let (mut stock, mut catalog) = (HashMap::new(), HashMap::new());
-    let batches: Vec<&[String]> = if db.get_database_backend() == DbBackend::Postgres {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    let batches: Vec<&[String]> = if postgres {
         vec![skus]
     } else {
         skus.chunks(ROWS_PER_STATEMENT).collect()
     };
     for batch in batches {
         let among = |column: Expr| -> sea_orm::sea_query::SimpleExpr {
-            if db.get_database_backend() == DbBackend::Postgres {
+            if postgres {
                 column.eq(PgFunc::any(Expr::val(batch.to_vec())))
             } else {
                 column.is_in(batch.iter().map(String::as_str))

@@ -86,26 +86,14 @@ async fn fifty_clients_never_oversell(db: TestDatabase) {
                         // Still placing after the placement wait (SQLite under load):
                         // the status URL says how it ends.
                         StatusCode::ACCEPTED => {
-                            let url = format!("{base}{}", body["status_url"].as_str().unwrap());
-                            loop {
-                                let now: Value =
-                                    http.get(&url).send().await.unwrap().json().await.unwrap();
-                                match now["status"].as_str() {
-                                    Some("placing") => {
-                                        tokio::time::sleep(std::time::Duration::from_millis(50))
-                                            .await;
-                                    }
-                                    Some("refused") => {
-                                        assert_eq!(now["refusal"]["kind"], "out_of_stock", "{now}");
-                                        refused += 1;
-                                        break;
-                                    }
-                                    Some("confirmed") => {
-                                        placed.push(now);
-                                        break;
-                                    }
-                                    _ => panic!("unexpected outcome: {now}"),
+                            let now = tests::placement_outcome(&http, &base, &body).await;
+                            match now["status"].as_str() {
+                                Some("refused") => {
+                                    assert_eq!(now["refusal"]["kind"], "out_of_stock", "{now}");
+                                    refused += 1;
                                 }
+                                Some("confirmed") => placed.push(now),
+                                _ => panic!("unexpected outcome: {now}"),
                             }
                         }
                         other => panic!("unexpected {other}: {body}"),

@@ -251,21 +251,7 @@ async fn placements_during_vendor_syncs_never_oversell(db: TestDatabase) {
                     let status = response.status();
                     let mut body: Value = response.json().await.unwrap();
                     if status == StatusCode::ACCEPTED {
-                        let status_url = format!("{base}{}", body["status_url"].as_str().unwrap());
-                        loop {
-                            body = http
-                                .get(&status_url)
-                                .send()
-                                .await
-                                .unwrap()
-                                .json()
-                                .await
-                                .unwrap();
-                            if body["status"] != "placing" {
-                                break;
-                            }
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
+                        body = tests::placement_outcome(&http, &base, &body).await;
                     }
                     match (status, body["status"].as_str()) {
                         (StatusCode::CREATED, _) | (StatusCode::ACCEPTED, Some("confirmed")) => {
