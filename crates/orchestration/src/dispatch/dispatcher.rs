@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use sqlx::postgres::PgListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -128,6 +128,7 @@ impl DatabaseOutbox {
         let mut next_prune = self.clock().now();
         let mut next_lag = self.clock().now();
         let mut failures: u32 = 0;
+        let mut deliveries = JoinSet::new();
         while !shutdown.is_cancelled() {
             let now = self.clock().now();
             if listener.is_none() && now >= next_listen {
@@ -142,34 +143,42 @@ impl DatabaseOutbox {
                 next_prune = now + self.options.prune_interval;
                 self.prune(now).await;
             }
-            let wake_at = match self.dispatch_once(now).await {
-                // Something was delivered: the next messages of its keys may be due now.
-                Ok(true) => {
-                    failures = 0;
-                    continue;
-                }
-                Ok(false) => {
-                    failures = 0;
-                    let poll = now + self.options.poll_interval;
-                    match store::next_due_after(&self.connection, now).await {
-                        Ok(Some(due)) => due.min(poll),
-                        Ok(None) => poll,
-                        Err(err) => {
-                            tracing::warn!(database = %self.database, error = %err, "reading the outbox failed");
-                            poll
+            // Claim when at least half the delivery slots are free (one claim per
+            // delivery would cost a transaction each), only as many as are free: every
+            // claimed message starts at once, so no claim lapses while its messages
+            // wait here.
+            let free = self.options.concurrency - deliveries.len();
+            let wake_at = if free * 2 < self.options.concurrency.max(2) && !deliveries.is_empty() {
+                now + self.options.poll_interval
+            } else {
+                let wanted =
+                    free.min(usize::try_from(self.options.batch_size).unwrap_or(usize::MAX));
+                match self.claim(now, wanted).await {
+                    Ok(claimed) => {
+                        failures = 0;
+                        let full = claimed.len() == wanted;
+                        for message in claimed {
+                            deliveries.spawn(self.clone().deliver(message).in_current_span());
                         }
+                        if full {
+                            // More may be due.
+                            continue;
+                        }
+                        self.next_due(now).await
                     }
-                }
-                Err(err) => {
-                    failures += 1;
-                    metrics::counter!("switchyard_outbox_errors_total", "database" => self.database.to_string())
-                        .increment(1);
-                    tracing::warn!(database = %self.database, error = %err, "outbox dispatch failed; retrying");
-                    now + self.options.poll_interval.saturating_mul(failures.min(30))
+                    Err(err) => {
+                        failures += 1;
+                        metrics::counter!("switchyard_outbox_errors_total", "database" => self.database.to_string())
+                            .increment(1);
+                        tracing::warn!(database = %self.database, error = %err, "outbox dispatch failed; retrying");
+                        now + self.options.poll_interval.saturating_mul(failures.min(30))
+                    }
                 }
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                // A slot is free, and the next message of its key may be due.
+                Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
                 () = self.wake.notified() => {}
                 woke = notification(&mut listener) => {
                     if let Err(err) = woke {
@@ -180,6 +189,8 @@ impl DatabaseOutbox {
                 () = self.clock().sleep_until(wake_at) => {}
             }
         }
+        // Deliveries, once claimed, run to the end.
+        while deliveries.join_next().await.is_some() {}
     }
 
     /// A `LISTEN` on the outbox channel, on PostgreSQL when enabled.
@@ -219,7 +230,9 @@ impl DatabaseOutbox {
         }
     }
 
-    /// Deletes delivered messages and inbox records older than the retention.
+    /// Deletes delivered messages and inbox records older than the retention, and
+    /// gives a head to any key with pending messages that lacks one (written by a
+    /// version of switchyard before heads, during a rolling upgrade).
     async fn prune(&self, now: DateTime<Utc>) {
         match store::prune(&self.connection, now - self.options.retention).await {
             Ok((0, 0)) => {}
@@ -230,14 +243,27 @@ impl DatabaseOutbox {
                 tracing::warn!(database = %self.database, error = %err, "pruning the outbox failed");
             }
         }
+        match store::restore_heads(&self.connection, false).await {
+            Ok(0) => {}
+            Ok(keys) => {
+                tracing::warn!(database = %self.database, keys, "pending outbox messages had no head; gave them heads");
+            }
+            Err(err) => {
+                tracing::warn!(database = %self.database, error = %err, "checking the outbox heads failed");
+            }
+        }
     }
 
-    /// Claims one batch for the subscribers registered here and delivers it; `false`
-    /// if nothing was due.
-    async fn dispatch_once(&self, now: DateTime<Utc>) -> Result<bool, sea_orm::DbErr> {
+    /// Claims up to `wanted` due messages for the subscribers registered here. A claim
+    /// is given up at shutdown (its transaction rolls back, nothing is claimed).
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        wanted: usize,
+    ) -> Result<Vec<Claimed>, sea_orm::DbErr> {
         let subscribers = self.bus.subscribers();
-        if subscribers.is_empty() {
-            return Ok(false);
+        if subscribers.is_empty() || wanted == 0 {
+            return Ok(Vec::new());
         }
         let claim = store::claim(
             &self.connection,
@@ -245,59 +271,52 @@ impl DatabaseOutbox {
             &subscribers,
             now,
             self.options.lease,
-            self.options.claim_size(),
+            u64::try_from(wanted).unwrap_or(u64::MAX),
         );
-        // A claim is given up at shutdown (its transaction rolls back, nothing is
-        // claimed): on a large backlog without planner statistics it can take longer
-        // than the whole shutdown timeout. Deliveries, once claimed, run to the end.
-        let claimed = tokio::select! {
-            claimed = claim => claimed?,
-            () = self.context.shutdown().cancelled() => return Ok(false),
-        };
-        if claimed.is_empty() {
-            return Ok(false);
+        tokio::select! {
+            claimed = claim => claimed,
+            () = self.context.shutdown().cancelled() => Ok(Vec::new()),
         }
-        self.deliver_batch(claimed).await;
-        Ok(true)
     }
 
-    /// Delivers a claimed batch, `concurrency` at a time; each delivery's outcome is
-    /// recorded as soon as it is known.
-    async fn deliver_batch(&self, claimed: Vec<Claimed>) {
-        let permits = Arc::new(Semaphore::new(self.options.concurrency));
-        let mut deliveries = JoinSet::new();
-        for message in claimed {
-            let permit = Arc::clone(&permits)
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let outbox = self.clone();
-            deliveries.spawn(async move {
-                let bus = outbox.bus.clone();
-                let timeout = outbox.options.handler_timeout;
-                let delivering = message.clone();
-                let (index, holder) = (outbox.index, outbox.holder.clone());
-                // Its own task, so that a panicking handler fails its delivery only.
-                let delivered = match tokio::spawn(async move {
-                    deliver(&bus, &delivering, index, holder, timeout).await
-                })
-                .await
-                    {
-                        Ok(delivered) => delivered,
-                        Err(err) => Delivered::Failed {
-                            error: format!("the handler panicked: {err}"),
-                            permanent: false,
-                        },
-                    };
-                drop(permit);
-                if let Err(err) = outbox.record(&message, delivered).await {
-                    // The claim expires and the message is delivered again; the inbox
-                    // keeps its effect from repeating.
-                    tracing::warn!(database = %outbox.database, error = %err, "recording an outbox delivery failed");
-                }
-            });
+    /// When to look again with nothing due now: when a retry delay or claim ends, or
+    /// at the next poll.
+    async fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let poll = now + self.options.poll_interval;
+        match store::next_due_after(&self.connection, now).await {
+            Ok(Some(due)) => due.min(poll),
+            Ok(None) => poll,
+            Err(err) => {
+                tracing::warn!(database = %self.database, error = %err, "reading the outbox failed");
+                poll
+            }
         }
-        while deliveries.join_next().await.is_some() {}
+    }
+
+    /// Delivers one claimed message and records the outcome.
+    async fn deliver(self, message: Claimed) {
+        let bus = self.bus.clone();
+        let timeout = self.options.handler_timeout;
+        let delivering = message.clone();
+        let (index, holder) = (self.index, self.holder.clone());
+        // Its own task, so that a panicking handler fails its delivery only.
+        let delivered =
+            match tokio::spawn(
+                async move { deliver(&bus, &delivering, index, holder, timeout).await },
+            )
+            .await
+            {
+                Ok(delivered) => delivered,
+                Err(err) => Delivered::Failed {
+                    error: format!("the handler panicked: {err}"),
+                    permanent: false,
+                },
+            };
+        if let Err(err) = self.record(&message, delivered).await {
+            // The claim expires and the message is delivered again; the inbox keeps its
+            // effect from repeating.
+            tracing::warn!(database = %self.database, error = %err, "recording an outbox delivery failed");
+        }
     }
 
     /// Records how the delivery of `message` ended.
@@ -320,8 +339,9 @@ impl DatabaseOutbox {
                 return self.record_failure(message, &error, permanent, now).await;
             }
         }
-        store::complete(&self.connection, &self.holder, &message.id, now).await?;
-        Ok(())
+        let tx = crate::sql::begin_write(&self.connection).await?;
+        store::complete(&tx, &self.holder, message.key(), now).await?;
+        tx.commit().await
     }
 
     async fn record_failure(
@@ -365,17 +385,9 @@ impl DatabaseOutbox {
                 );
             }
         }
-        store::fail(
-            &self.connection,
-            &self.holder,
-            &message.id,
-            attempts,
-            error,
-            next,
-            now,
-        )
-        .await?;
-        Ok(())
+        let tx = crate::sql::begin_write(&self.connection).await?;
+        store::fail(&tx, &self.holder, message.key(), attempts, error, next, now).await?;
+        tx.commit().await
     }
 }
 

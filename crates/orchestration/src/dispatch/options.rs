@@ -1,6 +1,4 @@
-//! The dispatcher's options, the check that they can work, and the size of a claim: no
-//! more messages than can be delivered before the claim expires, so a claim never
-//! lapses while its messages are still queued here (which would deliver them twice).
+//! The dispatcher's options and the check that they can work.
 
 use std::time::Duration;
 
@@ -12,9 +10,9 @@ use crate::backoff::Backoff;
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatcherOptions {
-    /// Messages claimed at once per database, at most: a claim takes no more than
-    /// `concurrency` deliveries can finish within `lease` (see
-    /// [`DispatcherOptions::claim_size`]).
+    /// Messages claimed at once per database, at most. A claim takes no more than
+    /// there are free delivery slots (of `concurrency`), so every message claimed
+    /// starts at once and no claim lapses while its messages wait.
     pub batch_size: u32,
     /// Deliveries running at once per database (different keys only: one key's
     /// messages are delivered one after another).
@@ -110,19 +108,6 @@ impl DispatcherOptions {
         }
         Ok(())
     }
-
-    /// How many messages one claim takes: `batch_size`, or fewer when `concurrency`
-    /// deliveries of up to `handler_timeout` each could not finish them all before the
-    /// lease ends (a claim runs in rounds of `concurrency` deliveries; only the rounds
-    /// that end strictly inside the lease are claimed for). At least one round, for
-    /// options that [`DispatcherOptions::validate`] accepts.
-    #[must_use]
-    pub fn claim_size(&self) -> u64 {
-        let timeout = self.handler_timeout.as_nanos().max(1);
-        let rounds = self.lease.as_nanos().saturating_sub(1) / timeout;
-        let fits = rounds.max(1).saturating_mul(self.concurrency as u128);
-        u64::try_from(fits.min(u128::from(self.batch_size))).unwrap_or(u64::MAX)
-    }
 }
 
 #[cfg(test)]
@@ -141,27 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_takes_no_more_than_can_be_delivered_within_its_lease() {
-        let with = |batch_size, concurrency, lease, timeout| {
-            DispatcherOptions {
-                batch_size,
-                concurrency,
-                lease: Duration::from_secs(lease),
-                handler_timeout: Duration::from_secs(timeout),
-                ..DispatcherOptions::default()
-            }
-            .claim_size()
-        };
-        // The defaults: 16 at 4 a time is 4 rounds of 10 s, inside 60 s.
-        assert_eq!(DispatcherOptions::default().claim_size(), 16);
-        // One at a time: 5 rounds of 10 s end inside 60 s, a sixth would not.
-        assert_eq!(with(16, 1, 60, 10), 5);
-        assert_eq!(with(16, 1, 61, 10), 6);
-        assert_eq!(with(16, 3, 60, 10), 15);
-        assert_eq!(with(64, 16, 60, 10), 64);
-        assert_eq!(with(16, 1, 11, 10), 1);
-        // A round always: validate refuses a lease within one timeout.
-        assert_eq!(with(16, 2, 10, 10), 2);
+    fn a_lease_must_outlast_one_delivery() {
         let short = DispatcherOptions {
             lease: Duration::from_secs(10),
             ..DispatcherOptions::default()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use super::store::{self, DEAD, PENDING};
 use crate::schema::outbox::Messages;
@@ -152,9 +152,9 @@ async fn last_dead_error(
 }
 
 /// Makes the dead messages matching `filter` pending again, due now, with their
-/// attempts reset; returns how many.
+/// attempts reset, and gives their keys heads where they have none; returns how many.
 pub(crate) async fn replay(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     filter: &ReplayFilter,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
@@ -177,5 +177,13 @@ pub(crate) async fn replay(
         let before = now - older_than;
         update.and_where(Expr::col(Messages::OccurredAtMs).lte(crate::clock::epoch_millis(before)));
     }
-    crate::sql::execute(db, &update).await
+    let tx = crate::sql::begin_write(db).await?;
+    let replayed = crate::sql::execute(&tx, &update).await?;
+    if replayed > 0 {
+        // Locking the heads there are: a delivery of one of these keys that ends
+        // meanwhile must see the replayed messages before it lets its head go.
+        store::restore_heads(&tx, true).await?;
+    }
+    tx.commit().await?;
+    Ok(replayed)
 }

@@ -21,6 +21,7 @@ pub(crate) struct Delivery {
     /// The index of the database holding the message.
     database: usize,
     message_id: String,
+    ordering_key: String,
     /// The claimer, which must still hold the message.
     holder: String,
     /// When the inbox record and the completion are stamped.
@@ -49,6 +50,7 @@ impl Delivery {
             trace: envelope.trace(),
             database,
             message_id,
+            ordering_key: envelope.ordering_key.clone(),
             holder,
             already_handled: false,
             completed: false,
@@ -78,8 +80,12 @@ impl Delivery {
         let Some((_, tx)) = open.find(|(database, _)| *database == self.database) else {
             return Ok(());
         };
-        store::complete(tx, &self.holder, &self.message_id, self.clock.now()).await?;
-        self.completed = true;
+        let message = store::MessageKey {
+            id: &self.message_id,
+            subscriber: self.subscriber,
+            ordering_key: &self.ordering_key,
+        };
+        self.completed = store::complete(tx, &self.holder, message, self.clock.now()).await?;
         Ok(())
     }
 

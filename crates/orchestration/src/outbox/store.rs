@@ -1,24 +1,40 @@
 //! The outbox's SQL: writing messages at commit, the inbox record, claiming due
 //! messages, and recording how a delivery ended. Built with sea-query, so one
 //! statement serves every engine; times are milliseconds since the Unix epoch.
+//!
+//! Per-key order lives in `heads`: a subscriber and key with anything pending has
+//! one row naming the message to deliver next, and a claim takes due heads by index,
+//! so its cost is the claim's size, not the backlog's. Who writes a head, and how
+//! they meet:
+//! - an emitter inserts its key's head with the key's first message, or, when the
+//!   key has one, updates it to itself: either way it holds the head's row lock
+//!   until it commits;
+//! - the end of a delivery (done, or dead) locks its key's head before it looks for
+//!   the key's next pending message, then points the head at it or deletes it. An
+//!   emitter that got the lock first has committed by then and its message is seen
+//!   (each PostgreSQL statement reads what committed before it began; MySQL reads it
+//!   with a locking read); one that comes after waits, and finds the head advanced,
+//!   or gone and inserts a new one.
+//! - a claim locks the heads it takes (skipping locked ones) and holds them by their
+//!   `available_at_ms`, as a retry does.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
+    Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Order, Query, SelectStatement,
+    TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult};
 use uuid::Uuid;
 
 use super::{Envelope, TraceContext};
 use crate::clock::{epoch_millis, from_epoch_millis};
-use crate::schema::outbox::{Inbox, Messages, OUTBOX_SCHEMA};
+pub(crate) use crate::schema::outbox::{DEAD, DONE, PENDING};
+use crate::schema::outbox::{Heads, Inbox, Messages, OUTBOX_SCHEMA};
 use crate::sql::{execute, insert_if_absent};
-
-pub(crate) const PENDING: &str = "pending";
-pub(crate) const DONE: &str = "done";
-pub(crate) const DEAD: &str = "dead";
 
 /// The PostgreSQL channel on which a commit that wrote messages notifies dispatchers.
 pub(crate) const CHANNEL: &str = "switchyard_outbox";
@@ -57,6 +73,10 @@ pub(crate) fn messages() -> TableRef {
     (Alias::new(OUTBOX_SCHEMA), Messages::Table).into()
 }
 
+fn heads() -> TableRef {
+    (Alias::new(OUTBOX_SCHEMA), Heads::Table).into()
+}
+
 fn inbox() -> TableRef {
     (Alias::new(OUTBOX_SCHEMA), Inbox::Table).into()
 }
@@ -70,7 +90,16 @@ pub(crate) async fn write_messages(
     batch: &[NewMessage],
     notify: bool,
 ) -> Result<(), DbErr> {
-    for chunk in batch.chunks(INSERT_CHUNK) {
+    // The first message of each subscriber and key heads it if nothing else does. In
+    // key order, so that two emitters of the same keys lock their heads in one order.
+    let mut firsts: BTreeMap<(&str, &str), (String, i64)> = BTreeMap::new();
+    let ids: Vec<String> = batch.iter().map(|_| Uuid::now_v7().to_string()).collect();
+    for (message, id) in batch.iter().zip(&ids) {
+        firsts
+            .entry((message.subscriber, message.ordering_key.as_str()))
+            .or_insert_with(|| (id.clone(), epoch_millis(message.occurred_at)));
+    }
+    for (chunk, ids) in batch.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
         let mut insert = Query::insert();
         insert
             .into_table(messages())
@@ -79,10 +108,10 @@ pub(crate) async fn write_messages(
                 Messages::Attempts,
                 Messages::AvailableAtMs,
             ]));
-        for message in chunk {
+        for (message, id) in chunk.iter().zip(ids) {
             let at = epoch_millis(message.occurred_at);
             insert.values_panic([
-                Uuid::now_v7().to_string().into(),
+                id.as_str().into(),
                 message.event_id.to_string().into(),
                 message.event_type.into(),
                 message.subscriber.into(),
@@ -94,6 +123,36 @@ pub(crate) async fn write_messages(
                 PENDING.into(),
                 0i32.into(),
                 at.into(),
+            ]);
+        }
+        execute(tx, &insert).await?;
+    }
+    let firsts: Vec<_> = firsts.into_iter().collect();
+    for chunk in firsts.chunks(INSERT_CHUNK) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(heads())
+            .columns([
+                Heads::Subscriber,
+                Heads::OrderingKey,
+                Heads::MessageId,
+                Heads::AvailableAtMs,
+            ])
+            // A key that has a head keeps it; the update to itself holds its lock.
+            .on_conflict(
+                OnConflict::columns([Heads::Subscriber, Heads::OrderingKey])
+                    .value(
+                        Heads::MessageId,
+                        Expr::col((Heads::Table, Heads::MessageId)),
+                    )
+                    .to_owned(),
+            );
+        for ((subscriber, key), (id, at)) in chunk {
+            insert.values_panic([
+                (*subscriber).into(),
+                (*key).into(),
+                id.as_str().into(),
+                (*at).into(),
             ]);
         }
         execute(tx, &insert).await?;
@@ -146,11 +205,30 @@ pub(crate) struct Claimed {
     pub(crate) attempts: u32,
 }
 
+impl Claimed {
+    /// The message, as the end of its delivery names it.
+    pub(crate) fn key(&self) -> MessageKey<'_> {
+        MessageKey {
+            id: &self.id,
+            subscriber: &self.subscriber,
+            ordering_key: &self.envelope.ordering_key,
+        }
+    }
+}
+
+/// A message by its id, and the subscriber and key whose head it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageKey<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) subscriber: &'a str,
+    pub(crate) ordering_key: &'a str,
+}
+
 /// Claims up to `limit` due messages of `subscribers` for `holder` until
-/// `now + lease`: at most one per subscriber and key (the earliest pending one), so a
-/// batch can run in parallel and keys stay in order. Concurrent claimers skip each
-/// other's locked rows (PostgreSQL, MySQL); on SQLite the immediate transaction makes
-/// the claim a single claimer.
+/// `now + lease`: the heads of their keys, earliest due first, so a batch can run in
+/// parallel and keys stay in order. Concurrent claimers skip each other's locked
+/// heads (PostgreSQL, MySQL); on SQLite the immediate transaction makes the claim a
+/// single claimer.
 pub(crate) async fn claim(
     db: &DatabaseConnection,
     holder: &str,
@@ -160,20 +238,76 @@ pub(crate) async fn claim(
     limit: u64,
 ) -> Result<Vec<Claimed>, DbErr> {
     let tx = crate::sql::begin_write(db).await?;
-    let rows = tx
-        .query_all_raw(
-            tx.get_database_backend()
-                .build(&due(subscribers, now, limit)),
-        )
-        .await?;
-    let claimed: Vec<Claimed> = rows.iter().map(claimed_from).collect::<Result<_, _>>()?;
+    let backend = tx.get_database_backend();
+    let due = Query::select()
+        .columns([Heads::Subscriber, Heads::OrderingKey, Heads::MessageId])
+        .from(heads())
+        .and_where(Expr::col(Heads::Subscriber).is_in(subscribers.iter().copied()))
+        .and_where(Expr::col(Heads::AvailableAtMs).lte(epoch_millis(now)))
+        .order_by(Heads::AvailableAtMs, Order::Asc)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let mut due: Vec<(String, String, String)> = tx
+        .query_all_raw(backend.build(&due))
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "subscriber")?,
+                row.try_get("", "ordering_key")?,
+                row.try_get("", "message_id")?,
+            ))
+        })
+        .collect::<Result<_, DbErr>>()?;
+    if due.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let select = Query::select()
+        .columns(ENVELOPE.into_iter().chain([Messages::Attempts]))
+        .from(messages())
+        .and_where(Expr::col(Messages::Id).is_in(due.iter().map(|(_, _, id)| id.as_str())))
+        .and_where(Expr::col(Messages::Status).eq(PENDING))
+        .to_owned();
+    let claimed: Vec<Claimed> = tx
+        .query_all_raw(backend.build(&select))
+        .await?
+        .iter()
+        .map(claimed_from)
+        .collect::<Result<_, _>>()?;
+    // A head whose message is no longer pending (its delivery ended without moving
+    // the head, as a version before heads did) moves on to the key's next message.
+    due.retain(|(_, _, id)| !claimed.iter().any(|c| &c.id == id));
+    for (subscriber, ordering_key, id) in &due {
+        tracing::warn!(
+            subscriber,
+            ordering_key,
+            message = id,
+            "an outbox head named a message that is not pending; moving it on"
+        );
+        advance_head(&tx, subscriber, ordering_key).await?;
+    }
     if !claimed.is_empty() {
-        let until = now + lease;
+        let until = epoch_millis(now + lease);
         let update = Query::update()
             .table(messages())
             .value(Messages::ClaimedBy, holder)
-            .value(Messages::AvailableAtMs, epoch_millis(until))
+            .value(Messages::AvailableAtMs, until)
             .and_where(Expr::col(Messages::Id).is_in(claimed.iter().map(|c| c.id.as_str())))
+            .to_owned();
+        execute(&tx, &update).await?;
+        let update = Query::update()
+            .table(heads())
+            .value(Heads::AvailableAtMs, until)
+            .and_where(
+                Expr::tuple([Expr::col(Heads::Subscriber), Expr::col(Heads::OrderingKey)])
+                    .in_tuples(
+                        claimed
+                            .iter()
+                            .map(|c| (c.subscriber.clone(), c.envelope.ordering_key.clone())),
+                    ),
+            )
             .to_owned();
         execute(&tx, &update).await?;
     }
@@ -181,30 +315,82 @@ pub(crate) async fn claim(
     Ok(claimed)
 }
 
-/// Due messages of `subscribers` that are the earliest pending one of their
-/// subscriber and key. The heads are found by one grouped scan of the pending
-/// messages, which stays linear however stale the planner's statistics are (a
-/// correlated `NOT EXISTS` per candidate went quadratic on PostgreSQL under a fast
-/// growing backlog).
-fn due(subscribers: &[&str], now: DateTime<Utc>, limit: u64) -> SelectStatement {
-    let heads = Query::select()
-        .expr(Expr::col(Messages::Id).min())
-        .from(messages())
-        .and_where(Expr::col(Messages::Status).eq(PENDING))
-        .and_where(Expr::col(Messages::Subscriber).is_in(subscribers.iter().copied()))
-        .group_by_columns([Messages::Subscriber, Messages::OrderingKey])
+/// Points the head of `subscriber` and `ordering_key` at the key's earliest pending
+/// message, or deletes it when none is left; in the caller's transaction, which
+/// holds the head's lock from here on.
+async fn advance_head(
+    tx: &impl ConnectionTrait,
+    subscriber: &str,
+    ordering_key: &str,
+) -> Result<(), DbErr> {
+    let backend = tx.get_database_backend();
+    let of_key = || {
+        Expr::col(Heads::Subscriber)
+            .eq(subscriber)
+            .and(Expr::col(Heads::OrderingKey).eq(ordering_key))
+    };
+    // The lock first: an emitter holding it commits its message before we look.
+    let lock = Query::select()
+        .column(Heads::MessageId)
+        .from(heads())
+        .cond_where(of_key())
+        .lock(LockType::Update)
         .to_owned();
-    Query::select()
-        .columns(ENVELOPE.into_iter().chain([Messages::Attempts]))
+    tx.query_all_raw(backend.build(&lock)).await?;
+    let mut next = Query::select();
+    next.columns([Messages::Id, Messages::AvailableAtMs])
         .from(messages())
-        .and_where(Expr::col(Messages::Id).in_subquery(heads))
-        // Checked again on the row as locked: another claimer may have changed it.
+        .and_where(Expr::col(Messages::Subscriber).eq(subscriber))
+        .and_where(Expr::col(Messages::OrderingKey).eq(ordering_key))
         .and_where(Expr::col(Messages::Status).eq(PENDING))
-        .and_where(Expr::col(Messages::AvailableAtMs).lte(epoch_millis(now)))
         .order_by(Messages::Id, Order::Asc)
-        .limit(limit)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .to_owned()
+        .limit(1);
+    if backend == DatabaseBackend::MySql {
+        // A locking read sees the latest committed rows, not the transaction's
+        // snapshot (MySQL's default isolation is REPEATABLE READ).
+        next.lock(LockType::Update);
+    }
+    match tx.query_one_raw(backend.build(&next)).await? {
+        Some(row) => {
+            let id: String = row.try_get("", "id")?;
+            let at: i64 = row.try_get("", "available_at_ms")?;
+            let upsert = Query::insert()
+                .into_table(heads())
+                .columns([
+                    Heads::Subscriber,
+                    Heads::OrderingKey,
+                    Heads::MessageId,
+                    Heads::AvailableAtMs,
+                ])
+                .values_panic([subscriber.into(), ordering_key.into(), id.into(), at.into()])
+                .on_conflict(
+                    OnConflict::columns([Heads::Subscriber, Heads::OrderingKey])
+                        .update_columns([Heads::MessageId, Heads::AvailableAtMs])
+                        .to_owned(),
+                )
+                .to_owned();
+            execute(tx, &upsert).await?;
+        }
+        None => {
+            let delete = Query::delete()
+                .from_table(heads())
+                .cond_where(of_key())
+                .to_owned();
+            execute(tx, &delete).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives every key with pending messages that has no head one (see
+/// [`crate::schema::outbox::restore_heads`]); with `lock`, also locks the heads
+/// there are until the caller's transaction ends. Returns how many it wrote.
+pub(crate) async fn restore_heads(db: &impl ConnectionTrait, lock: bool) -> Result<u64, DbErr> {
+    execute(
+        db,
+        &crate::schema::outbox::restore_heads(messages(), heads(), lock),
+    )
+    .await
 }
 
 fn claimed_from(row: &QueryResult) -> Result<Claimed, DbErr> {
@@ -237,22 +423,27 @@ impl Envelope {
     }
 }
 
-/// Marks message `id` delivered, if `holder` still holds it.
+/// Marks `message` delivered and moves its key's head on, if `holder` still holds
+/// it; in the caller's transaction. Returns whether it did.
 pub(crate) async fn complete(
-    db: &impl ConnectionTrait,
+    tx: &impl ConnectionTrait,
     holder: &str,
-    id: &str,
+    message: MessageKey<'_>,
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<bool, DbErr> {
     let update = Query::update()
         .table(messages())
         .value(Messages::Status, DONE)
         .value(Messages::ClaimedBy, Option::<String>::None)
         .value(Messages::FinishedAtMs, epoch_millis(now))
-        .and_where(Expr::col(Messages::Id).eq(id))
+        .and_where(Expr::col(Messages::Id).eq(message.id))
         .and_where(Expr::col(Messages::ClaimedBy).eq(holder))
         .to_owned();
-    execute(db, &update).await
+    if execute(tx, &update).await? == 0 {
+        return Ok(false);
+    }
+    advance_head(tx, message.subscriber, message.ordering_key).await?;
+    Ok(true)
 }
 
 /// How a failed delivery continues.
@@ -260,20 +451,21 @@ pub(crate) async fn complete(
 pub(crate) enum AfterFailure {
     /// Retry no earlier than this.
     RetryAt(DateTime<Utc>),
-    /// Give up: the message is dead until replayed.
+    /// Give up: the message is dead until replayed, and its key moves on.
     Dead,
 }
 
-/// Records a failed delivery of message `id`, if `holder` still holds it.
+/// Records a failed delivery of `message`, if `holder` still holds it; in the
+/// caller's transaction. Returns whether it did.
 pub(crate) async fn fail(
-    db: &impl ConnectionTrait,
+    tx: &impl ConnectionTrait,
     holder: &str,
-    id: &str,
+    message: MessageKey<'_>,
     attempts: u32,
     error: &str,
     next: AfterFailure,
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<bool, DbErr> {
     let mut update = Query::update();
     update
         .table(messages())
@@ -283,7 +475,7 @@ pub(crate) async fn fail(
         )
         .value(Messages::LastError, error)
         .value(Messages::ClaimedBy, Option::<String>::None)
-        .and_where(Expr::col(Messages::Id).eq(id))
+        .and_where(Expr::col(Messages::Id).eq(message.id))
         .and_where(Expr::col(Messages::ClaimedBy).eq(holder));
     match next {
         AfterFailure::RetryAt(at) => {
@@ -295,7 +487,23 @@ pub(crate) async fn fail(
                 .value(Messages::FinishedAtMs, epoch_millis(now));
         }
     }
-    execute(db, &update).await
+    if execute(tx, &update).await? == 0 {
+        return Ok(false);
+    }
+    match next {
+        AfterFailure::RetryAt(at) => {
+            let retry = Query::update()
+                .table(heads())
+                .value(Heads::AvailableAtMs, epoch_millis(at))
+                .and_where(Expr::col(Heads::Subscriber).eq(message.subscriber))
+                .and_where(Expr::col(Heads::OrderingKey).eq(message.ordering_key))
+                .and_where(Expr::col(Heads::MessageId).eq(message.id))
+                .to_owned();
+            execute(tx, &retry).await?;
+        }
+        AfterFailure::Dead => advance_head(tx, message.subscriber, message.ordering_key).await?,
+    }
+    Ok(true)
 }
 
 /// When the oldest pending message was emitted, if any is pending.
@@ -310,17 +518,16 @@ pub(crate) async fn oldest_pending(
     min_time(db, &select).await
 }
 
-/// The earliest time after `now` at which a pending message's retry delay or claim
-/// ends, if any does: when something may become due without a wake-up.
+/// The earliest time after `now` at which a head's retry delay or claim ends, if
+/// any does: when something may become due without a wake-up.
 pub(crate) async fn next_due_after(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
     let select = Query::select()
-        .expr_as(Expr::col(Messages::AvailableAtMs).min(), Alias::new("at"))
-        .from(messages())
-        .and_where(Expr::col(Messages::Status).eq(PENDING))
-        .and_where(Expr::col(Messages::AvailableAtMs).gt(epoch_millis(now)))
+        .expr_as(Expr::col(Heads::AvailableAtMs).min(), Alias::new("at"))
+        .from(heads())
+        .and_where(Expr::col(Heads::AvailableAtMs).gt(epoch_millis(now)))
         .to_owned();
     min_time(db, &select).await
 }

@@ -1,6 +1,8 @@
 //! The `outbox` schema that the fabric lays out on every database: `messages` (one
-//! row per emitted event and subscriber) and `inbox` (the deliveries whose effect has
-//! committed). Its migrations live here, beside the code that uses the tables.
+//! row per emitted event and subscriber), `heads` (per subscriber and key with
+//! anything pending, the message to deliver next) and `inbox` (the deliveries whose
+//! effect has committed). Its migrations live here, beside the code that uses the
+//! tables.
 
 use sea_orm_migration::prelude::*;
 
@@ -20,9 +22,16 @@ struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(MessagesAndInbox)]
+        vec![Box::new(MessagesAndInbox), Box::new(HeadsPerKey)]
     }
 }
+
+/// A message waiting for delivery (or in flight).
+pub(crate) const PENDING: &str = "pending";
+/// A delivered message.
+pub(crate) const DONE: &str = "done";
+/// A message that failed every attempt, until replayed.
+pub(crate) const DEAD: &str = "dead";
 
 /// `messages` and its columns. Times are milliseconds since the Unix epoch.
 #[derive(DeriveIden, Clone, Copy)]
@@ -53,6 +62,67 @@ pub(crate) enum Messages {
     LastError,
     /// When the message was delivered or declared dead.
     FinishedAtMs,
+}
+
+/// `heads` and its columns: one row per subscriber and ordering key that has a
+/// pending message, naming the one to deliver next. Claims read this table (by its
+/// `available_at_ms` index), so their cost does not grow with the backlog; the row is
+/// written with the key's first pending message and advanced, or deleted, in the
+/// transaction that ends its message's delivery.
+#[derive(DeriveIden, Clone, Copy)]
+pub(crate) enum Heads {
+    #[sea_orm(iden = "heads")]
+    Table,
+    Subscriber,
+    OrderingKey,
+    /// The message to deliver next: the earliest pending one, or the one in flight.
+    MessageId,
+    /// Not claimable before this time: the message's retry delay, or its claim's lease.
+    AvailableAtMs,
+}
+
+/// Gives every subscriber and key with pending messages in `messages` a row in
+/// `heads` if it has none: the earliest pending message, not claimable before the
+/// latest time any of them is (so a message in flight stays held until its lease
+/// ends). With `lock`, the heads already there are locked (updated to themselves)
+/// until the transaction ends, so that a delivery ending meanwhile, which advances or
+/// deletes its key's head, waits for the messages this transaction makes pending and
+/// then sees them.
+pub(crate) fn restore_heads(
+    messages: sea_query::TableRef,
+    heads: sea_query::TableRef,
+    lock: bool,
+) -> InsertStatement {
+    let pending = Query::select()
+        .columns([Messages::Subscriber, Messages::OrderingKey])
+        .expr(Expr::col(Messages::Id).min())
+        .expr(Expr::col(Messages::AvailableAtMs).max())
+        .from(messages)
+        .and_where(Expr::col(Messages::Status).eq(PENDING))
+        .group_by_columns([Messages::Subscriber, Messages::OrderingKey])
+        .to_owned();
+    let mut key = OnConflict::columns([Heads::Subscriber, Heads::OrderingKey]);
+    let on_conflict = if lock {
+        key.value(
+            Heads::MessageId,
+            Expr::col((Heads::Table, Heads::MessageId)),
+        )
+        .to_owned()
+    } else {
+        key.do_nothing_on([Heads::Subscriber]).to_owned()
+    };
+    Query::insert()
+        .into_table(heads)
+        .columns([
+            Heads::Subscriber,
+            Heads::OrderingKey,
+            Heads::MessageId,
+            Heads::AvailableAtMs,
+        ])
+        .select_from(pending)
+        .expect("four columns, four values")
+        .on_conflict(on_conflict)
+        .to_owned()
 }
 
 /// `inbox` and its columns.
@@ -179,6 +249,70 @@ impl MigrationTrait for MessagesAndInbox {
             .await?;
         manager
             .drop_table(Table::drop().table(Messages::Table).to_owned())
+            .await
+    }
+}
+
+struct HeadsPerKey;
+
+impl MigrationName for HeadsPerKey {
+    fn name(&self) -> &'static str {
+        "m20261202_000001_heads_per_key"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for HeadsPerKey {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Heads::Table)
+                    .col(ColumnDef::new(Heads::Subscriber).string_len(128).not_null())
+                    .col(
+                        ColumnDef::new(Heads::OrderingKey)
+                            .string_len(255)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Heads::MessageId).string_len(36).not_null())
+                    .col(
+                        ColumnDef::new(Heads::AvailableAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(Heads::Subscriber)
+                            .col(Heads::OrderingKey),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Claiming: the heads that are due, earliest first.
+        manager
+            .create_index(
+                Index::create()
+                    .name("heads_due")
+                    .table(Heads::Table)
+                    .col(Heads::AvailableAtMs)
+                    .to_owned(),
+            )
+            .await?;
+        // Messages already pending when this migration runs get their heads.
+        let db = manager.get_connection();
+        let restore = restore_heads(Messages::Table.into(), Heads::Table.into(), false);
+        db.execute_raw(db.get_database_backend().build(&restore))
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Heads::Table).to_owned())
             .await
     }
 }

@@ -164,6 +164,7 @@ orchestration::engine_tests! {
     a_poison_event_goes_dead_and_replays_once_mended,
     a_failed_delivery_is_retried_once_its_backoff_is_over_by_the_clock,
     one_keys_events_arrive_in_order_while_keys_run_in_parallel,
+    emitters_racing_deliveries_of_the_same_keys_lose_nothing,
 }
 
 async fn an_event_reaches_subscribers_only_if_its_unit_of_work_commits(db: TestDatabase) {
@@ -224,6 +225,14 @@ async fn a_redelivered_event_takes_effect_once(db: TestDatabase) {
     outbox
         .execute_unprepared(
             "UPDATE outbox.messages SET status = 'pending', claimed_by = NULL, finished_at_ms = NULL, available_at_ms = 0",
+        )
+        .await
+        .unwrap();
+    // ... with its key's head, which the delivery's end had let go.
+    outbox
+        .execute_unprepared(
+            "INSERT INTO outbox.heads (subscriber, ordering_key, message_id, available_at_ms) \
+             SELECT subscriber, ordering_key, id, 0 FROM outbox.messages WHERE status = 'pending'",
         )
         .await
         .unwrap();
@@ -461,6 +470,190 @@ async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
         stop(host).await;
         fabric.close().await;
     }
+}
+
+/// Per-key order lives in the outbox's heads, which emitters and the ends of
+/// deliveries both write: 8 emitters commit 40 units of work each, one event on one
+/// of 3 keys apiece, while two dispatchers (one on SQLite) deliver them. Every event
+/// takes effect once, each emitter's events of a key in the order it emitted them,
+/// and no head is left behind. (Its failure mode: a delivery that ends while an
+/// emitter of its key commits lets the head go, and the emitter's message is never
+/// claimed.)
+async fn emitters_racing_deliveries_of_the_same_keys_lose_nothing(db: TestDatabase) {
+    const EMITTERS: usize = 8;
+    const EACH: usize = 40;
+    let dispatchers = if db.engine() == Engine::Sqlite { 1 } else { 2 };
+    let mut instances = Vec::new();
+    for _ in 0..dispatchers {
+        let fabric = Fabric::connect(db.topology(), [alpha()]).await.unwrap();
+        let handler = Arc::new(Note {
+            dawdle: true,
+            ..Note::default()
+        });
+        fabric
+            .events()
+            .subscribe(NOTED, "note", Arc::clone(&handler))
+            .unwrap();
+        let host = start_dispatcher(&fabric, fast_options());
+        instances.push((fabric, handler, host));
+    }
+    let mut emitters = tokio::task::JoinSet::new();
+    for emitter in 0..EMITTERS {
+        let fabric = instances[emitter % dispatchers].0.clone();
+        emitters.spawn(async move {
+            for seq in 0..EACH {
+                let key = format!("k{}", fastrand::usize(0..3));
+                let body = format!("{key}-e{emitter}-{seq:03}");
+                emit(&fabric, &[noted(&body, &key, 0)], true).await;
+            }
+        });
+    }
+    while let Some(done) = emitters.join_next().await {
+        done.unwrap();
+    }
+    let fabric = &instances[0].0;
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
+    let bodies = bodies(fabric).await;
+    assert_eq!(bodies.len(), EMITTERS * EACH, "every effect once");
+    let mut distinct = bodies.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), bodies.len(), "no effect twice");
+    // Each emitter's events of one key took effect in its order (one key's
+    // deliveries run one after another, so the notes' ids follow them).
+    let db = fabric.connection("alpha").unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT body FROM alpha.notes ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for row in rows {
+        let body: String = row.try_get("", "body").unwrap();
+        let (emitter_and_key, _) = body.rsplit_once('-').unwrap();
+        if let Some(previous) = last.insert(emitter_and_key.to_owned(), body.clone()) {
+            assert!(previous < body, "{previous} took effect after {body}");
+        }
+    }
+    let heads = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM outbox.heads",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        heads.try_get::<i64>("", "n").unwrap(),
+        0,
+        "heads left behind"
+    );
+    for (fabric, _, host) in instances {
+        stop(host).await;
+        fabric.close().await;
+    }
+}
+
+/// Waits at a gate before delivering events whose body is `gated`.
+struct Gated {
+    gate: Arc<tokio::sync::Semaphore>,
+    /// Set when a gated event reaches the gate.
+    waiting: Arc<AtomicBool>,
+    note: Arc<Note>,
+}
+
+impl Handler<Noted> for Gated {
+    async fn handle(
+        &self,
+        event: Noted,
+        envelope: &Envelope,
+        uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        if event.body == "gated" {
+            self.waiting.store(true, Ordering::SeqCst);
+            let _open = self.gate.acquire().await.expect("never closed");
+        }
+        self.note.handle(event, envelope, uow).await
+    }
+}
+
+/// The end of a delivery and an emitter of the same key, at their worst moment: the
+/// emitter has written its message and is committing (held there for a second by a
+/// deferred trigger) when the key's head finishes its delivery. The delivery must not
+/// let the head go without the emitter's message: it waits for the emitter's commit,
+/// and the message is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_ending_while_its_key_is_emitted_hands_the_head_on() {
+    let Some(db) = TestDatabase::create(Engine::Postgres, [alpha()]).await else {
+        return;
+    };
+    let fabric = db.fabric();
+    fabric
+        .connection("alpha")
+        .unwrap()
+        .execute_unprepared(
+            "CREATE TABLE alpha.slow_commits (id serial PRIMARY KEY); \
+             CREATE FUNCTION alpha.sleep_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER sleep_at_commit AFTER INSERT ON alpha.slow_commits \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION alpha.sleep_at_commit();",
+        )
+        .await
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let waiting = Arc::new(AtomicBool::new(false));
+    let note = Arc::new(Note::default());
+    fabric
+        .events()
+        .subscribe(
+            NOTED,
+            "note",
+            Gated {
+                gate: Arc::clone(&gate),
+                waiting: Arc::clone(&waiting),
+                note: Arc::clone(&note),
+            },
+        )
+        .unwrap();
+    emit(fabric, &[noted("gated", "k", 1)], true).await;
+    let host = start_dispatcher(fabric, fast_options());
+    Scenario::new(fabric)
+        .wait_for_state(
+            "the first event at the gate",
+            async |_| waiting.load(Ordering::SeqCst),
+            |waiting| *waiting,
+        )
+        .await;
+    let emitting = fabric.clone();
+    let slow = tokio::spawn(async move {
+        emitting
+            .unit_of_work("emit_slowly")
+            .run(async |uow: &mut UnitOfWork<TestError>| {
+                uow.step("alpha", "slow", async |tx| {
+                    tx.execute_unprepared("INSERT INTO alpha.slow_commits DEFAULT VALUES")
+                        .await
+                })
+                .await?;
+                uow.emit("alpha", NOTED, "k", &noted("second", "k", 2))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    });
+    // The emitter is in its commit's second now; let the first delivery end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.add_permits(1);
+    slow.await.unwrap();
+    Scenario::new(fabric)
+        .within(Duration::from_secs(20))
+        .wait_until_delivered()
+        .await;
+    assert_eq!(bodies(fabric).await, ["gated", "second"]);
+    stop(host).await;
 }
 
 /// A scenario waits for an event emitted by its stimulus; one that never comes fails
