@@ -9,12 +9,12 @@
 //! - an emitter inserts its key's head with the key's first message, or, when the
 //!   key has one, updates it to itself: either way it holds the head's row lock
 //!   until it commits;
-//! - the end of a delivery (done, or dead) locks its key's head before it looks for
-//!   the key's next pending message, then points the head at it or deletes it. An
-//!   emitter that got the lock first has committed by then and its message is seen
-//!   (each PostgreSQL statement reads what committed before it began; MySQL reads it
-//!   with a locking read); one that comes after waits, and finds the head advanced,
-//!   or gone and inserts a new one.
+//! - the end of a delivery (done, or dead) deletes its key's head, which takes the
+//!   head's lock, before it inserts the key's next pending message as the new head.
+//!   An emitter that got the lock first has committed by then and its message is
+//!   seen (each PostgreSQL statement reads what committed before it began; MySQL's
+//!   `INSERT … SELECT` reads with locks); one that comes after waits, and finds the
+//!   new head, or none and inserts its own.
 //! - a claim locks the heads it takes (skipping locked ones) and holds them by their
 //!   `available_at_ms`, as a retry does.
 
@@ -316,69 +316,48 @@ pub(crate) async fn claim(
 }
 
 /// Points the head of `subscriber` and `ordering_key` at the key's earliest pending
-/// message, or deletes it when none is left; in the caller's transaction, which
-/// holds the head's lock from here on.
+/// message, or leaves it deleted when none is left; in the caller's transaction. The
+/// delete comes first and takes the head's lock (waiting for an emitter that holds
+/// it to commit); the insert's read then sees that emitter's message (each
+/// PostgreSQL statement reads what committed before it began; MySQL's `INSERT …
+/// SELECT` reads with locks, so the latest rows).
 async fn advance_head(
     tx: &impl ConnectionTrait,
     subscriber: &str,
     ordering_key: &str,
 ) -> Result<(), DbErr> {
-    let backend = tx.get_database_backend();
-    let of_key = || {
-        Expr::col(Heads::Subscriber)
-            .eq(subscriber)
-            .and(Expr::col(Heads::OrderingKey).eq(ordering_key))
-    };
-    // The lock first: an emitter holding it commits its message before we look.
-    let lock = Query::select()
-        .column(Heads::MessageId)
-        .from(heads())
-        .cond_where(of_key())
-        .lock(LockType::Update)
+    let delete = Query::delete()
+        .from_table(heads())
+        .and_where(Expr::col(Heads::Subscriber).eq(subscriber))
+        .and_where(Expr::col(Heads::OrderingKey).eq(ordering_key))
         .to_owned();
-    tx.query_all_raw(backend.build(&lock)).await?;
-    let mut next = Query::select();
-    next.columns([Messages::Id, Messages::AvailableAtMs])
+    execute(tx, &delete).await?;
+    let next = Query::select()
+        .columns([
+            Messages::Subscriber,
+            Messages::OrderingKey,
+            Messages::Id,
+            Messages::AvailableAtMs,
+        ])
         .from(messages())
         .and_where(Expr::col(Messages::Subscriber).eq(subscriber))
         .and_where(Expr::col(Messages::OrderingKey).eq(ordering_key))
         .and_where(Expr::col(Messages::Status).eq(PENDING))
         .order_by(Messages::Id, Order::Asc)
-        .limit(1);
-    if backend == DatabaseBackend::MySql {
-        // A locking read sees the latest committed rows, not the transaction's
-        // snapshot (MySQL's default isolation is REPEATABLE READ).
-        next.lock(LockType::Update);
-    }
-    match tx.query_one_raw(backend.build(&next)).await? {
-        Some(row) => {
-            let id: String = row.try_get("", "id")?;
-            let at: i64 = row.try_get("", "available_at_ms")?;
-            let upsert = Query::insert()
-                .into_table(heads())
-                .columns([
-                    Heads::Subscriber,
-                    Heads::OrderingKey,
-                    Heads::MessageId,
-                    Heads::AvailableAtMs,
-                ])
-                .values_panic([subscriber.into(), ordering_key.into(), id.into(), at.into()])
-                .on_conflict(
-                    OnConflict::columns([Heads::Subscriber, Heads::OrderingKey])
-                        .update_columns([Heads::MessageId, Heads::AvailableAtMs])
-                        .to_owned(),
-                )
-                .to_owned();
-            execute(tx, &upsert).await?;
-        }
-        None => {
-            let delete = Query::delete()
-                .from_table(heads())
-                .cond_where(of_key())
-                .to_owned();
-            execute(tx, &delete).await?;
-        }
-    }
+        .limit(1)
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(heads())
+        .columns([
+            Heads::Subscriber,
+            Heads::OrderingKey,
+            Heads::MessageId,
+            Heads::AvailableAtMs,
+        ])
+        .select_from(next)
+        .expect("four columns, four values")
+        .to_owned();
+    execute(tx, &insert).await?;
     Ok(())
 }
 

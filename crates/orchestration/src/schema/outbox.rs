@@ -66,7 +66,7 @@ pub(crate) enum Messages {
 
 /// `heads` and its columns: one row per subscriber and ordering key that has a
 /// pending message, naming the one to deliver next. Claims read this table (by its
-/// `available_at_ms` index), so their cost does not grow with the backlog; the row is
+/// `available_at_ms` index) rather than scanning the pending messages; the row is
 /// written with the key's first pending message and advanced, or deleted, in the
 /// transaction that ends its message's delivery.
 #[derive(DeriveIden, Clone, Copy)]
