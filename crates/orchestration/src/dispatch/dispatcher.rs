@@ -156,7 +156,7 @@ impl DatabaseOutbox {
                 match self.claim(now, wanted).await {
                     Ok(claimed) => {
                         failures = 0;
-                        let full = claimed.len() == wanted;
+                        let (full, none) = (claimed.len() == wanted, claimed.is_empty());
                         for message in claimed {
                             deliveries.spawn(self.clone().deliver(message).in_current_span());
                         }
@@ -164,7 +164,12 @@ impl DatabaseOutbox {
                             // More may be due.
                             continue;
                         }
-                        self.next_due(now).await
+                        if none {
+                            self.next_due(now).await
+                        } else {
+                            // The deliveries' ends wake the loop to claim again.
+                            now + self.options.poll_interval
+                        }
                     }
                     Err(err) => {
                         failures += 1;

@@ -3,9 +3,8 @@
 //! statement serves every engine; times are milliseconds since the Unix epoch.
 //!
 //! Per-key order lives in `heads`: a subscriber and key with anything pending has
-//! one row naming the message to deliver next, and a claim takes due heads by index,
-//! so its cost is the claim's size, not the backlog's. Who writes a head, and how
-//! they meet:
+//! one row naming the message to deliver next, and a claim takes due heads by index
+//! instead of scanning the pending messages. Who writes a head, and how they meet:
 //! - an emitter inserts its key's head with the key's first message, or, when the
 //!   key has one, updates it to itself: either way it holds the head's row lock
 //!   until it commits;
@@ -18,14 +17,12 @@
 //! - a claim locks the heads it takes (skipping locked ones) and holds them by their
 //!   `available_at_ms`, as a retry does.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
-
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Order, Query, SelectStatement,
-    TableRef,
+    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult};
 use uuid::Uuid;
@@ -33,7 +30,9 @@ use uuid::Uuid;
 use super::{Envelope, TraceContext};
 use crate::clock::{epoch_millis, from_epoch_millis};
 pub(crate) use crate::schema::outbox::{DEAD, DONE, PENDING};
-use crate::schema::outbox::{Heads, Inbox, Messages, OUTBOX_SCHEMA};
+use crate::schema::outbox::{
+    HEAD_COLUMNS, Heads, Inbox, Messages, OUTBOX_SCHEMA, keep_existing_head,
+};
 use crate::sql::{execute, insert_if_absent};
 
 /// The PostgreSQL channel on which a commit that wrote messages notifies dispatchers.
@@ -132,21 +131,9 @@ pub(crate) async fn write_messages(
         let mut insert = Query::insert();
         insert
             .into_table(heads())
-            .columns([
-                Heads::Subscriber,
-                Heads::OrderingKey,
-                Heads::MessageId,
-                Heads::AvailableAtMs,
-            ])
-            // A key that has a head keeps it; the update to itself holds its lock.
-            .on_conflict(
-                OnConflict::columns([Heads::Subscriber, Heads::OrderingKey])
-                    .value(
-                        Heads::MessageId,
-                        Expr::col((Heads::Table, Heads::MessageId)),
-                    )
-                    .to_owned(),
-            );
+            .columns(HEAD_COLUMNS)
+            // A key that has a head keeps it, locked until this transaction ends.
+            .on_conflict(keep_existing_head(true));
         for ((subscriber, key), (id, at)) in chunk {
             insert.values_panic([
                 (*subscriber).into(),
@@ -348,12 +335,7 @@ async fn advance_head(
         .to_owned();
     let insert = Query::insert()
         .into_table(heads())
-        .columns([
-            Heads::Subscriber,
-            Heads::OrderingKey,
-            Heads::MessageId,
-            Heads::AvailableAtMs,
-        ])
+        .columns(HEAD_COLUMNS)
         .select_from(next)
         .expect("four columns, four values")
         .to_owned();

@@ -101,28 +101,36 @@ pub(crate) fn restore_heads(
         .and_where(Expr::col(Messages::Status).eq(PENDING))
         .group_by_columns([Messages::Subscriber, Messages::OrderingKey])
         .to_owned();
+    Query::insert()
+        .into_table(heads)
+        .columns(HEAD_COLUMNS)
+        .select_from(pending)
+        .expect("four columns, four values")
+        .on_conflict(keep_existing_head(lock))
+        .to_owned()
+}
+
+/// The columns a head is inserted with.
+pub(crate) const HEAD_COLUMNS: [Heads; 4] = [
+    Heads::Subscriber,
+    Heads::OrderingKey,
+    Heads::MessageId,
+    Heads::AvailableAtMs,
+];
+
+/// On inserting a head whose key has one: keep the existing head; with `lock`, by
+/// updating it to itself, which holds its row lock until the transaction ends.
+pub(crate) fn keep_existing_head(lock: bool) -> OnConflict {
     let mut key = OnConflict::columns([Heads::Subscriber, Heads::OrderingKey]);
-    let on_conflict = if lock {
+    if lock {
         key.value(
             Heads::MessageId,
             Expr::col((Heads::Table, Heads::MessageId)),
-        )
-        .to_owned()
+        );
     } else {
-        key.do_nothing_on([Heads::Subscriber]).to_owned()
-    };
-    Query::insert()
-        .into_table(heads)
-        .columns([
-            Heads::Subscriber,
-            Heads::OrderingKey,
-            Heads::MessageId,
-            Heads::AvailableAtMs,
-        ])
-        .select_from(pending)
-        .expect("four columns, four values")
-        .on_conflict(on_conflict)
-        .to_owned()
+        key.do_nothing_on([Heads::Subscriber]);
+    }
+    key
 }
 
 /// `inbox` and its columns.

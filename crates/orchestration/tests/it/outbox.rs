@@ -157,6 +157,31 @@ async fn bodies(fabric: &Fabric) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `expected` events took effect, none twice, and that the effects of
+/// each group (`group` of a body) committed in body order. One key's deliveries run
+/// one after another, so the notes' ids follow them.
+async fn assert_each_once_in_order(fabric: &Fabric, expected: usize, group: impl Fn(&str) -> &str) {
+    let mut distinct = bodies(fabric).await;
+    assert_eq!(distinct.len(), expected, "every effect");
+    distinct.dedup();
+    assert_eq!(distinct.len(), expected, "no effect twice");
+    let db = fabric.connection("alpha").unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT body FROM alpha.notes ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for row in rows {
+        let body: String = row.try_get("", "body").unwrap();
+        if let Some(previous) = last.insert(group(&body).to_owned(), body.clone()) {
+            assert!(previous < body, "{previous} took effect after {body}");
+        }
+    }
+}
+
 orchestration::engine_tests! {
     boundaries: [alpha()];
     an_event_reaches_subscribers_only_if_its_unit_of_work_commits,
@@ -440,27 +465,8 @@ async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
         .wait_until_delivered()
         .await;
     let fabric = &instances[0].0;
-    let bodies = bodies(fabric).await;
-    assert_eq!(bodies.len(), EVENTS, "every effect, none twice");
-    let mut distinct = bodies.clone();
-    distinct.dedup();
-    assert_eq!(distinct.len(), EVENTS, "no effect twice");
     // Each key's effects committed in emission order, whichever instance ran them.
-    let db = fabric.connection("alpha").unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT body FROM alpha.notes ORDER BY id",
-        ))
-        .await
-        .unwrap();
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for row in rows {
-        let body: String = row.try_get("", "body").unwrap();
-        if let Some(previous) = last.insert(body[..6].to_owned(), body.clone()) {
-            assert!(previous < body, "{previous} committed before {body}");
-        }
-    }
+    assert_each_once_in_order(fabric, EVENTS, |body| &body[..6]).await;
     let calls: Vec<usize> = instances
         .iter()
         .map(|(_, handler, _)| handler.calls.load(Ordering::SeqCst))
@@ -516,29 +522,12 @@ async fn emitters_racing_deliveries_of_the_same_keys_lose_nothing(db: TestDataba
         .within(DRAIN)
         .wait_until_delivered()
         .await;
-    let bodies = bodies(fabric).await;
-    assert_eq!(bodies.len(), EMITTERS * EACH, "every effect once");
-    let mut distinct = bodies.clone();
-    distinct.dedup();
-    assert_eq!(distinct.len(), bodies.len(), "no effect twice");
-    // Each emitter's events of one key took effect in its order (one key's
-    // deliveries run one after another, so the notes' ids follow them).
+    // Each emitter's events of one key took effect in its order.
+    assert_each_once_in_order(fabric, EMITTERS * EACH, |body| {
+        body.rsplit_once('-').unwrap().0
+    })
+    .await;
     let db = fabric.connection("alpha").unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT body FROM alpha.notes ORDER BY id",
-        ))
-        .await
-        .unwrap();
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for row in rows {
-        let body: String = row.try_get("", "body").unwrap();
-        let (emitter_and_key, _) = body.rsplit_once('-').unwrap();
-        if let Some(previous) = last.insert(emitter_and_key.to_owned(), body.clone()) {
-            assert!(previous < body, "{previous} took effect after {body}");
-        }
-    }
     let heads = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -644,8 +633,26 @@ async fn a_delivery_ending_while_its_key_is_emitted_hands_the_head_on() {
             .await
             .unwrap();
     });
-    // The emitter is in its commit's second now; let the first delivery end.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the emitter sleeps in its commit, let the first delivery end.
+    let alpha = fabric.connection("alpha").unwrap().clone();
+    Scenario::new(fabric)
+        .wait_for_state(
+            "the emitter in its commit",
+            async |_| {
+                let row = alpha
+                    .query_one_raw(Statement::from_string(
+                        alpha.get_database_backend(),
+                        "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event = 'PgSleep'",
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get::<i64>("", "n").unwrap()
+            },
+            |sleeping| *sleeping > 0,
+        )
+        .await;
     gate.add_permits(1);
     slow.await.unwrap();
     Scenario::new(fabric)
