@@ -3,8 +3,9 @@
 //! statement that differs by engine and is needed in more than one place is here.
 
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, SqliteTransactionMode, Statement,
-    StatementBuilder, TransactionOptions, TransactionTrait,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    IsolationLevel, SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions,
+    TransactionTrait,
 };
 
 /// Builds `statement` for `db`'s engine and runs it; the rows it affected.
@@ -19,14 +20,19 @@ pub(crate) async fn execute(
 /// Begins a transaction that will write. On SQLite it is IMMEDIATE: it takes the
 /// write lock at BEGIN, so one that reads and then writes never fails halfway with
 /// `database is locked` (a DEFERRED one does, at once, if another connection began
-/// writing meanwhile). On PostgreSQL and MySQL it is an ordinary transaction.
+/// writing meanwhile). On MySQL it is READ COMMITTED, PostgreSQL's default, so that
+/// every server engine runs the same isolation: under MySQL's own default
+/// (REPEATABLE READ) an `INSERT … SELECT` or an `UPDATE` locks the gaps between the
+/// rows it reads, and the outbox's emitters, claims and deliveries, each correct on
+/// PostgreSQL, deadlock on each other's gaps.
 ///
 /// # Errors
 /// The database could not begin one.
-pub async fn begin_write(
-    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-) -> Result<DatabaseTransaction, DbErr> {
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let isolation_level = (db.get_database_backend() == DatabaseBackend::MySql)
+        .then_some(IsolationLevel::ReadCommitted);
     db.begin_with_options(TransactionOptions {
+        isolation_level,
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     })

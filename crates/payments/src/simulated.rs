@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect,
+    SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -336,11 +336,15 @@ impl SimulatedGateway {
 
     /// A transaction on the gateway's store. IMMEDIATE takes SQLite's write lock at
     /// BEGIN, so a request that reads and then writes never fails halfway with
-    /// `database is locked`. It is `orchestration::sql::begin_write`, written again
+    /// `database is locked`; on MySQL it is READ COMMITTED, as on PostgreSQL. It is
+    /// `orchestration::sql::begin_write`, written again
     /// because a domain crate depends on no internal crate (the architecture test).
     async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        let isolation_level = (self.db.get_database_backend() == DatabaseBackend::MySql)
+            .then_some(IsolationLevel::ReadCommitted);
         self.db
             .begin_with_options(TransactionOptions {
+                isolation_level,
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })

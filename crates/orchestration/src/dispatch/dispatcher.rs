@@ -248,7 +248,14 @@ impl DatabaseOutbox {
                 tracing::warn!(database = %self.database, error = %err, "pruning the outbox failed");
             }
         }
-        match store::restore_heads(&self.connection, false).await {
+        let restored = async {
+            // In a write transaction, for its isolation (see `begin_write`).
+            let tx = crate::sql::begin_write(&self.connection).await?;
+            let keys = store::restore_heads(&tx, false).await?;
+            tx.commit().await?;
+            Ok::<_, sea_orm::DbErr>(keys)
+        };
+        match restored.await {
             Ok(0) => {}
             Ok(keys) => {
                 tracing::warn!(database = %self.database, keys, "pending outbox messages had no head; gave them heads");

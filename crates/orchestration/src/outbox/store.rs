@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
+    Alias, Cond, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement, TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult};
 use uuid::Uuid;
@@ -287,14 +287,16 @@ pub(crate) async fn claim(
         let update = Query::update()
             .table(heads())
             .value(Heads::AvailableAtMs, until)
-            .and_where(
-                Expr::tuple([Expr::col(Heads::Subscriber), Expr::col(Heads::OrderingKey)])
-                    .in_tuples(
-                        claimed
-                            .iter()
-                            .map(|c| (c.subscriber.clone(), c.envelope.ordering_key.clone())),
-                    ),
-            )
+            // One equality pair per head, not a row-value `IN`: MariaDB plans an
+            // `UPDATE … WHERE (a, b) IN (…)` as a scan of the whole key and locks every
+            // head it passes, which deadlocks two claimers on each other's heads.
+            .cond_where(claimed.iter().fold(Cond::any(), |any, c| {
+                any.add(
+                    Cond::all()
+                        .add(Expr::col(Heads::Subscriber).eq(c.subscriber.as_str()))
+                        .add(Expr::col(Heads::OrderingKey).eq(c.envelope.ordering_key.as_str())),
+                )
+            }))
             .to_owned();
         execute(&tx, &update).await?;
     }
@@ -306,8 +308,8 @@ pub(crate) async fn claim(
 /// message, or leaves it deleted when none is left; in the caller's transaction. The
 /// delete comes first and takes the head's lock (waiting for an emitter that holds
 /// it to commit); the insert's read then sees that emitter's message (each
-/// PostgreSQL statement reads what committed before it began; MySQL's `INSERT …
-/// SELECT` reads with locks, so the latest rows).
+/// statement reads what committed before it began: READ COMMITTED, on MySQL too,
+/// see [`crate::sql::begin_write`]).
 async fn advance_head(
     tx: &impl ConnectionTrait,
     subscriber: &str,
