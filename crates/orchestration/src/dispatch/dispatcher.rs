@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use sqlx::postgres::PgListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -55,8 +55,9 @@ impl Worker for Dispatcher {
     async fn run(&self, context: WorkerContext) -> Result<(), WorkerError> {
         let mut loops = JoinSet::new();
         for database in 0..self.bus.databases().database_count() {
-            let outbox = DatabaseOutbox::new(&self.bus, database, &self.options, &context);
-            loops.spawn(outbox.run().instrument(tracing::Span::current()));
+            let (outbox, finished) =
+                DatabaseOutbox::new(&self.bus, database, &self.options, &context);
+            loops.spawn(outbox.run(finished).instrument(tracing::Span::current()));
         }
         context.health().running();
         while let Some(ended) = loops.join_next().await {
@@ -81,7 +82,19 @@ struct DatabaseOutbox {
     options: Arc<DispatcherOptions>,
     context: WorkerContext,
     holder: String,
+    /// Where deliveries that ended leave their message to be marked done.
+    finished: mpsc::UnboundedSender<Finished>,
 }
+
+/// A delivery that ended without marking its message done, and who waits for the
+/// message to be.
+struct Finished {
+    message: Claimed,
+    recorded: oneshot::Sender<Result<(), sea_orm::DbErr>>,
+}
+
+/// Finished deliveries marked done in one transaction, at most.
+const COMPLETIONS_PER_TRANSACTION: usize = 64;
 
 /// How one delivery ended.
 enum Delivered {
@@ -103,9 +116,10 @@ impl DatabaseOutbox {
         database: usize,
         options: &Arc<DispatcherOptions>,
         context: &WorkerContext,
-    ) -> Self {
+    ) -> (Self, mpsc::UnboundedReceiver<Finished>) {
         let (id, connection) = bus.databases().database(database);
-        Self {
+        let (finished, finishes) = mpsc::unbounded_channel();
+        let outbox = Self {
             bus: bus.clone(),
             index: database,
             database: id.clone(),
@@ -114,14 +128,27 @@ impl DatabaseOutbox {
             options: Arc::clone(options),
             context: context.clone(),
             holder: bus.databases().holder(),
-        }
+            finished,
+        };
+        (outbox, finishes)
     }
 
     fn clock(&self) -> &Clock {
         self.context.clock()
     }
 
-    async fn run(self) {
+    /// Claims and delivers until shutdown, then lets the claimed deliveries end;
+    /// `finished` receives the deliveries that leave their message to be marked done.
+    async fn run(self, finished: mpsc::UnboundedReceiver<Finished>) {
+        let completer = tokio::spawn(
+            mark_done(
+                self.connection.clone(),
+                self.holder.clone(),
+                self.clock().clone(),
+                finished,
+            )
+            .in_current_span(),
+        );
         let shutdown = self.context.shutdown().clone();
         let mut listener = None;
         let mut next_listen = self.clock().now();
@@ -194,8 +221,13 @@ impl DatabaseOutbox {
                 () = self.clock().sleep_until(wake_at) => {}
             }
         }
-        // Deliveries, once claimed, run to the end.
+        // Deliveries, once claimed, run to the end; the completer ends with the last
+        // of them.
         while deliveries.join_next().await.is_some() {}
+        drop(self);
+        if let Err(err) = completer.await {
+            tracing::error!(error = %err, "the outbox completer panicked");
+        }
     }
 
     /// A `LISTEN` on the outbox channel, on PostgreSQL when enabled.
@@ -351,9 +383,20 @@ impl DatabaseOutbox {
                 return self.record_failure(message, &error, permanent, now).await;
             }
         }
-        let tx = crate::sql::begin_write(&self.connection).await?;
-        store::complete(&tx, &self.holder, message.key(), now).await?;
-        tx.commit().await
+        // With the other deliveries that end meanwhile, in one transaction.
+        let (recorded, done) = oneshot::channel();
+        let finished = Finished {
+            message: message.clone(),
+            recorded,
+        };
+        match self.finished.send(finished) {
+            Ok(()) => done.await.unwrap_or_else(|_| {
+                Err(sea_orm::DbErr::Custom(
+                    "the outbox completer ended before recording a delivery".to_owned(),
+                ))
+            }),
+            Err(_) => complete(&self.connection, &self.holder, &[message], now).await,
+        }
     }
 
     async fn record_failure(
@@ -401,6 +444,65 @@ impl DatabaseOutbox {
         store::fail(&tx, &self.holder, message.key(), attempts, error, next, now).await?;
         tx.commit().await
     }
+}
+
+/// Marks the messages of finished deliveries done and moves their keys' heads on,
+/// until every sender is gone. The deliveries that end while one transaction commits
+/// share the next: one commit for many, with no wait when deliveries are few.
+async fn mark_done(
+    connection: DatabaseConnection,
+    holder: String,
+    clock: Clock,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+) {
+    let mut batch = Vec::with_capacity(COMPLETIONS_PER_TRANSACTION);
+    while finished
+        .recv_many(&mut batch, COMPLETIONS_PER_TRANSACTION)
+        .await
+        > 0
+    {
+        let now = clock.now();
+        let messages: Vec<&Claimed> = batch.iter().map(|f| &f.message).collect();
+        match complete(&connection, &holder, &messages, now).await {
+            Ok(()) => {
+                for finished in batch.drain(..) {
+                    _ = finished.recorded.send(Ok(()));
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                // One at a time, so that what failed (a deadlock, say) fails alone.
+                for finished in batch.drain(..) {
+                    let one = [&finished.message];
+                    _ = finished
+                        .recorded
+                        .send(complete(&connection, &holder, &one, now).await);
+                }
+            }
+            Err(err) => {
+                if let Some(finished) = batch.pop() {
+                    _ = finished.recorded.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+/// Marks `messages` done and moves their keys' heads on, in one transaction. In key
+/// order, the order in which emitters lock heads, so that the two never wait on
+/// each other in a cycle.
+async fn complete(
+    connection: &DatabaseConnection,
+    holder: &str,
+    messages: &[&Claimed],
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    let mut keys: Vec<_> = messages.iter().map(|message| message.key()).collect();
+    keys.sort_by(|a, b| (a.subscriber, a.ordering_key).cmp(&(b.subscriber, b.ordering_key)));
+    let tx = crate::sql::begin_write(connection).await?;
+    for key in keys {
+        store::complete(&tx, holder, key, now).await?;
+    }
+    tx.commit().await
 }
 
 /// The next notification, or never without a listener.

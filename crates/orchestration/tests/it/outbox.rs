@@ -189,6 +189,7 @@ orchestration::engine_tests! {
     a_poison_event_goes_dead_and_replays_once_mended,
     a_failed_delivery_is_retried_once_its_backoff_is_over_by_the_clock,
     one_keys_events_arrive_in_order_while_keys_run_in_parallel,
+    deliveries_that_write_nothing_and_end_together_are_marked_done_together,
     emitters_racing_deliveries_of_the_same_keys_lose_nothing,
 }
 
@@ -426,6 +427,74 @@ async fn one_keys_events_arrive_in_order_while_keys_run_in_parallel(db: TestData
     stop(host).await;
 }
 
+/// A subscriber that writes nothing leaves its messages to the dispatcher's completer;
+/// 16 deliveries at once end together, and are marked done several to a transaction:
+/// each event once, each key's in order, no head left.
+async fn deliveries_that_write_nothing_and_end_together_are_marked_done_together(db: TestDatabase) {
+    let fabric = db.fabric();
+    let tally = Arc::new(Tally::default());
+    fabric
+        .events()
+        .subscribe(NOTED, "tally", Arc::clone(&tally))
+        .unwrap();
+    const KEYS: usize = 40;
+    const ROUNDS: usize = 10;
+    for round in 0..ROUNDS {
+        let events: Vec<Noted> = (0..KEYS)
+            .map(|key| noted(&format!("k{key:02}-{round:02}"), &format!("k{key:02}"), 0))
+            .collect();
+        emit(fabric, &events, true).await;
+    }
+    let host = start_dispatcher(
+        fabric,
+        DispatcherOptions {
+            concurrency: 16,
+            ..fast_options()
+        },
+    );
+    Scenario::new(fabric)
+        .within(DRAIN)
+        .wait_until_delivered()
+        .await;
+    assert_tally_in_order(&tally, KEYS * ROUNDS);
+    assert_no_heads(fabric).await;
+    stop(host).await;
+}
+
+/// The tally saw `expected` events, each once (no claim lapsed: every delivery's end
+/// was recorded), each key's in its order (one key's deliveries never overlap, so the
+/// order of `seen` is theirs): bodies are `<group>-<seq>`.
+fn assert_tally_in_order(tally: &Tally, expected: usize) {
+    let seen = tally.seen.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), expected, "events the tally missed");
+    assert_eq!(seen.len(), expected, "events the tally saw twice");
+    let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+    for body in &seen {
+        let (group, seq) = body.rsplit_once('-').unwrap();
+        if let Some(previous) = last.insert(group, seq) {
+            assert!(previous <= seq, "{group}: {seq} after {previous}");
+        }
+    }
+}
+
+async fn assert_no_heads(fabric: &Fabric) {
+    let db = fabric.connection("alpha").unwrap();
+    let heads = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM outbox.heads",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        heads.try_get::<i64>("", "n").unwrap(),
+        0,
+        "heads left behind"
+    );
+}
+
 /// Three instances (fabrics with their own pools and dispatchers) on one PostgreSQL
 /// database deliver 10,000 events, each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -485,10 +554,16 @@ async fn three_dispatchers_deliver_ten_thousand_events_exactly_once() {
 /// and no head is left behind. (Its failure mode: a delivery that ends while an
 /// emitter of its key commits lets the head go, and the emitter's message is never
 /// claimed.)
+///
+/// A second subscriber, `tally`, writes nothing, so its messages are marked done by the
+/// dispatcher's completer (several in one transaction when their deliveries end
+/// together) rather than in the handler's transaction: it too sees every event, each
+/// key's in order, and leaves no head behind.
 async fn emitters_racing_deliveries_of_the_same_keys_lose_nothing(db: TestDatabase) {
     const EMITTERS: usize = 8;
     const EACH: usize = 40;
     let dispatchers = if db.engine() == Engine::Sqlite { 1 } else { 2 };
+    let tally = Arc::new(Tally::default());
     let mut instances = Vec::new();
     for _ in 0..dispatchers {
         let fabric = Fabric::connect(db.topology(), [alpha()]).await.unwrap();
@@ -499,6 +574,10 @@ async fn emitters_racing_deliveries_of_the_same_keys_lose_nothing(db: TestDataba
         fabric
             .events()
             .subscribe(NOTED, "note", Arc::clone(&handler))
+            .unwrap();
+        fabric
+            .events()
+            .subscribe(NOTED, "tally", Arc::clone(&tally))
             .unwrap();
         let host = start_dispatcher(&fabric, fast_options());
         instances.push((fabric, handler, host));
@@ -527,23 +606,30 @@ async fn emitters_racing_deliveries_of_the_same_keys_lose_nothing(db: TestDataba
         body.rsplit_once('-').unwrap().0
     })
     .await;
-    let db = fabric.connection("alpha").unwrap();
-    let heads = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM outbox.heads",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        heads.try_get::<i64>("", "n").unwrap(),
-        0,
-        "heads left behind"
-    );
+    assert_tally_in_order(&tally, EMITTERS * EACH);
+    assert_no_heads(fabric).await;
     for (fabric, _, host) in instances {
         stop(host).await;
         fabric.close().await;
+    }
+}
+
+/// Remembers the bodies it is given, in order, and writes nothing.
+#[derive(Debug, Default)]
+struct Tally {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Handler<Noted> for Arc<Tally> {
+    async fn handle(
+        &self,
+        event: Noted,
+        _envelope: &Envelope,
+        _uow: &mut UnitOfWork<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
+        self.seen.lock().unwrap().push(event.body);
+        Ok(())
     }
 }
 
