@@ -436,6 +436,10 @@ async fn bad_input_gets_problems_not_500s(db: TestDatabase) {
     for (name, request, status, kind, fields) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{name}");
+        if status == 413 {
+            // The body went unread: the server closes the connection and says so.
+            assert_eq!(response.headers()["connection"], "close", "{name}");
+        }
         let content_type = response.headers()["content-type"]
             .to_str()
             .unwrap()

@@ -668,5 +668,12 @@ fn problem_for_bare_errors(response: Response) -> Response {
         ),
         _ => (ProblemType::Http, title),
     };
-    ApiError::new(status, kind, title, detail).into_response()
+    let mut problem = ApiError::new(status, kind, title, detail);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body is refused unread, so the server closes the connection after this
+        // answer; saying so keeps a client from sending its next request down it (a
+        // pooled client that does gets a broken pipe).
+        problem = problem.header(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    problem.into_response()
 }
