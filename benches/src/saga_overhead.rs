@@ -7,7 +7,10 @@
 //! final write marking the run completed. Runs go one after another (one client) and
 //! with eight clients; each cell runs for a fixed time in four rounds in ABBA order.
 //! The table prints runs per second, the saga's ratio, and the saga's extra time per
-//! step.
+//! step. On PostgreSQL it also counts the write transactions of one run of each kind
+//! and of one order placement (the placement saga with the simulated gateway): the
+//! transaction ids they assign, since only a transaction that writes gets one. Run it
+//! with nothing else using the server.
 //!
 //! `cargo run --release -p benches --bin saga-overhead [SECONDS_PER_CELL]`
 
@@ -17,13 +20,17 @@ use std::time::{Duration, Instant};
 
 use audit::{Action, Actor, NewEntry, Subject};
 use chrono::Utc;
+use inventory::{Currency, Money, NewProduct, ProductName, Quantity, Sku};
 use orchestration::testing::{Engine, TestDatabase};
 use orchestration::{
     Fabric, UnitOfWork,
     saga::{LocalStep, RunState, Saga, SagaContext, SagaHandle, StepError},
 };
+use orders::CustomerId;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use workflows::{PlaceOrder, PlaceOrderCommand, PlaceOrderOutcome, PlaceOrderSettings};
 
 /// Rounds per cell, alternating which side goes first.
 const ROUNDS: usize = 4;
@@ -156,6 +163,7 @@ async fn main() {
         "| backend | clients | unit of work runs/s | saga runs/s | saga / unit of work | saga overhead per step |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
+    let mut writes = None;
     for engine in [Engine::Sqlite, Engine::Postgres] {
         let Some(db) = TestDatabase::create(engine, migrations::all()).await else {
             continue;
@@ -189,5 +197,103 @@ async fn main() {
                 durable / plain
             );
         }
+        if engine == Engine::Postgres {
+            let plain =
+                write_transactions(&db, 100, || run_once(db.fabric(), &saga, Way::UnitOfWork))
+                    .await;
+            let durable =
+                write_transactions(&db, 100, || run_once(db.fabric(), &saga, Way::Saga)).await;
+            writes = Some((plain, durable, placement_writes().await));
+        }
     }
+    if let Some((plain, durable, placement)) = writes {
+        println!();
+        println!("Write transactions per run on PostgreSQL (100 runs one after another):");
+        println!();
+        println!("| work | write transactions per run |");
+        println!("|---|---:|");
+        println!("| three steps as one unit of work | {plain:.2} |");
+        println!("| three-step saga | {durable:.2} |");
+        println!("| order placement (hold stock, charge, confirm) | {placement:.2} |");
+    }
+}
+
+/// The transaction ids the server assigned so far: only a transaction that writes
+/// gets one.
+async fn next_transaction_id(db: &TestDatabase) -> u64 {
+    let connection = db.fabric().connection(audit::SCHEMA).expect("audit");
+    let row = connection
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next",
+        ))
+        .await
+        .expect("the snapshot")
+        .expect("a row");
+    let next: String = row.try_get("", "next").expect("a transaction id");
+    next.parse().expect("a number")
+}
+
+/// Write transactions per call of `work`, over `runs` calls one after another.
+async fn write_transactions<F: Future<Output = ()>>(
+    db: &TestDatabase,
+    runs: u32,
+    work: impl Fn() -> F,
+) -> f64 {
+    let before = next_transaction_id(db).await;
+    for _ in 0..runs {
+        work().await;
+    }
+    let after = next_transaction_id(db).await;
+    (after - before) as f64 / f64::from(runs)
+}
+
+/// Write transactions per order placement: one product with ample stock, the
+/// simulated gateway always approving, one line per order.
+async fn placement_writes() -> f64 {
+    let db = TestDatabase::create(Engine::Postgres, migrations::all())
+        .await
+        .expect("PostgreSQL");
+    let fabric = db.fabric();
+    let catalog = fabric.connection(inventory::SCHEMA).expect("inventory");
+    let product = NewProduct {
+        sku: Sku::parse("BENCH-1").expect("a SKU"),
+        name: ProductName::parse("Bench").expect("a name"),
+        price: Money::new(100, Currency::parse("EUR").expect("a currency")).expect("a price"),
+        initial_stock: 1_000_000,
+    };
+    inventory::add_product(catalog, &product, Utc::now())
+        .await
+        .expect("the product");
+    let gateway = payments::SimulatedGateway::new(
+        fabric
+            .connection(payments::SCHEMA)
+            .expect("payments")
+            .clone(),
+        payments::SimulatedGatewayOptions::default(),
+    );
+    let settings = PlaceOrderSettings {
+        hold: chrono::Duration::minutes(15),
+        gateway: Arc::new(gateway),
+        policy: payments::PaymentPolicy {
+            verification_threshold_minor: i64::MAX,
+        },
+        charge_retry: orchestration::saga::RetryPolicy::default(),
+    };
+    let placing = PlaceOrder::register(fabric, settings).expect("the placement saga");
+    let command = PlaceOrderCommand {
+        customer_id: CustomerId::parse("bench").expect("a customer"),
+        lines: vec![(product.sku.clone(), Quantity::new(1).expect("a quantity"))],
+    };
+    write_transactions(&db, 100, || async {
+        let placement = placing
+            .place(None, &command, Duration::from_secs(60))
+            .await
+            .expect("the placement");
+        assert!(
+            matches!(placement.outcome, PlaceOrderOutcome::Placed(_)),
+            "{placement:?}"
+        );
+    })
+    .await
 }

@@ -3,7 +3,10 @@
 //! step's checkpoint commits: in the step's own unit of work (a local step) or in a
 //! transaction of its own after the call (an external step).
 
-use chrono::Utc;
+use std::ops::Range;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,10 +16,12 @@ use tracing::Instrument;
 use super::decide::StepEnd;
 use super::driver::Driver;
 use super::erased::{ErasedExternal, ErasedLocal};
-use super::store::{self, Expect};
+use super::store::{self, Expect, NewRun, StepRow};
 use super::{
     BoxFuture, IdempotencyKey, RunState, SagaContext, StepDefinition, StepError, StepKind,
+    StepRecord, StepState,
 };
+use crate::clock::{epoch_millis, from_epoch_millis};
 use crate::schema::COORDINATOR_BOUNDARY;
 use crate::sql::begin_write;
 use crate::unit_of_work::UnitOfWork;
@@ -39,6 +44,27 @@ impl Direction {
     }
 }
 
+/// How a step's attempts begin.
+pub(super) enum Start {
+    /// With an attempt, as the run's attempts so far count on.
+    Afresh,
+    /// With this error as the first attempt's outcome: it failed as the first of
+    /// local steps run together (see [`Driver::local_together`]).
+    Failed(StepError),
+    /// With a call whose attempt the checkpoint before it already counted, renewing
+    /// the lease ([`store::Then::Call`]).
+    Recorded,
+}
+
+/// How a step's unit of work first makes sure that the run is its driver's.
+#[derive(Clone, Copy)]
+pub(super) enum Guard<'a> {
+    /// The run is stored: renew its lease, as it is expected to be, for this attempt.
+    Renew(Expect<'a>, u32),
+    /// The run is new: insert it, unless its key is taken.
+    Insert(&'a NewRun),
+}
+
 impl<I> Driver<'_, I>
 where
     I: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -47,13 +73,16 @@ where
     /// attempt's number, counting on from the `attempt`s already recorded, until one
     /// succeeds, the run is lost or stopped, or the step's retry policy gives up. Each
     /// attempt runs under the step's timeout; an external step's lease is renewed
-    /// before each call. `Ok(Err(end))` says how it ended without succeeding.
+    /// before each call, but for a first call that the checkpoint before it already
+    /// counted (`Start::Recorded`). `Ok(Err(end))` says how it ended without
+    /// succeeding.
     async fn attempts<'a, T>(
         &self,
         definition: &StepDefinition<I>,
         expect: Expect<'_>,
         mut attempt: u32,
         direction: Direction,
+        start: Start,
         once: impl Fn(u32) -> BoxFuture<'a, Result<Option<T>, StepError>>,
     ) -> Result<Result<T, StepEnd>, DbErr> {
         let policy = definition.policy;
@@ -62,9 +91,15 @@ where
         let what = direction.label();
         // An external action that failed may have taken effect on the other side.
         let maybe_done = external && direction == Direction::Act;
+        let (mut failed, mut recorded) = match start {
+            Start::Afresh => (None, false),
+            Start::Failed(error) => (Some(error), false),
+            Start::Recorded => (None, true),
+        };
         loop {
             attempt += 1;
             if external
+                && !std::mem::take(&mut recorded)
                 && !store::renew(self.db(), expect, attempt, self.now(), self.saga.lease).await?
             {
                 return Ok(Err(StepEnd::Stopped));
@@ -75,10 +110,15 @@ where
                     tracing::info_span!("saga_compensation", step = name, attempt)
                 }
             };
-            let error = match tokio::time::timeout(policy.timeout, once(attempt))
-                .instrument(span)
-                .await
-            {
+            let outcome = match failed.take() {
+                Some(error) => Ok(Err(error)),
+                None => {
+                    tokio::time::timeout(policy.timeout, once(attempt))
+                        .instrument(span)
+                        .await
+                }
+            };
+            let error = match outcome {
                 Ok(Ok(Some(done))) => return Ok(Ok(done)),
                 Ok(Ok(None)) => return Ok(Err(StepEnd::Stopped)),
                 Ok(Err(StepError::Transient(error))) => error,
@@ -108,7 +148,8 @@ where
         }
     }
 
-    /// Runs step `position` forward until it takes effect, refuses, or fails for good.
+    /// Runs step `position` forward, its attempts beginning as `start` says, until it
+    /// takes effect, refuses, or fails for good.
     pub(super) async fn forward(
         &self,
         definition: &StepDefinition<I>,
@@ -116,6 +157,7 @@ where
         input: &I,
         outputs: &mut [(&'static str, Option<Value>)],
         row: &store::RunRow,
+        start: Start,
     ) -> Result<StepEnd, DbErr> {
         let expect = self.expect(RunState::Running, position);
         let key = IdempotencyKey {
@@ -130,6 +172,7 @@ where
                 expect,
                 row.status.attempts,
                 Direction::Act,
+                start,
                 move |attempt| {
                     Box::pin(async move {
                         let context = SagaContext {
@@ -190,22 +233,19 @@ where
         started_at: chrono::DateTime<Utc>,
     ) -> Result<Option<Value>, StepError> {
         let (attempt, name) = (context.attempt, self.saga.steps[position as usize].name);
-        let (id, last) = (self.id, position as usize + 1 == self.saga.steps.len());
+        let (id, then) = (self.id, self.then(position + 1));
         let done = self
-            .guarded(expect, attempt, async |uow| {
+            .guarded(Guard::Renew(expect, attempt), async |uow| {
                 let output = step.act(context, uow).await?;
+                let row = StepRow {
+                    position,
+                    name,
+                    output: Some(&output),
+                    attempts: attempt,
+                    started_at,
+                };
                 uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
-                    store::checkpoint_done(
-                        tx,
-                        id,
-                        (position, name),
-                        &output,
-                        attempt,
-                        started_at,
-                        last,
-                        self.now(),
-                    )
-                    .await
+                    store::checkpoint_done(tx, id, &[row], then, self.now()).await
                 })
                 .await?;
                 crate::fault::point(&format!("saga.{name}.before_commit"));
@@ -233,20 +273,22 @@ where
         crate::fault::point(&format!("saga.{name}.before_call"));
         let output = step.act(context, key).await?;
         crate::fault::point(&format!("saga.{name}.after_call"));
-        let last = position as usize + 1 == self.saga.steps.len();
+        // The call after an external step is counted when it is made, after the run
+        // is read again: this checkpoint's guard does not see a cancellation.
+        let then = match self.then(position + 1) {
+            store::Then::Call => store::Then::Step,
+            then => then,
+        };
         let checkpointed = self
             .checkpoint(expect, attempt, async |tx| {
-                store::checkpoint_done(
-                    tx,
-                    self.id,
-                    (position, name),
-                    &output,
-                    attempt,
+                let row = StepRow {
+                    position,
+                    name,
+                    output: Some(&output),
+                    attempts: attempt,
                     started_at,
-                    last,
-                    self.now(),
-                )
-                .await
+                };
+                store::checkpoint_done(tx, self.id, &[row], then, self.now()).await
             })
             .await?;
         Ok(checkpointed.then_some(output))
@@ -273,6 +315,7 @@ where
                 expect,
                 row.status.attempts,
                 Direction::Compensate,
+                Start::Afresh,
                 move |attempt| {
                     Box::pin(async move {
                         let context = SagaContext {
@@ -343,7 +386,7 @@ where
         position: u32,
     ) -> Result<Option<()>, StepError> {
         let id = self.id;
-        self.guarded(expect, context.attempt, async |uow| {
+        self.guarded(Guard::Renew(expect, context.attempt), async |uow| {
             if let Some(output) = output {
                 step.compensate(context, output, uow).await?;
             }
@@ -355,14 +398,13 @@ where
         .await
     }
 
-    /// Runs `work` in a unit of work that first renews the run's lease (as `expect`
-    /// says it must still be): the work's effect and its checkpoint then commit only
-    /// while this driver holds the run. `Ok(None)` if the lease was lost (nothing
-    /// committed).
+    /// Runs `work` in a unit of work that first makes the run this driver's, as
+    /// `guard` says: the work's effect and its checkpoint then commit only while this
+    /// driver holds the run. `Ok(None)` if the lease was lost or the new run's key is
+    /// taken (nothing committed).
     async fn guarded<T>(
         &self,
-        expect: Expect<'_>,
-        attempt: u32,
+        guard: Guard<'_>,
         work: impl AsyncFnOnce(&mut UnitOfWork<StepError>) -> Result<T, StepError>,
     ) -> Result<Option<T>, StepError> {
         let lease = self.saga.lease;
@@ -373,8 +415,11 @@ where
             .pipeline(self.saga.name)
             .run(async |uow: &mut UnitOfWork<StepError>| {
                 let held = uow
-                    .step(COORDINATOR_BOUNDARY, "saga_lease", async |tx| {
-                        store::renew(tx, expect, attempt, self.now(), lease).await
+                    .step(COORDINATOR_BOUNDARY, "saga_lease", async |tx| match guard {
+                        Guard::Renew(expect, attempt) => {
+                            store::renew(tx, expect, attempt, self.now(), lease).await
+                        }
+                        Guard::Insert(new) => store::insert_run(tx, new).await,
                     })
                     .await?;
                 if !held {
@@ -406,5 +451,136 @@ where
         write(&tx).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+/// A time as the saga tables store it: to the millisecond.
+pub(super) fn as_stored(at: DateTime<Utc>) -> DateTime<Utc> {
+    from_epoch_millis(epoch_millis(at))
+}
+
+/// How consecutive local steps run as one unit of work ended.
+pub(super) enum Together {
+    /// They all took effect; their checkpoints, as stored, committed with them.
+    Done(Vec<StepRecord>),
+    /// Nothing committed: the lease was lost, or the new run's key is taken.
+    Lost,
+    /// Nothing committed: one of them failed, or they ran out of time. They run one
+    /// at a time from the first, each with its own retries; the first step's error,
+    /// if it was the first that failed, counts as its attempt.
+    Failed(Option<StepError>),
+}
+
+impl<I> Driver<'_, I>
+where
+    I: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Runs the local steps `steps` (see [`Driver::together`]) as one unit of work
+    /// guarded by `guard`, with their checkpoints: one commit for all of them, each
+    /// step seeing the outputs of those before it. Nothing of a failure is stored:
+    /// the caller runs the steps again one at a time (a later step's failure makes
+    /// the earlier ones run again; the first step's error is its first attempt). On
+    /// success `outputs` holds the steps' outputs.
+    pub(super) async fn local_together(
+        &self,
+        steps: Range<u32>,
+        guard: Guard<'_>,
+        input: &I,
+        outputs: &mut [(&'static str, Option<Value>)],
+        row: &store::RunRow,
+    ) -> Together {
+        let (id, then) = (self.id, self.then(steps.end));
+        let timeout: Duration = steps
+            .clone()
+            .map(|position| self.saga.steps[position as usize].policy.timeout)
+            .sum();
+        let mut seen = outputs.to_vec();
+        // The position of the step being run, until the checkpoint is written.
+        let mut running = None;
+        let mut done = Vec::new();
+        let mut checkpointed_at = self.now();
+        let work = self.guarded(guard, async |uow| {
+            for position in steps.clone() {
+                let definition = &self.saga.steps[position as usize];
+                let StepKind::Local(step) = &definition.kind else {
+                    return Err(StepError::transient(
+                        "an external step cannot run with others",
+                    ));
+                };
+                let (attempt, started_at) = if position == steps.start {
+                    let started_at = row.step_started_at.unwrap_or_else(Utc::now);
+                    (row.status.attempts + 1, started_at)
+                } else {
+                    (1, Utc::now())
+                };
+                let context = SagaContext {
+                    run_id: id,
+                    input,
+                    outputs: &seen,
+                    attempt,
+                    now: self.now(),
+                };
+                let span = tracing::info_span!("saga_step", step = definition.name, attempt);
+                running = Some(position);
+                let output = step.act(&context, uow).instrument(span).await?;
+                seen[position as usize].1 = Some(output.clone());
+                done.push((position, definition.name, output, attempt, started_at));
+            }
+            running = None;
+            let rows: Vec<StepRow<'_>> = done
+                .iter()
+                .map(|(position, name, output, attempts, started_at)| StepRow {
+                    position: *position,
+                    name,
+                    output: Some(output),
+                    attempts: *attempts,
+                    started_at: *started_at,
+                })
+                .collect();
+            checkpointed_at = self.now();
+            uow.step(COORDINATOR_BOUNDARY, "saga_checkpoint", async |tx| {
+                store::checkpoint_done(tx, id, &rows, then, checkpointed_at).await
+            })
+            .await?;
+            for (_, name, ..) in &done {
+                crate::fault::point(&format!("saga.{name}.before_commit"));
+            }
+            Ok(())
+        });
+        let error = match tokio::time::timeout(timeout, work).await {
+            Ok(Err(error)) if running == Some(steps.start) => {
+                return Together::Failed(Some(error));
+            }
+            Ok(Ok(Some(()))) => {
+                outputs.clone_from_slice(&seen);
+                for position in steps {
+                    let name = self.saga.steps[position as usize].name;
+                    crate::fault::point(&format!("saga.{name}.after_commit"));
+                }
+                let completed_at = Some(as_stored(checkpointed_at));
+                let records = done
+                    .into_iter()
+                    .map(
+                        |(position, name, output, attempts, started_at)| StepRecord {
+                            position,
+                            name: name.to_owned(),
+                            state: StepState::Done,
+                            // As stored and read back: JSON text parsed again.
+                            output: serde_json::from_str(&output.to_string()).ok(),
+                            attempts,
+                            started_at: as_stored(started_at),
+                            completed_at,
+                            compensated_at: None,
+                        },
+                    )
+                    .collect();
+                return Together::Done(records);
+            }
+            Ok(Ok(None)) => return Together::Lost,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("timed out after {timeout:?}"),
+        };
+        tracing::debug!(%error, "the saga's local steps did not commit together; running them one at a time");
+        Together::Failed(None)
     }
 }

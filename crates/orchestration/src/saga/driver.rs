@@ -12,21 +12,59 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::attempt::{Guard, Start, Together};
 use super::decide::{self, AfterAct, Next};
 use super::start::run_store;
 use super::store::{self, Compensation, Expect};
-use super::{RunState, Saga, SagaError, Sagas, StepKind};
+use super::{RunDetails, RunState, Saga, SagaError, Sagas, StepKind};
+use crate::databases::CommitPlan;
+use crate::schema::COORDINATOR_BOUNDARY;
 use sea_orm::DbErr;
+use std::ops::Range;
+use tokio::sync::oneshot;
+
+/// Where the run a driver drives comes from.
+pub(super) enum Origin {
+    /// It is stored: resumed by recovery or an operator.
+    Stored,
+    /// It was just started and is not stored yet.
+    Fresh(Fresh),
+}
+
+/// A run just started, not stored yet, and whom to tell whether it was.
+pub(super) struct Fresh {
+    pub(super) new: store::NewRun,
+    /// Hears `Ok(true)` once the run is stored, `Ok(false)` if its key was taken.
+    pub(super) stored: oneshot::Sender<Result<bool, DbErr>>,
+    /// Hears the run as it ended, when the transaction that stored it also completed
+    /// it: then the starter need not read it back.
+    pub(super) ended: oneshot::Sender<RunDetails>,
+}
+
+impl Fresh {
+    /// Tells the starter how storing the run went; `true` if it was stored.
+    fn report(self, stored: Result<bool, DbErr>) -> bool {
+        let ok = matches!(stored, Ok(true));
+        // A starter that stopped waiting no longer listens; the run goes on.
+        let _ = self.stored.send(stored);
+        ok
+    }
+
+    /// Stores the run in a transaction of its own; `true` if it was stored.
+    async fn store_alone(self, db: &DatabaseConnection) -> bool {
+        let stored = store::insert_run(db, &self.new).await;
+        self.report(stored)
+    }
+}
 
 /// Drives run `id` of `saga` until it is finished, failed, or taken over, or `stop`
-/// is cancelled: then, after the step in flight, it gives up the run's lease. `fresh`
-/// is the run as its start just inserted it, if it was.
+/// is cancelled: then, after the step in flight, it gives up the run's lease.
 pub(super) async fn drive<I>(
     sagas: &Sagas,
     saga: &Saga<I>,
     id: Uuid,
     stop: CancellationToken,
-    fresh: Option<store::RunRow>,
+    origin: Origin,
 ) where
     I: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
@@ -38,7 +76,7 @@ pub(super) async fn drive<I>(
             return;
         }
     };
-    if let Err(err) = driver.run(fresh).instrument(span.clone()).await {
+    if let Err(err) = driver.run(origin).instrument(span.clone()).await {
         // The lease runs out and recovery resumes the run from its last checkpoint.
         tracing::warn!(parent: &span, error = %err, "saga run interrupted");
     } else if driver.stop.is_cancelled() {
@@ -111,21 +149,61 @@ where
         }
     }
 
-    /// Drives the run. `fresh` is the run as its start just inserted it: then nothing
-    /// needs reading before its first step, if that step is local (see `known`).
-    async fn run(&self, fresh: Option<store::RunRow>) -> Result<(), DbErr> {
-        let (first, fresh) = match fresh {
-            Some(row) => (row, true),
-            None => match store::load(self.db(), self.id).await? {
-                Some(row) => (row, false),
+    /// The local steps from `position` on that can run as one unit of work: the
+    /// longest stretch of local steps whose boundaries are on the runs' database (one
+    /// transaction with the checkpoints) and whose timeouts add up to less than the
+    /// lease, so that no other instance can take the run over meanwhile.
+    fn together(&self, position: u32) -> Range<u32> {
+        let databases = self.sagas.databases();
+        let mut end = position;
+        let mut time = Duration::ZERO;
+        for definition in &self.saga.steps[position as usize..] {
+            let StepKind::Local(step) = &definition.kind else {
+                break;
+            };
+            let mut boundaries = step.boundaries().to_vec();
+            boundaries.push(COORDINATOR_BOUNDARY);
+            time += definition.policy.timeout;
+            if time >= self.saga.lease
+                || !matches!(databases.plan(&boundaries), Ok(CommitPlan::Local { .. }))
+            {
+                break;
+            }
+            end += 1;
+        }
+        position..end
+    }
+
+    /// What the run does after the checkpoint of the steps before `next`.
+    pub(super) fn then(&self, next: u32) -> store::Then {
+        match self.saga.steps.get(next as usize).map(|s| &s.kind) {
+            None => store::Then::Complete,
+            Some(StepKind::Local(_)) => store::Then::Step,
+            Some(StepKind::External(_)) => store::Then::Call,
+        }
+    }
+
+    /// Drives the run. A fresh run is stored by the transaction of its first local
+    /// steps (or on its own, before an external one).
+    async fn run(&self, origin: Origin) -> Result<(), DbErr> {
+        let (first, mut unstored) = match origin {
+            Origin::Fresh(fresh) => (fresh.new.row(), Some(fresh)),
+            Origin::Stored => match store::load(self.db(), self.id).await? {
+                Some(row) => (row, None),
                 None => return Ok(()),
             },
         };
+        let fresh = unstored.is_some();
         let input: I = match serde_json::from_str(&first.input) {
             Ok(input) => input,
             Err(err) => {
                 // A run this code cannot read (an older release's input): an operator
                 // must decide.
+                if let Some(fresh) = unstored.take()
+                    && !fresh.store_alone(self.db()).await
+                {
+                    return Ok(());
+                }
                 let state = first.status.state;
                 let step = first.status.current_step;
                 if state.is_active() {
@@ -154,17 +232,21 @@ where
         let steps = u32::try_from(self.saga.steps.len()).unwrap_or(u32::MAX);
         // The run as this driver left it, when it need not be read again: before a
         // local step, whose guard sees a cancellation or a lost lease in its own
-        // transaction before any effect. An external call has no such guard, so the
-        // run is read again before it.
-        let local_next = |step: usize| {
-            matches!(
-                self.saga.steps.get(step).map(|s| &s.kind),
-                Some(StepKind::Local(_))
-            )
-        };
-        let mut known = (fresh && local_next(0)).then_some(first);
+        // transaction before any effect, and after a local step, whose checkpoint
+        // counted (under that guard) the first attempt of the call after it; and a
+        // fresh run, as its start stores it. Before any other call the run is read
+        // again and the lease renewed.
+        let mut known = fresh.then_some(first);
+        // Whether consecutive local steps may still run as one unit of work: not once
+        // that failed, so that a failing step does not repeat those before it.
+        let mut fold = true;
+        // How the next step's attempts begin.
+        let mut start = Start::Afresh;
         loop {
             if self.stop.is_cancelled() {
+                if let Some(fresh) = unstored.take() {
+                    fresh.store_alone(self.db()).await;
+                }
                 return Ok(());
             }
             let row = match known.take() {
@@ -176,7 +258,68 @@ where
             };
             let step = row.status.current_step;
             let now = self.now();
-            match decide::next(&row.status, &self.holder, steps) {
+            let next = decide::next(&row.status, &self.holder, steps);
+            if let Next::Act { position } = next {
+                let together = self.together(position);
+                let worth = together.len() > 1 || (unstored.is_some() && !together.is_empty());
+                if fold && worth {
+                    let guard = match &unstored {
+                        Some(fresh) => Guard::Insert(&fresh.new),
+                        None => Guard::Renew(
+                            Expect {
+                                uncancelled: true,
+                                ..self.expect(RunState::Running, position)
+                            },
+                            row.status.attempts + 1,
+                        ),
+                    };
+                    let end = together.end;
+                    match self
+                        .local_together(together, guard, &input, &mut outputs, &row)
+                        .await
+                    {
+                        Together::Done(records) => {
+                            if let Some(Fresh { new, stored, ended }) = unstored.take() {
+                                let _ = stored.send(Ok(true));
+                                if end == steps
+                                    && let Some(details) = new.completed(records)
+                                {
+                                    let _ = ended.send(details);
+                                }
+                            }
+                            match self.then(end) {
+                                store::Then::Complete => {
+                                    self.finished(RunState::Completed);
+                                    return Ok(());
+                                }
+                                store::Then::Step => {}
+                                store::Then::Call => start = Start::Recorded,
+                            }
+                            known = Some(row.checkpointed(end));
+                            continue;
+                        }
+                        Together::Lost => {
+                            // A fresh run's key is taken: the run that holds it goes on.
+                            if let Some(fresh) = unstored.take() {
+                                fresh.report(Ok(false));
+                            }
+                            return Ok(());
+                        }
+                        Together::Failed(error) => {
+                            fold = false;
+                            if let Some(error) = error {
+                                start = Start::Failed(error);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(fresh) = unstored.take()
+                && !fresh.store_alone(self.db()).await
+            {
+                return Ok(());
+            }
+            match next {
                 Next::Stop => return Ok(()),
                 Next::Cancel { undo } => {
                     let why = Compensation {
@@ -199,7 +342,14 @@ where
                 Next::Act { position } => {
                     let definition = &self.saga.steps[position as usize];
                     let end = self
-                        .forward(definition, position, &input, &mut outputs, &row)
+                        .forward(
+                            definition,
+                            position,
+                            &input,
+                            &mut outputs,
+                            &row,
+                            std::mem::replace(&mut start, Start::Afresh),
+                        )
                         .await?;
                     match decide::after_act(&end, position, steps) {
                         AfterAct::Completed => {
@@ -207,9 +357,14 @@ where
                             return Ok(());
                         }
                         AfterAct::Continue => {
-                            if local_next(position as usize + 1) {
-                                known = Some(row.checkpointed());
+                            let next = position + 1;
+                            let local = matches!(definition.kind, StepKind::Local(_));
+                            match self.then(next) {
+                                store::Then::Call if local => start = Start::Recorded,
+                                store::Then::Call => continue,
+                                _ => {}
                             }
+                            known = Some(row.checkpointed(next));
                         }
                         AfterAct::Reread => {}
                         AfterAct::Compensate {

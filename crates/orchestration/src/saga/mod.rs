@@ -7,7 +7,11 @@
 //!
 //! - a [`LocalStep`] runs in a unit of work that also writes the checkpoint, so the
 //!   step's effect and the checkpoint commit together (one transaction, or two-phase
-//!   commit): the effect happens exactly once, even if two instances race for it;
+//!   commit): the effect happens exactly once, even if two instances race for it.
+//!   Consecutive local steps on the runs' database share one such unit of work (and
+//!   a new run's insert joins the first): if one of them fails, nothing of them is
+//!   stored and they run again one at a time, so an action may run again after a
+//!   later step's failure, as after a retry;
 //! - an [`ExternalStep`] calls outside the process with a deterministic
 //!   [`IdempotencyKey`]; its output is checkpointed when the call returns, and a
 //!   repeated call after a crash passes the same key.
@@ -123,6 +127,10 @@ pub enum SagaError {
         /// Its error.
         source: sea_orm::DbErr,
     },
+    /// The new run's driver ended (one of its steps panicked) before the run was
+    /// stored: the run did not start.
+    #[error("a new run of saga `{0}` ended before it was stored")]
+    NotStarted(&'static str),
     /// The database holding the runs failed.
     #[error("saga runs on {database}: {source}")]
     Database {
@@ -171,7 +179,9 @@ where
     }
 
     /// Starts a run of the saga with `input` under `key`, drives it in this process,
-    /// and waits up to `wait` for it to finish; returns the run as it is then.
+    /// and waits up to `wait` for it to finish; returns the run as it is then. The
+    /// run is stored by the commit of its first local steps (before an external first
+    /// step, on its own), and this returns no sooner, whatever `wait`.
     ///
     /// A key used before returns that run (finished or not) and repeats no effect; if
     /// it is still unfinished, this waits for it too. Concurrent starts with one key

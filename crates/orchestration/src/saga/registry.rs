@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::driver::drive;
+use super::driver::{Origin, drive};
 use super::{BoxFuture, Saga, Sagas};
 
 /// A registered saga with its input type hidden: what recovery drives by name.
@@ -33,7 +33,7 @@ where
 
     fn drive(&self, sagas: Sagas, run_id: Uuid, stop: CancellationToken) -> BoxFuture<'static, ()> {
         let saga = Arc::clone(self);
-        Box::pin(async move { drive(&sagas, &saga, run_id, stop, None).await })
+        Box::pin(async move { drive(&sagas, &saga, run_id, stop, Origin::Stored).await })
     }
 }
 

@@ -7,10 +7,11 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::driver::drive;
+use super::driver::{Fresh, Origin, drive};
 use super::store::{self, NewRun};
 use super::{RunDetails, Saga, SagaError, Sagas};
 use crate::backoff::Backoff;
@@ -80,27 +81,45 @@ where
     let new = NewRun {
         id,
         saga: saga.name,
-        key,
-        input: &input,
-        holder: &holder,
+        key: key.to_owned(),
+        input: input.clone(),
+        holder,
         lease: saga.lease,
         now: sagas.databases().clock().now(),
     };
-    if store::insert_run(db, &new).await.map_err(&error)? {
+    // The driver stores the run in the transaction of its first local steps (see
+    // `Driver::run`), on its own task: the run goes on if the caller stops waiting.
+    let (told, stored) = oneshot::channel();
+    let (tell_end, ended) = oneshot::channel();
+    let fresh = Fresh {
+        new,
+        stored: told,
+        ended: tell_end,
+    };
+    let (driver_sagas, driven) = (sagas.clone(), Arc::clone(saga));
+    // Within the caller's span (an HTTP request's, say), so that the run's spans
+    // belong to the caller's trace.
+    let caller = tracing::Span::current();
+    let started = tokio::time::Instant::now();
+    let driving = sagas.drivers().spawn(move |stop| {
+        Box::pin(
+            async move { drive(&driver_sagas, &driven, id, stop, Origin::Fresh(fresh)).await }
+                .instrument(caller),
+        )
+    });
+    let inserted = stored
+        .await
+        .map_err(|_| SagaError::NotStarted(saga.name))?
+        .map_err(&error)?;
+    if inserted {
         metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
-        // Driven on its own task: the run goes on if the caller stops waiting.
-        let (driver_sagas, saga, fresh) = (sagas.clone(), Arc::clone(saga), new.row());
-        // Within the caller's span (an HTTP request's, say), so that the run's spans
-        // belong to the caller's trace.
-        let caller = tracing::Span::current();
-        let driving = sagas.drivers().spawn(move |stop| {
-            Box::pin(
-                async move { drive(&driver_sagas, &saga, id, stop, Some(fresh)).await }
-                    .instrument(caller),
-            )
-        });
         // Dropping the handle on timeout detaches the task; it is not cancelled.
-        let _ = tokio::time::timeout(wait, driving).await;
+        let driven = tokio::time::timeout(wait.saturating_sub(started.elapsed()), driving).await;
+        if driven.is_ok()
+            && let Ok(details) = ended.await
+        {
+            return Ok(details);
+        }
         return store::details(db, id)
             .await
             .map_err(|source| store.unread(id, source))?

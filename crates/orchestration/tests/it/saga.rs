@@ -247,6 +247,7 @@ orchestration::engine_tests! {
     a_cancelled_run_stops_and_compensates,
     a_stopping_instance_hands_its_runs_over_after_the_step_in_flight,
     a_stopping_instance_does_not_wait_out_a_retry_backoff,
+    consecutive_local_steps_commit_together_and_run_one_at_a_time_after_a_failure,
 }
 
 async fn a_run_checkpoints_every_step_and_completes(db: TestDatabase) {
@@ -728,4 +729,121 @@ async fn invalid_definitions_are_refused_at_registration() {
         bare.fabric().sagas().runs(&RunFilter::default()).await,
         Err(SagaError::NoRunStore)
     ));
+}
+
+/// `first` → `second` → `third`, all local on the runs' database.
+fn all_local(world: &Arc<World>) -> Saga<Input> {
+    ["first", "second", "third"]
+        .into_iter()
+        .fold(Saga::new("all_local"), |saga, step| {
+            saga.local(
+                step,
+                Write {
+                    step,
+                    world: Arc::clone(world),
+                },
+            )
+            .retry(quick())
+        })
+}
+
+async fn consecutive_local_steps_commit_together_and_run_one_at_a_time_after_a_failure(
+    db: TestDatabase,
+) {
+    let fabric = db.fabric();
+    let world = Arc::new(World::default());
+    let handle = fabric.sagas().register(all_local(&world)).unwrap();
+    let run = handle.start("l1", &input("nine"), WAIT).await.unwrap();
+    assert_eq!(run.run.state, RunState::Completed, "{run:?}");
+    let done = [
+        ("first", StepState::Done),
+        ("second", StepState::Done),
+        ("third", StepState::Done),
+    ];
+    assert_eq!(states(&run), done);
+    assert_eq!(run.output(), Some(&json!("nine:third")));
+    assert_eq!(world.entries(), ["do first", "do second", "do third"]);
+    assert_eq!(notes(fabric).await, 3);
+    // The run the start returned without reading it back is the run as stored.
+    assert_eq!(fabric.sagas().run(run.run.id).await.unwrap(), run);
+
+    // The third step refuses: nothing of the three committed, so they run again one
+    // at a time, and the refusal undoes the first two.
+    let world = Arc::new(World::default());
+    let fabric2 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
+        .await
+        .unwrap();
+    let handle = fabric2.sagas().register(all_local(&world)).unwrap();
+    let refused = Input {
+        name: "ten".to_owned(),
+        reject_at: Some("third".to_owned()),
+    };
+    let run = handle.start("l2", &refused, WAIT).await.unwrap();
+    assert_eq!(run.run.state, RunState::Compensated, "{run:?}");
+    assert_eq!(
+        world.entries(),
+        [
+            "do first",
+            "do second",
+            "do third",
+            "do first",
+            "do second",
+            "do third",
+            "undo second",
+            "undo first"
+        ]
+    );
+    assert_eq!(
+        states(&run),
+        [
+            ("first", StepState::Compensated),
+            ("second", StepState::Compensated)
+        ]
+    );
+    assert_eq!(notes(fabric).await, 3);
+    assert_eq!(fabric.sagas().run(run.run.id).await.unwrap(), run);
+
+    // The first step refuses: its refusal is its attempt; the run is stored, refused.
+    let world = Arc::new(World::default());
+    let fabric3 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
+        .await
+        .unwrap();
+    let handle = fabric3.sagas().register(all_local(&world)).unwrap();
+    let refused = Input {
+        name: "eleven".to_owned(),
+        reject_at: Some("first".to_owned()),
+    };
+    let run = handle.start("l3", &refused, WAIT).await.unwrap();
+    assert_eq!(run.run.state, RunState::Compensated, "{run:?}");
+    assert_eq!(run.run.rejection, Some(json!({"refused_by": "first"})));
+    assert!(run.steps.is_empty());
+    assert_eq!(world.entries(), ["do first"]);
+
+    // Under load: twenty runs, half of them started twice at once with one key.
+    let world = Arc::new(World::default());
+    let fabric4 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
+        .await
+        .unwrap();
+    let handle = fabric4.sagas().register(all_local(&world)).unwrap();
+    let starts: Vec<_> = (0..30)
+        .map(|i| {
+            let handle = handle.clone();
+            let key = format!("load-{}", i % 20);
+            tokio::spawn(async move { handle.start(&key, &input(&key), WAIT).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for start in starts {
+        let run = start.await.unwrap().unwrap();
+        assert_eq!(run.run.state, RunState::Completed, "{run:?}");
+        ids.push(run.run.id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    assert_eq!(notes(fabric).await, 3 + 60);
+    for run in fabric.sagas().runs(&RunFilter::default()).await.unwrap() {
+        let stored = fabric.sagas().run(run.id).await.unwrap();
+        assert!(!stored.run.state.is_active(), "{stored:?}");
+    }
 }

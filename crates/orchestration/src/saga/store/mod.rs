@@ -19,7 +19,7 @@ use uuid::Uuid;
 mod read;
 
 use crate::clock::{epoch_millis, epoch_millis_after, from_epoch_millis};
-use crate::saga::{RunState, RunStatus, StepState};
+use crate::saga::{RunDetails, RunState, RunStatus, StepRecord, StepState};
 use crate::schema::COORDINATOR_BOUNDARY;
 use crate::schema::saga::{SagaRuns, SagaSteps};
 use crate::sql::{begin_write, execute, insert_if_absent};
@@ -39,17 +39,17 @@ fn int(n: u32) -> i32 {
 }
 
 /// A run to insert, driven from the start by `holder`.
-pub(super) struct NewRun<'a> {
+pub(super) struct NewRun {
     pub(super) id: Uuid,
-    pub(super) saga: &'a str,
-    pub(super) key: &'a str,
-    pub(super) input: &'a str,
-    pub(super) holder: &'a str,
+    pub(super) saga: &'static str,
+    pub(super) key: String,
+    pub(super) input: String,
+    pub(super) holder: String,
     pub(super) lease: Duration,
     pub(super) now: DateTime<Utc>,
 }
 
-impl NewRun<'_> {
+impl NewRun {
     /// The run as [`insert_run`] stores it.
     pub(super) fn row(&self) -> RunRow {
         let now = from_epoch_millis(epoch_millis(self.now));
@@ -57,12 +57,12 @@ impl NewRun<'_> {
             status: RunStatus {
                 id: self.id,
                 saga: self.saga.to_owned(),
-                idempotency_key: self.key.to_owned(),
+                idempotency_key: self.key.clone(),
                 state: RunState::Running,
                 current_step: 0,
                 attempts: 0,
                 cancel_requested: false,
-                lease_holder: Some(self.holder.to_owned()),
+                lease_holder: Some(self.holder.clone()),
                 lease_expires_at: from_epoch_millis(epoch_millis_after(self.now, self.lease)),
                 last_error: None,
                 rejection: None,
@@ -70,16 +70,35 @@ impl NewRun<'_> {
                 updated_at: now,
                 finished_at: None,
             },
-            input: self.input.to_owned(),
+            input: self.input.clone(),
             step_started_at: None,
         }
+    }
+}
+
+impl NewRun {
+    /// The run as [`details`] reads it after the transaction that inserted it also
+    /// completed it with `steps`, the checkpoints of all its steps as stored.
+    pub(super) fn completed(&self, steps: Vec<StepRecord>) -> Option<RunDetails> {
+        let finished_at = steps.last()?.completed_at?;
+        let mut status = self.row().status;
+        status.state = RunState::Completed;
+        status.current_step = u32::try_from(steps.len()).ok()?;
+        status.lease_holder = None;
+        status.updated_at = finished_at;
+        status.finished_at = Some(finished_at);
+        Some(RunDetails {
+            run: status,
+            input: serde_json::from_str(&self.input).ok()?,
+            steps,
+        })
     }
 }
 
 /// Inserts `run` unless its saga already has a run with its key; `true` if inserted.
 /// A concurrent insert of the same key waits for the first one's commit and then
 /// inserts nothing.
-pub(super) async fn insert_run(db: &impl ConnectionTrait, run: &NewRun<'_>) -> Result<bool, DbErr> {
+pub(super) async fn insert_run(db: &impl ConnectionTrait, run: &NewRun) -> Result<bool, DbErr> {
     let now = epoch_millis(run.now);
     insert_if_absent(
         db,
@@ -102,13 +121,13 @@ pub(super) async fn insert_run(db: &impl ConnectionTrait, run: &NewRun<'_>) -> R
         vec![
             run.id.to_string().into(),
             run.saga.into(),
-            run.key.into(),
-            run.input.into(),
+            run.key.as_str().into(),
+            run.input.as_str().into(),
             RunState::Running.as_str().into(),
             0i32.into(),
             0i32.into(),
             false.into(),
-            run.holder.into(),
+            run.holder.as_str().into(),
             epoch_millis_after(run.now, run.lease).into(),
             now.into(),
             now.into(),
@@ -184,41 +203,52 @@ pub(super) async fn record_failure(
     Ok(execute(db, &update).await? == 1)
 }
 
-/// The checkpoint of a step that took effect, in the caller's transaction (after a
-/// successful [`renew`]): the step's row, and the run moved past it; past the `last`
-/// step, the run is completed in the same write.
-#[allow(clippy::too_many_arguments)]
+/// A step's checkpoint as it is written.
+pub(super) struct StepRow<'a> {
+    pub(super) position: u32,
+    pub(super) name: &'a str,
+    pub(super) output: Option<&'a Value>,
+    pub(super) attempts: u32,
+    pub(super) started_at: DateTime<Utc>,
+}
+
+/// What the run does after a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Then {
+    /// It goes on to its next step: no attempt at it yet.
+    Step,
+    /// It calls its next step, an external one, at once: the checkpoint also counts
+    /// that call's first attempt, started now, as the renewal before a call does.
+    Call,
+    /// Nothing: that was the last step, and the run is completed.
+    Complete,
+}
+
+/// The checkpoints of consecutive steps that took effect, in the caller's transaction
+/// (after a successful [`renew`] or [`insert_run`]): the steps' rows, and the run moved
+/// past the last of them, as `then` says.
 pub(super) async fn checkpoint_done(
     tx: &impl ConnectionTrait,
     id: Uuid,
-    step: (u32, &str),
-    output: &Value,
-    attempts: u32,
-    started_at: DateTime<Utc>,
-    last: bool,
+    done: &[StepRow<'_>],
+    then: Then,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    insert_step(
-        tx,
-        id,
-        step,
-        StepState::Done,
-        Some(output),
-        attempts,
-        started_at,
-        now,
-    )
-    .await?;
+    let Some(next) = done.last().map(|step| step.position + 1) else {
+        return Ok(());
+    };
+    insert_steps(tx, id, StepState::Done, done, now).await?;
+    let called = then == Then::Call;
     let mut update = Query::update();
     update
         .table(runs())
-        .value(SagaRuns::CurrentStep, int(step.0 + 1))
-        .value(SagaRuns::Attempts, 0)
-        .value(SagaRuns::StepStartedAtMs, Option::<i64>::None)
+        .value(SagaRuns::CurrentStep, int(next))
+        .value(SagaRuns::Attempts, i32::from(called))
+        .value(SagaRuns::StepStartedAtMs, called.then(|| epoch_millis(now)))
         .value(SagaRuns::LastError, Option::<String>::None)
         .value(SagaRuns::UpdatedAtMs, epoch_millis(now))
         .and_where(Expr::col(SagaRuns::Id).eq(id.to_string()));
-    if last {
+    if then == Then::Complete {
         update
             .value(SagaRuns::Status, RunState::Completed.as_str())
             .value(SagaRuns::LeaseHolder, Option::<String>::None)
@@ -228,41 +258,38 @@ pub(super) async fn checkpoint_done(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_step(
+/// Inserts `rows` in `state`, in one statement.
+async fn insert_steps(
     tx: &impl ConnectionTrait,
     id: Uuid,
-    (position, name): (u32, &str),
     state: StepState,
-    output: Option<&Value>,
-    attempts: u32,
-    started_at: DateTime<Utc>,
+    rows: &[StepRow<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let completed = (state == StepState::Done).then(|| epoch_millis(now));
-    let insert = Query::insert()
-        .into_table(steps())
-        .columns([
-            SagaSteps::RunId,
-            SagaSteps::Position,
-            SagaSteps::Name,
-            SagaSteps::State,
-            SagaSteps::Output,
-            SagaSteps::Attempts,
-            SagaSteps::StartedAtMs,
-            SagaSteps::CompletedAtMs,
-        ])
-        .values_panic([
+    let mut insert = Query::insert();
+    insert.into_table(steps()).columns([
+        SagaSteps::RunId,
+        SagaSteps::Position,
+        SagaSteps::Name,
+        SagaSteps::State,
+        SagaSteps::Output,
+        SagaSteps::Attempts,
+        SagaSteps::StartedAtMs,
+        SagaSteps::CompletedAtMs,
+    ]);
+    for row in rows {
+        insert.values_panic([
             id.to_string().into(),
-            int(position).into(),
-            name.into(),
+            int(row.position).into(),
+            row.name.into(),
             state.as_str().into(),
-            output.map(Value::to_string).into(),
-            int(attempts).into(),
-            epoch_millis(started_at).into(),
+            row.output.map(Value::to_string).into(),
+            int(row.attempts).into(),
+            epoch_millis(row.started_at).into(),
             completed.into(),
-        ])
-        .to_owned();
+        ]);
+    }
     execute(tx, &insert).await?;
     Ok(())
 }
@@ -302,17 +329,14 @@ pub(super) async fn begin_compensating(
         return Ok(false);
     }
     if let Some((position, name, attempts, started_at)) = why.unknown {
-        insert_step(
-            &tx,
-            expect.id,
-            (position, name),
-            StepState::Unknown,
-            None,
+        let row = StepRow {
+            position,
+            name,
+            output: None,
             attempts,
             started_at,
-            now,
-        )
-        .await?;
+        };
+        insert_steps(&tx, expect.id, StepState::Unknown, &[row], now).await?;
     }
     tx.commit().await?;
     Ok(true)

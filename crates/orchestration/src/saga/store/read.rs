@@ -20,10 +20,10 @@ pub(crate) struct RunRow {
 }
 
 impl RunRow {
-    /// The run as the checkpoint of its current step (not the last) leaves it: at
-    /// the next step, with no attempts and no error yet.
-    pub(crate) fn checkpointed(mut self) -> Self {
-        self.status.current_step += 1;
+    /// The run as the checkpoint of its steps up to `next` (not the last) leaves it:
+    /// at step `next`, with no attempts and no error yet.
+    pub(crate) fn checkpointed(mut self, next: u32) -> Self {
+        self.status.current_step = next;
         self.status.attempts = 0;
         self.status.last_error = None;
         self.step_started_at = None;
