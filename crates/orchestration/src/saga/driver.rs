@@ -45,6 +45,9 @@ impl Fresh {
     /// Tells the starter how storing the run went; `true` if it was stored.
     fn report(self, stored: Result<bool, DbErr>) -> bool {
         let ok = matches!(stored, Ok(true));
+        if ok {
+            count_started(self.new.saga);
+        }
         // A starter that stopped waiting no longer listens; the run goes on.
         let _ = self.stored.send(stored);
         ok
@@ -55,6 +58,11 @@ impl Fresh {
         let stored = store::insert_run(db, &self.new).await;
         self.report(stored)
     }
+}
+
+/// Counts a run of `saga` stored by its start.
+fn count_started(saga: &'static str) {
+    metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga).increment(1);
 }
 
 /// Drives run `id` of `saga` until it is finished, failed, or taken over, or `stop`
@@ -280,6 +288,7 @@ where
                     {
                         Together::Done(records) => {
                             if let Some(Fresh { new, stored, ended }) = unstored.take() {
+                                count_started(new.saga);
                                 let _ = stored.send(Ok(true));
                                 if end == steps
                                     && let Some(details) = new.completed(records)

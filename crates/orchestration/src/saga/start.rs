@@ -112,7 +112,6 @@ where
         .map_err(|_| SagaError::NotStarted(saga.name))?
         .map_err(&error)?;
     if inserted {
-        metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga.name).increment(1);
         // Dropping the handle on timeout detaches the task; it is not cancelled.
         let driven = tokio::time::timeout(wait.saturating_sub(started.elapsed()), driving).await;
         if driven.is_ok()
