@@ -2,9 +2,9 @@
 //!
 //! The work is three steps, each recording one audit entry. "unit of work" runs them
 //! as three steps of one unit of work (one transaction). "saga" runs them as three
-//! local steps of a saga: a run row inserted at start, then per step a unit of work
-//! that renews the lease, records the entry and writes the step's checkpoint, and a
-//! final write marking the run completed. Runs go one after another (one client) and
+//! local steps of a saga started with a fresh key: the engine runs them, with the
+//! run's insert, their checkpoints and the run's completion, as one unit of work of
+//! its own (see ARCHITECTURE.md, the saga invariant). Runs go one after another (one client) and
 //! with eight clients; each cell runs for a fixed time in four rounds in ABBA order.
 //! The table prints runs per second, the saga's ratio, and the saga's extra time per
 //! step. On PostgreSQL it also counts the write transactions of one run of each kind

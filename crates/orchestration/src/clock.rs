@@ -128,6 +128,11 @@ pub(crate) fn from_epoch_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// `at` as the engine's tables store it and read it back: to the millisecond.
+pub(crate) fn as_stored(at: DateTime<Utc>) -> DateTime<Utc> {
+    from_epoch_millis(epoch_millis(at))
+}
+
 /// `now + duration` in epoch milliseconds, saturating instead of overflowing.
 pub(crate) fn epoch_millis_after(now: DateTime<Utc>, duration: Duration) -> i64 {
     epoch_millis(now).saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2))

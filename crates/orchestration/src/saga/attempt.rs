@@ -3,10 +3,9 @@
 //! step's checkpoint commits: in the step's own unit of work (a local step) or in a
 //! transaction of its own after the call (an external step).
 
-use std::ops::Range;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::{DatabaseTransaction, DbErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +20,7 @@ use super::{
     BoxFuture, IdempotencyKey, RunState, SagaContext, StepDefinition, StepError, StepKind,
     StepRecord, StepState,
 };
-use crate::clock::{epoch_millis, from_epoch_millis};
+use crate::clock::as_stored;
 use crate::schema::COORDINATOR_BOUNDARY;
 use crate::sql::begin_write;
 use crate::unit_of_work::UnitOfWork;
@@ -454,11 +453,6 @@ where
     }
 }
 
-/// A time as the saga tables store it: to the millisecond.
-pub(super) fn as_stored(at: DateTime<Utc>) -> DateTime<Utc> {
-    from_epoch_millis(epoch_millis(at))
-}
-
 /// How consecutive local steps run as one unit of work ended.
 pub(super) enum Together {
     /// They all took effect; their checkpoints, as stored, committed with them.
@@ -471,43 +465,45 @@ pub(super) enum Together {
     Failed(Option<StepError>),
 }
 
+/// A local step of a saga, at its position.
+pub(super) struct LocalAt<'s, I> {
+    pub(super) position: u32,
+    pub(super) definition: &'s StepDefinition<I>,
+    pub(super) step: &'s dyn ErasedLocal<I>,
+}
+
 impl<I> Driver<'_, I>
 where
     I: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// Runs the local steps `steps` (see [`Driver::together`]) as one unit of work
-    /// guarded by `guard`, with their checkpoints: one commit for all of them, each
-    /// step seeing the outputs of those before it. Nothing of a failure is stored:
-    /// the caller runs the steps again one at a time (a later step's failure makes
-    /// the earlier ones run again; the first step's error is its first attempt). On
-    /// success `outputs` holds the steps' outputs.
+    /// Runs the local steps `steps` (consecutive, at least one: see
+    /// [`Driver::together`]) as one unit of work guarded by `guard`, with their
+    /// checkpoints: one commit for all of them, each step seeing the outputs of those
+    /// before it. Nothing of a failure is stored: the caller runs the steps again one
+    /// at a time (a later step's failure makes the earlier ones run again; the first
+    /// step's error is its first attempt). On success `outputs` holds the steps'
+    /// outputs.
     pub(super) async fn local_together(
         &self,
-        steps: Range<u32>,
+        steps: &[LocalAt<'_, I>],
         guard: Guard<'_>,
         input: &I,
         outputs: &mut [(&'static str, Option<Value>)],
         row: &store::RunRow,
     ) -> Together {
-        let (id, then) = (self.id, self.then(steps.end));
-        let timeout: Duration = steps
-            .clone()
-            .map(|position| self.saga.steps[position as usize].policy.timeout)
-            .sum();
+        let first = steps.first().map_or(0, |step| step.position);
+        let next = steps.last().map_or(0, |step| step.position + 1);
+        let (id, then) = (self.id, self.then(next));
+        let timeout: Duration = steps.iter().map(|s| s.definition.policy.timeout).sum();
         let mut seen = outputs.to_vec();
         // The position of the step being run, until the checkpoint is written.
         let mut running = None;
-        let mut done = Vec::new();
+        let mut done: Vec<StepRecord> = Vec::with_capacity(steps.len());
         let mut checkpointed_at = self.now();
         let work = self.guarded(guard, async |uow| {
-            for position in steps.clone() {
-                let definition = &self.saga.steps[position as usize];
-                let StepKind::Local(step) = &definition.kind else {
-                    return Err(StepError::transient(
-                        "an external step cannot run with others",
-                    ));
-                };
-                let (attempt, started_at) = if position == steps.start {
+            for local in steps {
+                let (position, name) = (local.position, local.definition.name);
+                let (attempt, started_at) = if position == first {
                     let started_at = row.step_started_at.unwrap_or_else(Utc::now);
                     (row.status.attempts + 1, started_at)
                 } else {
@@ -520,21 +516,30 @@ where
                     attempt,
                     now: self.now(),
                 };
-                let span = tracing::info_span!("saga_step", step = definition.name, attempt);
+                let span = tracing::info_span!("saga_step", step = name, attempt);
                 running = Some(position);
-                let output = step.act(&context, uow).instrument(span).await?;
+                let output = local.step.act(&context, uow).instrument(span).await?;
                 seen[position as usize].1 = Some(output.clone());
-                done.push((position, definition.name, output, attempt, started_at));
+                done.push(StepRecord {
+                    position,
+                    name: name.to_owned(),
+                    state: StepState::Done,
+                    output: Some(output),
+                    attempts: attempt,
+                    started_at,
+                    completed_at: None,
+                    compensated_at: None,
+                });
             }
             running = None;
             let rows: Vec<StepRow<'_>> = done
                 .iter()
-                .map(|(position, name, output, attempts, started_at)| StepRow {
-                    position: *position,
-                    name,
-                    output: Some(output),
-                    attempts: *attempts,
-                    started_at: *started_at,
+                .map(|record| StepRow {
+                    position: record.position,
+                    name: &record.name,
+                    output: record.output.as_ref(),
+                    attempts: record.attempts,
+                    started_at: record.started_at,
                 })
                 .collect();
             checkpointed_at = self.now();
@@ -542,39 +547,26 @@ where
                 store::checkpoint_done(tx, id, &rows, then, checkpointed_at).await
             })
             .await?;
-            for (_, name, ..) in &done {
-                crate::fault::point(&format!("saga.{name}.before_commit"));
+            for record in &done {
+                crate::fault::point(&format!("saga.{}.before_commit", record.name));
             }
             Ok(())
         });
         let error = match tokio::time::timeout(timeout, work).await {
-            Ok(Err(error)) if running == Some(steps.start) => {
-                return Together::Failed(Some(error));
-            }
+            Ok(Err(error)) if running == Some(first) => return Together::Failed(Some(error)),
             Ok(Ok(Some(()))) => {
                 outputs.clone_from_slice(&seen);
-                for position in steps {
-                    let name = self.saga.steps[position as usize].name;
-                    crate::fault::point(&format!("saga.{name}.after_commit"));
+                for record in &mut done {
+                    crate::fault::point(&format!("saga.{}.after_commit", record.name));
+                    // As stored and read back: to the millisecond, the JSON parsed again.
+                    record.started_at = as_stored(record.started_at);
+                    record.completed_at = Some(as_stored(checkpointed_at));
+                    record.output = record
+                        .output
+                        .as_ref()
+                        .and_then(|output| serde_json::from_str(&output.to_string()).ok());
                 }
-                let completed_at = Some(as_stored(checkpointed_at));
-                let records = done
-                    .into_iter()
-                    .map(
-                        |(position, name, output, attempts, started_at)| StepRecord {
-                            position,
-                            name: name.to_owned(),
-                            state: StepState::Done,
-                            // As stored and read back: JSON text parsed again.
-                            output: serde_json::from_str(&output.to_string()).ok(),
-                            attempts,
-                            started_at: as_stored(started_at),
-                            completed_at,
-                            compensated_at: None,
-                        },
-                    )
-                    .collect();
-                return Together::Done(records);
+                return Together::Done(done);
             }
             Ok(Ok(None)) => return Together::Lost,
             Ok(Err(error)) => error.to_string(),

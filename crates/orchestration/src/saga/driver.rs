@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::attempt::{Guard, Start, Together};
+use super::attempt::{Guard, LocalAt, Start, Together};
 use super::decide::{self, AfterAct, Next};
 use super::start::run_store;
 use super::store::{self, Compensation, Expect};
@@ -20,7 +20,6 @@ use super::{RunDetails, RunState, Saga, SagaError, Sagas, StepKind};
 use crate::databases::CommitPlan;
 use crate::schema::COORDINATOR_BOUNDARY;
 use sea_orm::DbErr;
-use std::ops::Range;
 use tokio::sync::oneshot;
 
 /// Where the run a driver drives comes from.
@@ -42,27 +41,27 @@ pub(super) struct Fresh {
 }
 
 impl Fresh {
-    /// Tells the starter how storing the run went; `true` if it was stored.
-    fn report(self, stored: Result<bool, DbErr>) -> bool {
+    /// Tells the starter how storing the run went. If it was stored, counts it and
+    /// returns the run and whom to tell how it ended.
+    fn report(
+        self,
+        stored: Result<bool, DbErr>,
+    ) -> Option<(store::NewRun, oneshot::Sender<RunDetails>)> {
         let ok = matches!(stored, Ok(true));
         if ok {
-            count_started(self.new.saga);
+            metrics::counter!("switchyard_saga_runs_started_total", "saga" => self.new.saga)
+                .increment(1);
         }
         // A starter that stopped waiting no longer listens; the run goes on.
         let _ = self.stored.send(stored);
-        ok
+        ok.then_some((self.new, self.ended))
     }
 
     /// Stores the run in a transaction of its own; `true` if it was stored.
     async fn store_alone(self, db: &DatabaseConnection) -> bool {
         let stored = store::insert_run(db, &self.new).await;
-        self.report(stored)
+        self.report(stored).is_some()
     }
-}
-
-/// Counts a run of `saga` stored by its start.
-fn count_started(saga: &'static str) {
-    metrics::counter!("switchyard_saga_runs_started_total", "saga" => saga).increment(1);
 }
 
 /// Drives run `id` of `saga` until it is finished, failed, or taken over, or `stop`
@@ -161,11 +160,11 @@ where
     /// longest stretch of local steps whose boundaries are on the runs' database (one
     /// transaction with the checkpoints) and whose timeouts add up to less than the
     /// lease, so that no other instance can take the run over meanwhile.
-    fn together(&self, position: u32) -> Range<u32> {
+    fn together(&self, position: u32) -> Vec<LocalAt<'s, I>> {
         let databases = self.sagas.databases();
-        let mut end = position;
+        let mut stretch = Vec::new();
         let mut time = Duration::ZERO;
-        for definition in &self.saga.steps[position as usize..] {
+        for (definition, position) in self.saga.steps[position as usize..].iter().zip(position..) {
             let StepKind::Local(step) = &definition.kind else {
                 break;
             };
@@ -177,9 +176,13 @@ where
             {
                 break;
             }
-            end += 1;
+            stretch.push(LocalAt {
+                position,
+                definition,
+                step: step.as_ref(),
+            });
         }
-        position..end
+        stretch
     }
 
     /// What the run does after the checkpoint of the steps before `next`.
@@ -267,10 +270,12 @@ where
             let step = row.status.current_step;
             let now = self.now();
             let next = decide::next(&row.status, &self.holder, steps);
-            if let Next::Act { position } = next {
+            if let Next::Act { position } = next
+                && fold
+            {
                 let together = self.together(position);
                 let worth = together.len() > 1 || (unstored.is_some() && !together.is_empty());
-                if fold && worth {
+                if worth {
                     let guard = match &unstored {
                         Some(fresh) => Guard::Insert(&fresh.new),
                         None => Guard::Renew(
@@ -281,20 +286,18 @@ where
                             row.status.attempts + 1,
                         ),
                     };
-                    let end = together.end;
+                    let end = position + u32::try_from(together.len()).unwrap_or(0);
                     match self
-                        .local_together(together, guard, &input, &mut outputs, &row)
+                        .local_together(&together, guard, &input, &mut outputs, &row)
                         .await
                     {
                         Together::Done(records) => {
-                            if let Some(Fresh { new, stored, ended }) = unstored.take() {
-                                count_started(new.saga);
-                                let _ = stored.send(Ok(true));
-                                if end == steps
-                                    && let Some(details) = new.completed(records)
-                                {
-                                    let _ = ended.send(details);
-                                }
+                            if let Some((new, ended)) =
+                                unstored.take().and_then(|fresh| fresh.report(Ok(true)))
+                                && end == steps
+                                && let Some(details) = new.completed(records)
+                            {
+                                let _ = ended.send(details);
                             }
                             match self.then(end) {
                                 store::Then::Complete => {

@@ -219,6 +219,20 @@ fn saga_retrying_charge(world: &Arc<World>, policy: RetryPolicy) -> Saga<Input> 
         .retry(quick())
 }
 
+/// Another instance on `db`'s databases, with the saga `define` makes of a fresh
+/// world registered (a saga registers once per fabric).
+async fn instance(
+    db: &TestDatabase,
+    define: fn(&Arc<World>) -> Saga<Input>,
+) -> (Fabric, SagaHandle<Input>, Arc<World>) {
+    let world = Arc::new(World::default());
+    let fabric = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
+        .await
+        .unwrap();
+    let handle = fabric.sagas().register(define(&world)).unwrap();
+    (fabric, handle, world)
+}
+
 fn register(fabric: &Fabric, world: &Arc<World>) -> SagaHandle<Input> {
     fabric.sagas().register(saga(world)).unwrap()
 }
@@ -338,11 +352,7 @@ async fn a_refusal_compensates_completed_steps_in_reverse_order(db: TestDatabase
     assert_eq!(run.output(), None);
 
     // Refused by the first step: nothing took effect, nothing to undo.
-    let world = Arc::new(World::default());
-    let fabric2 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
-        .await
-        .unwrap();
-    let handle = fabric2.sagas().register(saga(&world)).unwrap();
+    let (_instance, handle, world) = instance(&db, saga).await;
     let refused = Input {
         name: "three".to_owned(),
         reject_at: Some("first".to_owned()),
@@ -769,11 +779,7 @@ async fn consecutive_local_steps_commit_together_and_run_one_at_a_time_after_a_f
 
     // The third step refuses: nothing of the three committed, so they run again one
     // at a time, and the refusal undoes the first two.
-    let world = Arc::new(World::default());
-    let fabric2 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
-        .await
-        .unwrap();
-    let handle = fabric2.sagas().register(all_local(&world)).unwrap();
+    let (_instance, handle, world) = instance(&db, all_local).await;
     let refused = Input {
         name: "ten".to_owned(),
         reject_at: Some("third".to_owned()),
@@ -804,11 +810,7 @@ async fn consecutive_local_steps_commit_together_and_run_one_at_a_time_after_a_f
     assert_eq!(fabric.sagas().run(run.run.id).await.unwrap(), run);
 
     // The first step refuses: its refusal is its attempt; the run is stored, refused.
-    let world = Arc::new(World::default());
-    let fabric3 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
-        .await
-        .unwrap();
-    let handle = fabric3.sagas().register(all_local(&world)).unwrap();
+    let (_instance, handle, world) = instance(&db, all_local).await;
     let refused = Input {
         name: "eleven".to_owned(),
         reject_at: Some("first".to_owned()),
@@ -820,11 +822,7 @@ async fn consecutive_local_steps_commit_together_and_run_one_at_a_time_after_a_f
     assert_eq!(world.entries(), ["do first"]);
 
     // Under load: twenty runs, half of them started twice at once with one key.
-    let world = Arc::new(World::default());
-    let fabric4 = Fabric::connect(db.topology(), [orchestration::schema::boundary(), alpha()])
-        .await
-        .unwrap();
-    let handle = fabric4.sagas().register(all_local(&world)).unwrap();
+    let (_instance, handle, _) = instance(&db, all_local).await;
     let starts: Vec<_> = (0..30)
         .map(|i| {
             let handle = handle.clone();

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 mod read;
 
-use crate::clock::{epoch_millis, epoch_millis_after, from_epoch_millis};
+use crate::clock::{as_stored, epoch_millis, epoch_millis_after, from_epoch_millis};
 use crate::saga::{RunDetails, RunState, RunStatus, StepRecord, StepState};
 use crate::schema::COORDINATOR_BOUNDARY;
 use crate::schema::saga::{SagaRuns, SagaSteps};
@@ -52,7 +52,7 @@ pub(super) struct NewRun {
 impl NewRun {
     /// The run as [`insert_run`] stores it.
     pub(super) fn row(&self) -> RunRow {
-        let now = from_epoch_millis(epoch_millis(self.now));
+        let now = as_stored(self.now);
         RunRow {
             status: RunStatus {
                 id: self.id,
